@@ -1,0 +1,1 @@
+"""Data: the synthetic driving world, real-format readers/writers and the dataset builder."""

@@ -1,0 +1,1 @@
+"""Geometry and rendering functions (no state, no I/O)."""
