@@ -50,3 +50,74 @@ def quaternion_to_matrix(wxyz) -> np.ndarray:
 def yaw_of(T: np.ndarray) -> float:
     """Rotation about z of a rigid transform, radians."""
     return math.atan2(T[1, 0], T[0, 0])
+
+
+def rigid_from_quaternion(wxyz, translation) -> np.ndarray:
+    """float64 [4, 4]: rigid transform of a rotation quaternion (w, x, y, z) and a translation (x, y, z),
+    as nuScenes stores poses and calibrations (maps the posed frame into its parent)."""
+    T = np.eye(4)
+    T[:3, :3] = quaternion_to_matrix(wxyz)
+    T[:3, 3] = np.asarray(translation, dtype=np.float64)
+    return T
+
+
+def matrix_to_quaternion(R: np.ndarray) -> np.ndarray:
+    """float64 [4] unit quaternion (w, x, y, z) with w >= 0 of a rotation matrix float [3, 3]
+    (inverse of quaternion_to_matrix; Shepperd's method, stable for every rotation)."""
+    R = np.asarray(R, dtype=np.float64)
+    tr = np.trace(R)
+    if tr > 0:
+        s = 2.0 * math.sqrt(tr + 1.0)
+        q = np.array([0.25 * s, (R[2, 1] - R[1, 2]) / s, (R[0, 2] - R[2, 0]) / s, (R[1, 0] - R[0, 1]) / s])
+    else:
+        i = int(np.argmax(np.diag(R)))
+        j, k = (i + 1) % 3, (i + 2) % 3
+        s = 2.0 * math.sqrt(max(1.0 + R[i, i] - R[j, j] - R[k, k], 1e-12))
+        q = np.empty(4)
+        q[0] = (R[k, j] - R[j, k]) / s
+        q[1 + i] = 0.25 * s
+        q[1 + j] = (R[j, i] + R[i, j]) / s
+        q[1 + k] = (R[k, i] + R[i, k]) / s
+    q /= np.linalg.norm(q)
+    return -q if q[0] < 0 else q
+
+
+def polygon_mask(polygon: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+    """bool [len(xs), len(ys)]: which points of the lattice (xs[i], ys[j]) lie inside a simple polygon
+    (float [N, 2], either orientation), by the even-odd rule with scanlines along x.
+
+    xs, ys: increasing, evenly spaced coordinates (metres). Cost is O(len(xs) * N + lattice size), so a
+    polygon of hundreds of vertices fills a 1600 x 1600 lattice in a few tens of milliseconds.
+    """
+    xs, ys = np.asarray(xs, dtype=np.float64), np.asarray(ys, dtype=np.float64)
+    p = np.asarray(polygon, dtype=np.float64)
+    a, b = p, np.roll(p, -1, axis=0)
+    # Scanline i at x = xs[i] crosses edge (a, b) where the edge spans it (half-open, so a vertex on the
+    # scanline counts once); record the crossing's y as a column position and take the parity.
+    x = xs[:, None]
+    spans = (a[None, :, 0] <= x) != (b[None, :, 0] <= x)  # [I, N]
+    denom = np.where(b[:, 0] != a[:, 0], b[:, 0] - a[:, 0], 1.0)
+    y_cross = a[None, :, 1] + (x - a[None, :, 0]) * ((b[:, 1] - a[:, 1]) / denom)[None]
+    dy = ys[1] - ys[0] if len(ys) > 1 else 1.0
+    col = np.clip(np.ceil((y_cross - ys[0]) / dy - 1e-9), 0, len(ys)).astype(np.int64)
+    rows, edges = np.nonzero(spans)
+    diff = np.zeros((len(xs), len(ys) + 1), dtype=np.int32)
+    np.add.at(diff, (rows, col[rows, edges]), 1)
+    return (np.cumsum(diff[:, :-1], axis=1) % 2).astype(bool)
+
+
+def sample_polyline(points: np.ndarray, spacing: float) -> tuple[np.ndarray, np.ndarray]:
+    """Points along a polyline float [N, D] at most `spacing` metres apart, vertices included.
+
+    Returns (samples float64 [M, D], arc length of each sample float64 [M] from the first vertex).
+    """
+    p = np.asarray(points, dtype=np.float64)
+    seg = p[1:] - p[:-1]
+    length = np.linalg.norm(seg, axis=1)
+    n = np.maximum(np.ceil(length / spacing).astype(np.int64), 1)
+    seg_id = np.repeat(np.arange(len(seg)), n)
+    t = (np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n)) / np.repeat(n, n)
+    start_s = np.concatenate([[0.0], np.cumsum(length)])
+    samples = np.concatenate([p[seg_id] + t[:, None] * seg[seg_id], p[-1:]])
+    arc = np.concatenate([start_s[seg_id] + t * length[seg_id], start_s[-1:]])
+    return samples, arc

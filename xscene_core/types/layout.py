@@ -16,7 +16,8 @@ from ._checks import as_array, check_choice, check_finite, check_positive
 BOX_STATES = semantics.STATES
 LANE_TURNS = ("straight", "left", "right")
 LINE_KINDS = ("lane_divider", "road_divider", "road_edge", "stop_line")
-POLYGON_KINDS = ("drivable", "crosswalk", "sidewalk", "parking", "median")
+POLYGON_KINDS = ("drivable", "intersection", "crosswalk", "sidewalk", "parking", "median")
+DRIVABLE_KINDS = ("drivable", "intersection", "crosswalk", "parking")  # areas a vehicle may stand on
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,2 @@
+"""Evaluation: metrics, the speed bench (`python -m xscene_core.eval.bench`) and the quality report
+(`python -m xscene_core.eval.quality`)."""

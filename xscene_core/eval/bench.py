@@ -1,0 +1,53 @@
+"""Speed bench: `python -m xscene_core.eval.bench [--json PATH] [--repeats N]`.
+
+Seconds are medians over N runs after one warm-up, on held-out synthetic worlds; keys are stable
+(see DESIGN.md). Only stages that exist are measured; the others are absent, never faked."""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from ..data.splits import world_seeds
+from ..data.world import SyntheticWorld
+from .report import Row, publish
+
+
+def median_time(fn, repeats: int) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def bench_world_chunk(repeats: int) -> float:
+    """Seconds to generate one fresh chunk of a world (new positions every run, so no cache helps)."""
+    seed = next(world_seeds("test"))
+    world = SyntheticWorld(seed)
+    spots = iter([world.find_location(env, start=k) for k in range(repeats + 1)
+                  for env in ("downtown", "suburban", "highway")][: repeats + 1])
+    return median_time(lambda: world.chunk(*next(spots)), repeats)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--json", type=Path, default=None, help="also write {key: value} here")
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--no-markdown", action="store_true", help="do not update BENCHMARKS.md")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(min(2, torch.get_num_threads()))
+    rows = [Row("world_chunk_s", bench_world_chunk(args.repeats), "s", "< 1 s", "synthetic world, one 80 m chunk with layout, graph, description")]
+    rows.append(Row("peak_rss_gb", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2, "GB", "< 6 GB"))
+    publish("Speed (bench)", rows, args.json, not args.no_markdown)
+
+
+if __name__ == "__main__":
+    main()

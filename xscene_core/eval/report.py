@@ -1,0 +1,58 @@
+"""Printing and recording measurement results: one table on stdout, a flat JSON object (--json) and a
+section of BENCHMARKS.md (each command owns one section, replaced on every run)."""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "BENCHMARKS.md"
+TITLE = "# Benchmarks\n\nWritten by `python -m xscene_core.eval.bench` and `python -m xscene_core.eval.quality`; do not edit by hand.\n"
+
+
+@dataclass(frozen=True)
+class Row:
+    """One measured figure: stable key, value, unit, target text ("" if none) and a note."""
+
+    key: str
+    value: float
+    unit: str
+    target: str = ""
+    note: str = ""
+
+
+def machine() -> str:
+    return f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}"
+
+
+def table(rows: list[Row]) -> str:
+    lines = ["| key | value | target | note |", "|---|---|---|---|"]
+    for r in rows:
+        v = f"{r.value:.4g}" if isinstance(r.value, float) else str(r.value)
+        lines.append(f"| `{r.key}` | {v} {r.unit} | {r.target} | {r.note} |")
+    return "\n".join(lines)
+
+
+def publish(section: str, rows: list[Row], json_path: Path | None, write_markdown: bool = True, preamble: str = "") -> None:
+    """Print the table, write the JSON object {key: value} and replace `section` in BENCHMARKS.md."""
+    body = table(rows)
+    print(body)
+    if json_path is not None:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps({r.key: r.value for r in rows}, indent=1))
+    if not write_markdown:
+        return
+    text = BENCHMARKS.read_text() if BENCHMARKS.exists() else TITLE
+    start, end = f"<!-- {section}:start -->", f"<!-- {section}:end -->"
+    block = (f"{start}\n## {section}\n\n{preamble}Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on "
+             f"{machine()}.\n\n{body}\n{end}")
+    if start in text and end in text:
+        text = text[:text.index(start)] + block + text[text.index(end) + len(end):]
+    else:
+        text = text.rstrip() + "\n\n" + block + "\n"
+    BENCHMARKS.write_text(text)
