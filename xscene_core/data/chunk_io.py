@@ -65,3 +65,32 @@ def load_chunk(directory: str | Path) -> tuple[Chunk, dict]:
     if (d / "description.json").exists():
         chunk.description = SceneDescription.load(d / "description.json")
     return chunk, meta
+
+
+def save_world(directory: str | Path, world: "WorldMap", meta: dict | None = None) -> Path:
+    """Write a WorldMap: world.json (stride, chunk list, meta) and one chunk folder per chunk."""
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    for index, chunk in world.chunks.items():
+        save_chunk(d / str(index), chunk)
+    info = {"format": "xscene.world/1", "stride": world.stride,
+            "chunks": [[i.i, i.j] for i in sorted(world.chunks)], **(meta or {})}
+    tmp = d / "world.json.tmp"
+    tmp.write_text(json.dumps(info, indent=1))
+    tmp.replace(d / "world.json")
+    return d
+
+
+def load_world(directory: str | Path) -> tuple["WorldMap", dict]:
+    """Read a world folder written by save_world; returns (world, meta from world.json)."""
+    from ..types.world import ChunkIndex, WorldMap
+
+    d = Path(directory)
+    if not (d / "world.json").exists():
+        raise ValueError(f"{d}: not an xscene world folder (world.json missing)")
+    info = json.loads((d / "world.json").read_text())
+    world = WorldMap(stride=float(info["stride"]))
+    for i, j in info["chunks"]:
+        index = ChunkIndex(i, j)
+        world.add(index, load_chunk(d / str(index))[0])
+    return world, info
