@@ -74,8 +74,6 @@ def test_missing_file_names_the_file(tmp_path):
         read_labels_npz(path)
 
 
-@pytest.mark.xfail(strict=True, reason="bug in data/occ3d.py: np.load's ValueError for a non-archive file "
-                   "escapes without the file name (see the report)")
 def test_text_file_names_the_file(tmp_path):
     path = tmp_path / "labels.npz"
     path.write_text("semantics = not an archive")
@@ -83,8 +81,6 @@ def test_text_file_names_the_file(tmp_path):
         read_labels_npz(path)
 
 
-@pytest.mark.xfail(strict=True, reason="bug in data/occ3d.py: a plain .npy loads as an ndarray and the `with` "
-                   "raises TypeError (see the report)")
 def test_npy_file_names_the_file(tmp_path):
     path = tmp_path / "labels.npy"
     np.save(path, np.zeros((200, 200, 16), np.uint8))

@@ -19,12 +19,17 @@ def read_labels_npz(path: str | Path, grid: GridSpec | None = None) -> Occupancy
     """
     path = Path(path)
     try:
-        with np.load(path, allow_pickle=False) as d:
+        d = np.load(path, allow_pickle=False)
+        if not isinstance(d, np.lib.npyio.NpzFile):
+            raise ValueError(f"{path}: not an .npz archive (a single array was found)")
+        with d:
             if "semantics" not in d.files:
                 raise ValueError(f"{path}: not an Occ3D labels file (keys {d.files}, need 'semantics')")
             arrays = {k: d[k] for k in KEYS if k in d.files}
     except (zipfile.BadZipFile, OSError) as e:
         raise ValueError(f"{path}: cannot read as .npz ({e})") from None
+    except ValueError as e:
+        raise ValueError(str(e) if str(path) in str(e) else f"{path}: cannot read as .npz ({e})") from None
     grid = grid or GridSpec(tuple(arrays["semantics"].shape))
     return Occupancy(arrays["semantics"], grid, arrays.get("mask_lidar"), arrays.get("mask_camera"))
 

@@ -11,8 +11,16 @@ import numpy as np
 def as_array(name: str, value: Any, dtype: Any, shape: Sequence[int | None]) -> np.ndarray:
     """Convert `value` to an array of `dtype` and check its shape (None = any length) and finiteness."""
     try:
-        arr = np.asarray(value, dtype=dtype)
-    except (TypeError, ValueError) as e:
+        raw = np.asarray(value)
+        if np.dtype(dtype).kind in "iu" and raw.dtype.kind == "f":
+            if not np.all(np.isfinite(raw)) or not np.all(raw == np.round(raw)):
+                raise ValueError(f"{name}: expected whole numbers for a {np.dtype(dtype).name} array")
+        if np.dtype(dtype).kind == "u" and raw.size and raw.dtype.kind in "if" and raw.min() < 0:
+            raise ValueError(f"{name}: negative values for an unsigned array")
+        arr = raw.astype(dtype, copy=False)
+    except (TypeError, ValueError, OverflowError) as e:
+        if str(e).startswith(name):
+            raise
         raise ValueError(f"{name}: cannot convert to {np.dtype(dtype).name} array ({e})") from None
     check_shape(name, arr.shape, shape)
     if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):

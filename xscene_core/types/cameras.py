@@ -33,7 +33,13 @@ class Camera:
     def __post_init__(self) -> None:
         object.__setattr__(self, "K", as_array(f"Camera {self.name}.K", self.K, np.float64, (3, 3)))
         object.__setattr__(self, "T_ego_cam", as_array(f"Camera {self.name}.T_ego_cam", self.T_ego_cam, np.float64, (4, 4)))
+        if int(self.height) != self.height or int(self.width) != self.width:
+            raise ValueError(f"Camera {self.name}: image size must be whole pixels, got {self.height} x {self.width}")
+        object.__setattr__(self, "height", int(self.height))
+        object.__setattr__(self, "width", int(self.width))
         check_positive(f"Camera {self.name} image size", self.height, self.width)
+        if self.K[0, 0] <= 0 or self.K[1, 1] <= 0:
+            raise ValueError(f"Camera {self.name}.K: focal lengths must be > 0")
         R = self.T_ego_cam[:3, :3]
         if not np.allclose(R @ R.T, np.eye(3), atol=1e-5) or not np.allclose(self.T_ego_cam[3], [0, 0, 0, 1]):
             raise ValueError(f"Camera {self.name}.T_ego_cam: not a rigid transform")
@@ -66,7 +72,10 @@ class CameraRig:
         object.__setattr__(self, "cameras", tuple(self.cameras))
         if not self.cameras:
             raise ValueError("CameraRig: needs at least one camera")
-        object.__setattr__(self, "T_world_ego", as_array("CameraRig.T_world_ego", self.T_world_ego, np.float64, (4, 4)))
+        T = as_array("CameraRig.T_world_ego", self.T_world_ego, np.float64, (4, 4))
+        if not np.allclose(T[:3, :3] @ T[:3, :3].T, np.eye(3), atol=1e-5) or not np.allclose(T[3], [0, 0, 0, 1]):
+            raise ValueError("CameraRig.T_world_ego: not a rigid transform")
+        object.__setattr__(self, "T_world_ego", T)
 
     def __len__(self) -> int:
         return len(self.cameras)

@@ -10,10 +10,19 @@ from pathlib import Path
 import numpy as np
 
 from .. import semantics
+from ..ops.clip import rect_corners
 from ..ops.geometry import wrap_angle
 from ._checks import as_array, check_choice, check_finite, check_positive
 
 BOX_STATES = semantics.STATES
+
+
+def _fields_equal(a, b) -> bool:
+    """Dataclass equality that compares array fields by value."""
+    if type(a) is not type(b):
+        return NotImplemented
+    return all(np.array_equal(x, y) if isinstance(x, np.ndarray) else x == y
+               for x, y in ((getattr(a, f), getattr(b, f)) for f in a.__dataclass_fields__))
 LANE_TURNS = ("straight", "left", "right")
 LINE_KINDS = ("lane_divider", "road_divider", "road_edge", "stop_line")
 POLYGON_KINDS = ("drivable", "intersection", "crosswalk", "sidewalk", "parking", "median")
@@ -64,11 +73,7 @@ class Box:
 
     def corners_bev(self) -> np.ndarray:
         """float64 [4, 2]: footprint corners (front-left, front-right, rear-right, rear-left)."""
-        c, s = math.cos(self.yaw), math.sin(self.yaw)
-        hl, hw = self.size[0] / 2, self.size[1] / 2
-        local = np.array([[hl, hw], [hl, -hw], [-hl, -hw], [-hl, hw]])
-        rot = np.array([[c, -s], [s, c]])
-        return local @ rot.T + np.asarray(self.center[:2])
+        return rect_corners(self.center, self.size, self.yaw)
 
     def contains(self, points: np.ndarray) -> np.ndarray:
         """bool [...]: which points (float [..., 3]) lie inside the box."""
@@ -113,6 +118,9 @@ class Lane:
             raise ValueError(f"Lane.points: a lane needs at least 2 points, got {len(self.points)}")
         check_choice("Lane.turn", self.turn, LANE_TURNS)
 
+    def __eq__(self, other: object) -> bool:
+        return _fields_equal(self, other)
+
     @property
     def heading(self) -> float:
         """Overall direction of travel (radians), from the first to the last point."""
@@ -141,6 +149,9 @@ class MapLine:
             raise ValueError("MapLine.points: a line needs at least 2 points")
         check_choice("MapLine.kind", self.kind, LINE_KINDS)
 
+    def __eq__(self, other: object) -> bool:
+        return _fields_equal(self, other)
+
     def to_dict(self) -> dict:
         return {"points": self.points.round(4).tolist(), "kind": self.kind}
 
@@ -161,6 +172,9 @@ class MapPolygon:
         if len(self.points) < 3:
             raise ValueError("MapPolygon.points: a polygon needs at least 3 points")
         check_choice("MapPolygon.kind", self.kind, POLYGON_KINDS)
+
+    def __eq__(self, other: object) -> bool:
+        return _fields_equal(self, other)
 
     @property
     def area(self) -> float:

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import semantics
-from ._checks import as_array, check_positive, check_shape
+from ._checks import check_finite, check_positive, check_shape
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,7 @@ class GridSpec:
         check_positive("GridSpec.voxel_size", self.voxel_size)
         if len(self.lower) != 3:
             raise ValueError(f"GridSpec.lower must have three values, got {self.lower}")
+        check_finite("GridSpec.lower", *self.lower)
 
     @property
     def upper(self) -> tuple[float, float, float]:
@@ -85,18 +86,18 @@ class Occupancy:
     def __post_init__(self) -> None:
         labels = np.asarray(self.labels)
         check_shape("Occupancy.labels", labels.shape, self.grid.shape)
-        if labels.dtype != np.uint8:
-            if not np.issubdtype(labels.dtype, np.integer):
-                raise ValueError(f"Occupancy.labels: expected an integer array, got dtype {labels.dtype}")
-            labels = labels.astype(np.uint8)
-        if labels.size and labels.max() >= semantics.NUM_CLASSES:
-            raise ValueError(f"Occupancy.labels: ids must lie in 0..{semantics.FREE}, got max {labels.max()}")
-        self.labels = labels
+        if not np.issubdtype(labels.dtype, np.integer):
+            raise ValueError(f"Occupancy.labels: expected an integer array, got dtype {labels.dtype}")
+        if labels.size and (labels.min() < 0 or labels.max() >= semantics.NUM_CLASSES):
+            raise ValueError(f"Occupancy.labels: ids must lie in 0..{semantics.FREE}, got {labels.min()}..{labels.max()}")
+        self.labels = labels.astype(np.uint8, copy=False)
         for name in ("mask_lidar", "mask_camera"):
             m = getattr(self, name)
             if m is not None:
                 m = np.asarray(m)
                 check_shape(f"Occupancy.{name}", m.shape, self.grid.shape)
+                if m.dtype != bool and not (np.issubdtype(m.dtype, np.integer) and np.isin(m, (0, 1)).all()):
+                    raise ValueError(f"Occupancy.{name}: expected bool or 0/1 integers, got dtype {m.dtype}")
                 setattr(self, name, m.astype(bool))
 
     @property
