@@ -256,60 +256,72 @@ class SyntheticWorld:
 
     def labels_at(self, points: np.ndarray) -> np.ndarray:
         """Occ3D labels of world points float [N, 3] (metres): the same function every chunk samples."""
-        pts = np.asarray(points, dtype=np.float64).reshape(-1, 3)
+        pts = _round(np.asarray(points, dtype=np.float64).reshape(-1, 3))
         out = np.empty(len(pts), np.uint8)
         for start in range(0, len(pts), 4096):
-            p = _round(pts[start:start + 4096])
+            p = pts[start:start + 4096]
             lo, hi = p[:, :2].min(0), p[:, :2].max(0)
-            out[start:start + 4096] = self._label_points(p, (lo[0], lo[1], hi[0], hi[1]))
+            out[start:start + 4096] = self._label_columns(p[:, :2], p[:, 2:], (lo[0], lo[1], hi[0], hi[1]))[:, 0]
         return out
 
     # -- rasterization -------------------------------------------------------------------------------
-    def _label_points(self, q: np.ndarray, bbox) -> np.ndarray:
-        """Labels of world points q float [N, 3] inside bbox (all shapes tested in world coordinates)."""
+    def _label_columns(self, xy: np.ndarray, z: np.ndarray, bbox) -> np.ndarray:
+        """Labels uint8 [N, K] of world points at columns xy float [N, 2] and heights z float [N, K]
+        inside bbox. Every shape is tested in world coordinates, so a point's label never depends on
+        the chunk that asks."""
         roads, nodes = self._near(bbox, 2.0)
-        g = self.ground.sample(q[:, :2], roads, nodes)
-        z = q[:, 2]
-        base = np.where(g.label == VEGETATION, TERRAIN, g.label)
-        lab = np.where(z < g.top - 0.1, base, semantics.FREE).astype(np.uint8)
-        lab[(g.label == VEGETATION) & (z >= g.top - 0.1) & (z < g.canopy)] = VEGETATION
-        xy = q[:, :2]
-        groups = [self._trees_poles(r) for r in self._near(bbox, 8.0)[0]]
-        for trees, poles in groups:
+        g = self.ground.sample(xy, roads, nodes)
+        top, canopy = g.top[:, None], g.canopy[:, None]
+        base = np.where(g.label == VEGETATION, TERRAIN, g.label)[:, None]
+        lab = np.where(z < top - 0.1, base, semantics.FREE).astype(np.uint8)
+        lab[(g.label[:, None] == VEGETATION) & (z >= top - 0.1) & (z < canopy)] = VEGETATION
+        for trees, poles in (self._trees_poles(r) for r in self._near(bbox, 8.0)[0]):
             for t in trees:
                 near = np.flatnonzero((np.abs(xy[:, 0] - t.x) < t.radius) & (np.abs(xy[:, 1] - t.y) < t.radius))
                 if not len(near):
                     continue
                 zz, p = z[near] - ROAD_TOP, xy[near]
                 half = (t.crown_top - t.trunk_top) / 2
-                crown = ((p[:, 0] - t.x) ** 2 + (p[:, 1] - t.y) ** 2) / t.radius**2 + ((zz - t.trunk_top - half) / half) ** 2 <= 1
-                trunk = (np.abs(p[:, 0] - t.x) <= POLE_HALF) & (np.abs(p[:, 1] - t.y) <= POLE_HALF) & (zz >= 0) & (zz < t.trunk_top)
-                lab[near[crown | trunk]] = VEGETATION
+                r2 = (((p[:, 0] - t.x) ** 2 + (p[:, 1] - t.y) ** 2) / t.radius**2)[:, None]
+                crown = r2 + ((zz - t.trunk_top - half) / half) ** 2 <= 1
+                at_trunk = ((np.abs(p[:, 0] - t.x) <= POLE_HALF) & (np.abs(p[:, 1] - t.y) <= POLE_HALF))[:, None]
+                trunk = at_trunk & (zz >= 0) & (zz < t.trunk_top)
+                sub = lab[near]
+                sub[crown | trunk] = VEGETATION
+                lab[near] = sub
             for pl in poles:
                 near = np.flatnonzero((np.abs(xy[:, 0] - pl.x) <= POLE_HALF) & (np.abs(xy[:, 1] - pl.y) <= POLE_HALF))
-                lab[near[z[near] < ROAD_TOP + pl.height]] = MANMADE
+                sub = lab[near]
+                sub[z[near] < ROAD_TOP + pl.height] = MANMADE
+                lab[near] = sub
         for b in self.buildings_near(bbox):
-            r = math.hypot(*b.size) / 2
-            near = np.flatnonzero((np.abs(xy[:, 0] - b.center[0]) <= r) & (np.abs(xy[:, 1] - b.center[1]) <= r))
-            if not len(near):
-                continue
-            c, s = math.cos(b.yaw), math.sin(b.yaw)
-            d = xy[near] - b.center
-            inside = (np.abs(d[:, 0] * c + d[:, 1] * s) <= b.size[0] / 2) & (np.abs(-d[:, 0] * s + d[:, 1] * c) <= b.size[1] / 2)
-            inside &= z[near] < ROAD_TOP + b.height
-            lab[near[inside]] = MANMADE
+            near = self._footprint_columns(xy, b.center, b.size, b.yaw)
+            sub = lab[near]
+            sub[z[near] < ROAD_TOP + b.height] = MANMADE
+            lab[near] = sub
         for box in self.objects_near(bbox):
-            r = math.hypot(box.size[0], box.size[1]) / 2
-            near = np.flatnonzero((np.abs(xy[:, 0] - box.center[0]) <= r) & (np.abs(xy[:, 1] - box.center[1]) <= r))
-            if len(near):
-                lab[near[box.contains(q[near])]] = box.label
+            near = self._footprint_columns(xy, box.center, box.size, box.yaw)
+            sub = lab[near]
+            sub[np.abs(z[near] - box.center[2]) <= box.size[2] / 2] = box.label
+            lab[near] = sub
         return lab
+
+    @staticmethod
+    def _footprint_columns(xy: np.ndarray, center, size, yaw: float) -> np.ndarray:
+        """Indices of the columns whose (x, y) lies in a rectangle (edges included)."""
+        r = math.hypot(size[0], size[1]) / 2
+        near = np.flatnonzero((np.abs(xy[:, 0] - center[0]) <= r) & (np.abs(xy[:, 1] - center[1]) <= r))
+        c, s = math.cos(yaw), math.sin(yaw)
+        d = xy[near] - np.asarray(center[:2])
+        inside = (np.abs(d[:, 0] * c + d[:, 1] * s) <= size[0] / 2) & (np.abs(-d[:, 0] * s + d[:, 1] * c) <= size[1] / 2)
+        return near[inside]
 
     def _rasterize(self, T: np.ndarray, bbox) -> np.ndarray:
         grid = self.grid
-        centres = grid.centers()  # [X, Y, Z, 3] chunk frame
-        q = _round(centres.reshape(-1, 3) @ T[:3, :3].T + T[:3, 3])
-        return self._label_points(q, bbox).reshape(grid.shape)
+        centres = grid.centers()[:, :, 0, :2].reshape(-1, 2)  # column centres, chunk frame
+        xy = _round(centres @ T[:2, :2].T + T[:2, 3])
+        z = np.broadcast_to(_round(grid.axis_centers(2) + T[2, 3]), (len(xy), grid.shape[2]))
+        return self._label_columns(xy, z, bbox).reshape(grid.shape)
 
     # -- layout --------------------------------------------------------------------------------------
     def _layout(self, T: np.ndarray, bbox) -> Layout:
