@@ -79,7 +79,7 @@ def parse(text: str) -> SceneGraph:
         if not raw.strip():
             continue
         m = _ITEM.match(raw.replace("\t", "    "))
-        indent, body = len(m.group(1)), m.group(2)
+        body = m.group(2)
         low = body.lower().rstrip(":").strip()
         if low in ("scene graph", "scenegraph"):
             continue
@@ -102,7 +102,7 @@ def parse(text: str) -> SceneGraph:
                 areas.append(AreaNode(am.group(1), am.group(2).lower(), (float(am.group(3)), float(am.group(4)))))
             elif section == "objects":
                 om = _OBJ.match(body)
-                if om and (indent <= 2 or current_obj is None):
+                if om:
                     name = om.group(2).strip().lower().replace(" ", "_")
                     objects.append(ObjectNode(
                         om.group(1), semantics.class_id(name), om.group(3).lower(), om.group(4).lower(),

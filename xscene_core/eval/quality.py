@@ -47,8 +47,9 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--json", type=Path, default=None, help="also write {key: value} here")
     ap.add_argument("--no-markdown", action="store_true", help="do not update BENCHMARKS.md")
+    ap.add_argument("--worlds", type=int, default=3, help="held-out worlds per figure")
     args = ap.parse_args(argv)
-    rows = [Row("world_overlap_agreement", world_overlap_agreement(), "", "= 1.0",
+    rows = [Row("world_overlap_agreement", world_overlap_agreement(args.worlds), "", "= 1.0",
                 "share of shared voxels two overlapping synthetic chunks label alike (held-out worlds)")]
     publish("Quality", rows, args.json, not args.no_markdown)
 

@@ -1,0 +1,41 @@
+"""The bench and quality commands run, print a table and write a flat JSON object with stable keys."""
+
+import json
+
+from xscene_core.eval import bench, quality
+
+
+def test_bench_writes_json(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    bench.main(["--json", str(out), "--repeats", "1", "--no-markdown"])
+    data = json.loads(out.read_text())
+    assert {"world_chunk_s", "peak_rss_gb"} <= set(data)
+    assert 0 < data["world_chunk_s"] < 60
+    assert "| `world_chunk_s` |" in capsys.readouterr().out
+
+
+def test_quality_writes_json(tmp_path):
+    out = tmp_path / "quality.json"
+    quality.main(["--json", str(out), "--worlds", "1", "--no-markdown"])
+    data = json.loads(out.read_text())
+    assert data["world_overlap_agreement"] == 1.0
+
+
+def test_overlap_agreement_detects_disagreement():
+    # a different world in the second chunk must not agree: the metric can fail
+    from xscene_core.data.world import SyntheticWorld
+
+    a, b = SyntheticWorld(1), SyntheticWorld(2)
+    x, y = a.find_location("downtown")
+
+    class Mixed:
+        grid = a.grid
+
+        def __init__(self):
+            self.calls = 0
+
+        def chunk(self, x, y):
+            self.calls += 1
+            return (a if self.calls == 1 else b).chunk(x, y)
+
+    assert quality.overlap_agreement(Mixed(), x, y, (40.0, 0.0)) < 0.95
