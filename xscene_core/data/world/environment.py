@@ -123,6 +123,12 @@ class EnvironmentMap:
                         best[idx], env[idx], axis[idx] = d[closer], e, a
         return env, axis
 
+    def region_key(self, x: float, y: float) -> tuple[int, int]:
+        """The region cell whose seed point is nearest to (x, y)."""
+        ri0, rj0 = int(np.floor(x / REGION_SIZE)), int(np.floor(y / REGION_SIZE))
+        cells = [(ri0 + di, rj0 + dj) for di in (-1, 0, 1) for dj in (-1, 0, 1)]
+        return min(cells, key=lambda c: (self.region(*c)[0] - x) ** 2 + (self.region(*c)[1] - y) ** 2)
+
     def name_at(self, x: float, y: float) -> str:
         e, _ = self.lookup(np.array([x]), np.array([y]))
         return self._names[int(e[0])]

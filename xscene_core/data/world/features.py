@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ...types.layout import Lane, MapLine, MapPolygon
+from .ground import median_span
 from .network import PARKING_WIDTH, Node, Road, RoadNetwork
 from .random import rng_for
 
@@ -103,9 +104,7 @@ def road_map(net: RoadNetwork, road: Road) -> MapFeatures:
             out.polygons.append(MapPolygon(_strip(road, side * inner, side * (inner + PARKING_WIDTH), s0, s1), "parking"))
     out.polygons.append(MapPolygon(_strip(road, -sec.half_width(-1), sec.half_width(1), 0.0, road.length), "drivable"))
     if sec.median > 0:
-        from .ground import MEDIAN_END
-
-        ms0, ms1 = road.a.radius + MEDIAN_END, road.length - road.b.radius - MEDIAN_END
+        ms0, ms1 = median_span(road)
         if ms1 - ms0 > 2:
             out.polygons.append(MapPolygon(_strip(road, -m, m, ms0, ms1), "median"))
     for node, from_start in ((road.a, True), (road.b, False)):
@@ -152,7 +151,7 @@ def node_map(net: RoadNetwork, node: Node) -> MapFeatures:
     """Junction disc, and connector lanes through the node from every arriving lane to the lanes that
     leave by the other arms (left from the leftmost lane, right from the rightmost)."""
     out = MapFeatures()
-    if node.degree == 0:
+    if node.degree == 0 or node.radius <= 0:  # bends: the lanes of both roads meet end to end
         return out
     out.polygons.append(MapPolygon(_circle(node.pos, node.radius), "intersection" if node.is_junction else "drivable"))
     roads = [net.road(node.key, nb) for nb in node.neighbours]

@@ -23,6 +23,13 @@ CURB = 0.4  # sidewalks and raised medians are one voxel higher
 MEDIAN_END = 8.0  # medians stop this far from a junction disc so traffic can turn
 
 
+def median_span(road: Road) -> tuple[float, float]:
+    """Arc-length range of a road's median: it stops short of junctions and runs through bends."""
+    s0 = road.a.radius + MEDIAN_END if road.a.is_junction else 0.0
+    s1 = road.length - (road.b.radius + MEDIAN_END if road.b.is_junction else 0.0)
+    return s0, s1
+
+
 @dataclass
 class GroundSample:
     """Ground at N points: label uint8 [N] (Occ3D id), top float64 [N] (surface height, m),
@@ -61,13 +68,14 @@ class GroundField:
             hw = np.where(lat >= 0, sec.half_width(1), sec.half_width(-1))
             a = np.abs(lat)
             on_road = within & (a < hw)
-            med = on_road & (a < sec.median / 2) & (s > r.a.radius + MEDIAN_END) & (s < r.length - r.b.radius - MEDIAN_END)
+            m0, m1 = median_span(r)
+            med = on_road & (a < sec.median / 2) & (s > m0) & (s < m1)
             drive[sel] |= on_road & ~med
             median[sel] |= med
             walk[sel] |= within & (a >= hw) & (a < hw + sec.sidewalk)
             clearance[sel] = np.minimum(clearance[sel], np.where(within, a - hw - sec.sidewalk, np.inf))
         for nd in nodes:
-            if nd.degree == 0:
+            if nd.radius <= 0:
                 continue
             d = np.hypot(q[:, 0] - nd.pos[0], q[:, 1] - nd.pos[1])
             drive |= d < nd.radius

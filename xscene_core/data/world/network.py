@@ -187,7 +187,9 @@ class RoadNetwork:
         if (a, b) not in self._sections:
             mid = (self.node_pos(a) + self.node_pos(b)) / 2
             name, p, _ = self.envmap.params_at(*mid)
-            rng = rng_for(self.seed, "section", *a, *b)
+            # a highway keeps one cross-section through its region, so its bends join lane to lane
+            rng = (rng_for(self.seed, "section-highway", *self.envmap.region_key(*mid)) if name == "highway"
+                   else rng_for(self.seed, "section", *a, *b))
             lanes = int(rng.choice([n for n, _ in p.lanes], p=[w for _, w in p.lanes]))
             median = p.median[1] if (rng.random() < p.median[0] and lanes >= 2 or name == "highway") else 0.0
             if name == "highway":
@@ -208,7 +210,9 @@ class RoadNetwork:
             secs = [self.section(key, n)[1] for n in nbrs]
             hw = max((max(s.half_width(1), s.half_width(-1)) for s in secs), default=0.0)
             sw = max((s.sidewalk for s in secs), default=0.0)
-            radius = hw + 2.0 if len(nbrs) >= 3 else hw
+            # junctions get a disc; bends need none (their roads share a tangent and join seamlessly);
+            # a dead end gets a turning circle
+            radius = hw + 2.0 if len(nbrs) >= 3 else 0.0 if len(nbrs) == 2 else hw
             pos = self.node_pos(key)
             self._nodes[key] = Node(key, pos, self.envmap.name_at(*pos), nbrs, float(radius), float(sw))
         return self._nodes[key]

@@ -12,7 +12,7 @@ import numpy as np
 from ... import semantics
 from ...types.layout import Box
 from .features import CROSSWALK
-from .ground import CURB, ROAD_TOP
+from .ground import CURB, ROAD_TOP, median_span
 from .network import PARKING_WIDTH, Node, Road, RoadNetwork
 from .random import rng_for
 
@@ -144,11 +144,10 @@ def road_objects(seed: int, road: Road) -> list[Candidate]:
 
     # highway median barriers, end to end
     if road.env == "highway" and sec.median > 0:
-        from .ground import MEDIAN_END
-
-        s = road.a.radius + MEDIAN_END + 0.2
+        s, s_end = median_span(road)
+        s += 0.2
         n = 0
-        while s + 3.0 < road.length - road.b.radius - MEDIAN_END:
+        while s + 3.0 < s_end:
             c, t = road.at(s + 1.5)
             box = _box(rng, semantics.ID["barrier"], c, math.atan2(t[1], t[0]), ROAD_TOP, "static",
                        f"{road.key}/m.{n}", (2.9, 0.6, float(rng.uniform(0.9, 1.1))))
