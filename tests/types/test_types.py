@@ -453,3 +453,38 @@ def test_semantics_sizes_for_every_object_class():
     car = semantics.SIZES[CAR]
     assert car.length[0] > car.width[1]  # cars are longer than wide
     assert semantics.STATES and all(isinstance(s, str) for s in semantics.STATES)
+
+
+def test_save_load_of_graph_views_gaussians_and_world(tmp_path):
+    import torch
+
+    from xscene_core.data.world import SyntheticWorld
+    from xscene_core.types import ChunkIndex, GaussianScene, RenderedViews, SceneGraph, WorldMap
+    from xscene_core.types.cameras import Camera, CameraRig
+
+    w = SyntheticWorld(5)
+    chunk = w.chunk(*w.find_location("residential"))
+    chunk.graph.save(tmp_path / "g.txt")
+    assert SceneGraph.load(tmp_path / "g.txt") == chunk.graph
+
+    rig = CameraRig((Camera("CAM_FRONT", np.diag([100.0, 100.0, 1.0]), np.eye(4), 8, 12),))
+    views = RenderedViews(np.full((1, 8, 12), 11, np.uint8), np.ones((1, 8, 12), np.float32),
+                          np.ones((1, 8, 12), np.float32), rig)
+    views.save(tmp_path / "v.npz")
+    back = RenderedViews.load(tmp_path / "v.npz")
+    assert np.array_equal(back.semantic, views.semantic) and back.rig.to_dict() == rig.to_dict()
+
+    g = GaussianScene(torch.zeros(3, 3), torch.ones(3, 3) * 0.2, torch.tensor([[1.0, 0, 0, 0]] * 3),
+                      torch.full((3,), 0.5), torch.rand(3, 3), torch.tensor([4, 11, 15]))
+    g.save(tmp_path / "g.safetensors")
+    g2 = GaussianScene.load(tmp_path / "g.safetensors")
+    assert all(torch.equal(getattr(g, k), getattr(g2, k)) for k in GaussianScene.FIELDS)
+
+    wm = WorldMap(stride=80.0)
+    chunk.T_world_chunk = wm.pose_of(ChunkIndex(0, 0))
+    wm.add(ChunkIndex(0, 0), chunk)
+    wm.save(tmp_path / "world")
+    loaded = WorldMap.load(tmp_path / "world")
+    c2 = loaded[ChunkIndex(0, 0)]
+    assert np.array_equal(c2.occupancy.labels, chunk.occupancy.labels) and c2.graph == chunk.graph
+    assert c2.layout == chunk.layout and c2.description == chunk.description

@@ -46,5 +46,23 @@ class GaussianScene:
     def __len__(self) -> int:
         return int(self.means.shape[0])
 
+    FIELDS = ("means", "scales", "quats", "opacities", "colors", "labels")
+
+    def save(self, path) -> None:
+        """safetensors file with the six tensors (a 3DGS PLY export lives with the Gaussian stage)."""
+        from safetensors.torch import save_file
+
+        save_file({k: getattr(self, k).detach().cpu().contiguous() for k in self.FIELDS}, str(path))
+
+    @classmethod
+    def load(cls, path) -> "GaussianScene":
+        from safetensors.torch import load_file
+
+        t = load_file(str(path))
+        missing = set(cls.FIELDS) - set(t)
+        if missing:
+            raise ValueError(f"{path}: not a GaussianScene file, missing {sorted(missing)}")
+        return cls(*(t[k] for k in cls.FIELDS))
+
     def to(self, device) -> "GaussianScene":
         return GaussianScene(*(getattr(self, k).to(device) for k in ("means", "scales", "quats", "opacities", "colors", "labels")))

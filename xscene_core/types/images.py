@@ -35,6 +35,20 @@ class RenderedViews:
         if (self.depth < 0).any() or (self.alpha < 0).any() or (self.alpha > 1 + 1e-5).any():
             raise ValueError("RenderedViews: depth must be >= 0 and alpha in [0, 1]")
 
+    def save(self, path: str | Path) -> None:
+        """One .npz with semantic, depth, alpha and the rig as JSON text (no pickles)."""
+        import json
+
+        np.savez_compressed(path, semantic=self.semantic, depth=self.depth, alpha=self.alpha,
+                            rig=np.array(json.dumps(self.rig.to_dict())))
+
+    @classmethod
+    def load(cls, path: str | Path) -> "RenderedViews":
+        import json
+
+        with np.load(path, allow_pickle=False) as d:
+            return cls(d["semantic"], d["depth"], d["alpha"], CameraRig.from_dict(json.loads(str(d["rig"]))))
+
 
 @dataclass
 class MultiViewImages:

@@ -128,7 +128,7 @@ class Lane:
         return math.atan2(d[1], d[0])
 
     def to_dict(self) -> dict:
-        return {"points": self.points.round(4).tolist(), "turn": self.turn, "lane_id": self.lane_id,
+        return {"points": self.points.tolist(), "turn": self.turn, "lane_id": self.lane_id,
                 "connector": self.connector}
 
     @classmethod
@@ -153,7 +153,7 @@ class MapLine:
         return _fields_equal(self, other)
 
     def to_dict(self) -> dict:
-        return {"points": self.points.round(4).tolist(), "kind": self.kind}
+        return {"points": self.points.tolist(), "kind": self.kind}
 
     @classmethod
     def from_dict(cls, d: dict) -> "MapLine":
@@ -182,7 +182,7 @@ class MapPolygon:
         return 0.5 * abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))))
 
     def to_dict(self) -> dict:
-        return {"points": self.points.round(4).tolist(), "kind": self.kind}
+        return {"points": self.points.tolist(), "kind": self.kind}
 
     @classmethod
     def from_dict(cls, d: dict) -> "MapPolygon":

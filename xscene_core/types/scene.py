@@ -209,6 +209,25 @@ class SceneGraph:
                 if end not in known:
                     raise ValueError(f"SceneGraph: relation '{r.subject} {r.predicate} {r.object}' names unknown node {end!r}")
 
+    def to_text(self) -> str:
+        """The textual tree form (xscene_core.scene_graph_text)."""
+        from ..scene_graph_text import emit
+
+        return emit(self)
+
+    @classmethod
+    def from_text(cls, text: str) -> "SceneGraph":
+        from ..scene_graph_text import parse
+
+        return parse(text)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(self.to_text())
+
+    @classmethod
+    def load(cls, path: str | Path) -> "SceneGraph":
+        return cls.from_text(Path(path).read_text())
+
     def node_ids(self) -> list[str]:
         return [n.lane_id for n in self.lanes] + [n.node_id for n in self.objects] + [a.area_id for a in self.areas]
 

@@ -88,6 +88,18 @@ class WorldMap:
             raise KeyError(f"no chunk at {index}")
         return self.chunks[index]
 
+    def save(self, directory, meta: dict | None = None):
+        """Write world.json and one chunk folder per chunk (xscene_core.data.chunk_io)."""
+        from ..data.chunk_io import save_world
+
+        return save_world(directory, self, meta)
+
+    @classmethod
+    def load(cls, directory) -> "WorldMap":
+        from ..data.chunk_io import load_world
+
+        return load_world(directory)[0]
+
     def neighbours(self, index: ChunkIndex) -> dict[str, ChunkIndex]:
         """Existing neighbours of a cell, by direction."""
         return {d: index.neighbour(d) for d in DIRECTIONS if index.neighbour(d) in self.chunks}
