@@ -21,7 +21,8 @@ class EnvParams:
     sidewalk (width range; 0 = none), building_* (frontage, depth, setback and height ranges, and the
     share of frontage built), street_trees (spacing or 0), lamp_spacing, vehicle_gap (mean free gap
     between moving vehicles), pedestrian_rate (per metre of sidewalk), parked_rate (share of parking
-    lane filled), construction (probability of a work zone per road), vehicle_mix (class weights of
+    lane filled), building_gap (gap range between neighbouring buildings), back_row (probability of a
+    second building behind a frontage building), construction (probability of a work zone per road), vehicle_mix (class weights of
     the traffic), land (ground class of unbuilt land), forest (share of land under trees).
     """
 
@@ -35,6 +36,8 @@ class EnvParams:
     building_setback: tuple[float, float]
     building_height: tuple[float, float]
     built_share: float
+    building_gap: tuple[float, float]
+    back_row: float
     street_trees: float
     lamp_spacing: float
     vehicle_gap: float
@@ -48,33 +51,33 @@ class EnvParams:
 
 ENV_PARAMS: dict[str, EnvParams] = {
     "downtown": EnvParams(
-        0.95, ((1, 0.15), (2, 0.6), (3, 0.25)), 0.5, (0.3, 2.0), (3.5, 5.0), (12, 30), (14, 30), (0.6, 2.0),
-        (12, 40), 0.9, 9.0, 22.0, 9.0, 0.12, 0.8, 0.15,
+        0.95, ((1, 0.15), (2, 0.6), (3, 0.25)), 0.5, (0.3, 2.0), (3.5, 5.0), (12, 30), (16, 34), (0.6, 2.0),
+        (12, 40), 0.9, (0.3, 2.0), 0.7, 9.0, 22.0, 9.0, 0.12, 0.8, 0.15,
         (("car", 0.72), ("bus", 0.08), ("truck", 0.08), ("motorcycle", 0.06), ("bicycle", 0.06)),
         "other_flat", 0.0),
     "suburban": EnvParams(
         0.85, ((1, 0.6), (2, 0.4)), 0.4, (0.1, 2.0), (1.8, 2.5), (12, 22), (10, 16), (5, 9),
-        (4, 9), 0.7, 12.0, 30.0, 16.0, 0.03, 0.5, 0.05,
+        (4, 9), 0.7, (3.0, 8.0), 0.0, 12.0, 30.0, 16.0, 0.03, 0.5, 0.05,
         (("car", 0.84), ("truck", 0.06), ("bus", 0.03), ("motorcycle", 0.04), ("bicycle", 0.03)),
         "terrain", 0.15),
     "residential": EnvParams(
         0.85, ((1, 1.0),), 0.8, (0.0, 0.0), (1.6, 2.2), (9, 15), (8, 12), (3, 6),
-        (5, 10), 0.85, 10.0, 30.0, 22.0, 0.05, 0.65, 0.03,
+        (5, 10), 0.85, (2.0, 5.0), 0.1, 10.0, 30.0, 22.0, 0.05, 0.65, 0.03,
         (("car", 0.88), ("truck", 0.03), ("motorcycle", 0.04), ("bicycle", 0.05)),
         "terrain", 0.1),
     "industrial": EnvParams(
         0.8, ((1, 0.5), (2, 0.5)), 0.2, (0.0, 0.0), (0.0, 1.8), (30, 60), (25, 45), (6, 15),
-        (6, 14), 0.6, 0.0, 35.0, 18.0, 0.01, 0.3, 0.3,
+        (6, 14), 0.6, (4.0, 12.0), 0.4, 0.0, 35.0, 18.0, 0.01, 0.3, 0.3,
         (("car", 0.45), ("truck", 0.3), ("trailer", 0.12), ("construction_vehicle", 0.08), ("motorcycle", 0.05)),
         "other_flat", 0.05),
     "rural": EnvParams(
         0.55, ((1, 1.0),), 0.0, (0.0, 0.0), (0.0, 0.0), (10, 18), (8, 14), (10, 25),
-        (4, 8), 0.12, 0.0, 0.0, 40.0, 0.0, 0.0, 0.02,
+        (4, 8), 0.12, (10.0, 40.0), 0.0, 0.0, 0.0, 40.0, 0.0, 0.0, 0.02,
         (("car", 0.75), ("truck", 0.12), ("trailer", 0.05), ("construction_vehicle", 0.03), ("motorcycle", 0.05)),
         "terrain", 0.45),
     "highway": EnvParams(
         1.0, ((2, 0.4), (3, 0.6)), 0.0, (1.0, 3.0), (0.0, 0.0), (0, 0), (0, 0), (0, 0),
-        (0, 0), 0.0, 0.0, 0.0, 25.0, 0.0, 0.0, 0.05,
+        (0, 0), 0.0, (0.0, 0.0), 0.0, 0.0, 0.0, 25.0, 0.0, 0.0, 0.05,
         (("car", 0.7), ("truck", 0.16), ("trailer", 0.07), ("bus", 0.04), ("motorcycle", 0.03)),
         "terrain", 0.3),
 }

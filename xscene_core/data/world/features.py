@@ -219,11 +219,17 @@ def road_buildings(seed: int, road: Road) -> list[Building]:
                 nrm = np.array([-t[1], t[0]]) * side
                 lat = sec.half_width(side) + sec.sidewalk + setback + depth / 2
                 centre = c + lat * nrm
+                yaw = float(math.atan2(t[1], t[0]))
                 out.append(Building(f"{road.key}/b{side:+d}{n}", (float(centre[0]), float(centre[1])),
-                                    (float(front - 0.6), float(depth)), float(math.atan2(t[1], t[0])),
-                                    float(height), float(rng.random())))
+                                    (float(front - 0.6), float(depth)), yaw, float(height), float(rng.random())))
+                if rng.random() < p.back_row:  # a second building behind, filling the block's interior
+                    depth2 = rng.uniform(*p.building_depth)
+                    back = centre + (depth / 2 + rng.uniform(1.5, 5.0) + depth2 / 2) * nrm
+                    out.append(Building(f"{road.key}/b{side:+d}{n}r", (float(back[0]), float(back[1])),
+                                        (float(front - 0.6), float(depth2)), yaw,
+                                        float(rng.uniform(*p.building_height)), float(rng.random())))
                 n += 1
-            s += front + rng.uniform(0.5, 5.0)
+            s += front + rng.uniform(*p.building_gap)
     return out
 
 
