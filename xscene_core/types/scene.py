@@ -87,7 +87,8 @@ class SceneDescription:
 
     def caption(self) -> str:
         """One text prompt for the generators, composed like the X-Scene release does."""
-        text = (f"A {self.weather} {self.time_of_day} scene in a {self.environment} area, "
+        article = "an" if self.environment[:1].lower() in "aeiou" else "a"
+        text = (f"A {self.weather} {self.time_of_day} scene in {article} {self.environment} area, "
                 f"featuring {self.road_condition or 'a road'}. ")
         if self.foreground:
             text += "The scene includes " + "; ".join(f"{k} {v}" for k, v in self.foreground) + ". "

@@ -169,7 +169,8 @@ def describe_chunk(layout: Layout, occ: Occupancy, environment: str, style, grap
                                                                   Counter(n.class_name for n in graph.objects).most_common()))
     n_veh = sum(1 for n in graph.objects if n.label in semantics.VEHICLE_IDS)
     n_ped = sum(1 for n in graph.objects if n.class_name == "pedestrian")
-    abstract = (f"A {style.weather} {style.time_of_day} in a {environment} area: {road}, with "
+    article = "an" if environment[0] in "aeiou" else "a"
+    abstract = (f"A {style.weather} {style.time_of_day} in {article} {environment} area: {road}, with "
                 f"{n_veh} vehicle{'s' if n_veh != 1 else ''} and {n_ped} pedestrian{'s' if n_ped != 1 else ''}.")
     return SceneDescription(style.time_of_day, style.weather, environment, tuple(fg), tuple(bg), road_condition,
                             layout_text, abstract)
