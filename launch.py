@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 for _key, _value in {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1",
-                     "GRADIO_ANALYTICS_ENABLED": "False"}.items():
+                     "GRADIO_ANALYTICS_ENABLED": "False", "OMP_WAIT_POLICY": "PASSIVE"}.items():
     os.environ.setdefault(_key, _value)
 
 

@@ -10,6 +10,9 @@ _TMP = Path(tempfile.mkdtemp(prefix="xscene-tests-"))
 for key, value in {
     "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1",
     "GRADIO_ANALYTICS_ENABLED": "False", "MPLCONFIGDIR": str(_TMP / "mpl"),
+    # idle OpenMP threads sleep instead of spinning: on a shared 2-core machine spinning threads
+    # slow torch down several-fold
+    "OMP_WAIT_POLICY": "PASSIVE",
     "XDG_CACHE_HOME": str(_TMP / "cache"), "GRADIO_TEMP_DIR": str(_TMP / "gradio"),
 }.items():
     os.environ.setdefault(key, value)
