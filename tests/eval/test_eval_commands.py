@@ -9,7 +9,7 @@ def test_bench_writes_json(tmp_path, capsys):
     out = tmp_path / "bench.json"
     bench.main(["--json", str(out), "--repeats", "1", "--no-markdown"])
     data = json.loads(out.read_text())
-    assert {"world_chunk_s", "peak_rss_gb"} <= set(data)
+    assert {"world_chunk_s", "render_s", "preview_s", "peak_rss_gb"} <= set(data)
     assert 0 < data["world_chunk_s"] < 60
     assert "| `world_chunk_s` |" in capsys.readouterr().out
 

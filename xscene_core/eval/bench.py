@@ -37,6 +37,21 @@ def bench_world_chunk(repeats: int) -> float:
     return median_time(lambda: world.chunk(*next(spots)), repeats)
 
 
+def bench_render(repeats: int) -> tuple[float, float]:
+    """Seconds for six 224x400 semantic + depth views of a full synthetic chunk, and for the preview
+    look on top of them (held-out world, downtown rainy night: the busiest look)."""
+    from ..data.world import Style
+    from ..stages.render import RenderStage
+
+    world = SyntheticWorld(next(world_seeds("test")), style=Style("night", "rainy"))
+    chunk = world.chunk(*world.find_location("downtown", junction=True))
+    stage = RenderStage(backend="torch")
+    views = stage(chunk.occupancy, description=chunk.description)
+    render_s = median_time(lambda: stage(chunk.occupancy, description=chunk.description), repeats)
+    preview_s = median_time(lambda: stage.preview(views, chunk.description, chunk.layout, occupancy=chunk.occupancy), repeats)
+    return render_s, preview_s
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--json", type=Path, default=None, help="also write {key: value} here")
@@ -45,6 +60,9 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     torch.set_num_threads(min(2, torch.get_num_threads()))
     rows = [Row("world_chunk_s", bench_world_chunk(args.repeats), "s", "< 1 s", "synthetic world, one 80 m chunk with layout, graph, description")]
+    render_s, preview_s = bench_render(args.repeats)
+    rows.append(Row("render_s", render_s, "s", "< 2 s", "six 224x400 semantic + depth views, CPU rasterizer"))
+    rows.append(Row("preview_s", preview_s, "s", "< 2 s", "preview look of the six views (rainy downtown night)"))
     rows.append(Row("peak_rss_gb", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2, "GB", "< 6 GB"))
     publish("Speed (bench)", rows, args.json, not args.no_markdown)
 

@@ -30,15 +30,15 @@ from ..types.occupancy import Occupancy
 from ..types.scene import SceneDescription
 
 _REPO = Path(__file__).resolve().parents[2]
-# Where the camera calibration is looked for, in order. Shipping it in assets/ is still to be decided;
-# until then the real nuScenes calibration next to the checkout is used.
-CALIBRATION_PATHS = (_REPO / "assets" / "nuscenes_cameras.json", _REPO.parent / "shared" / "data" / "nuscenes_cameras.json")
+# The shipped default rig: the nuScenes ring layout with idealised mounting, our own numbers (see its
+# "_about"), so a fresh install renders without any dataset file.
+CALIBRATION_PATHS = (_REPO / "assets" / "camera_rig.json",)
 BACKENDS = ("auto", "torch", "gsplat")
 DEPTH_VIS_MAX = 80.0  # metres mapped to the far end of the depth PNG's colour ramp
 
 
 def default_rig(image_size: tuple[int, int] = DEFAULT_IMAGE_SIZE) -> CameraRig:
-    """The six nuScenes cameras (real calibration) at image_size = (height, width), ego at the origin.
+    """The six default cameras (assets/camera_rig.json) at image_size = (height, width), ego at the origin.
 
     Raises FileNotFoundError naming the searched paths when no calibration file is found.
     """
