@@ -16,7 +16,7 @@ import torch
 from .. import semantics
 from ..types.cameras import CameraRig
 from ..types.layout import DRIVABLE_KINDS, Box, Layout
-from ..types.occupancy import GridSpec
+from ..types.occupancy import ROAD_SURFACE_Z, GridSpec
 from .geometry import polygon_mask, sample_polyline
 from .rasterize import ViewParams, rasterize_boxes, NEAR
 
@@ -29,9 +29,7 @@ _SUPERSAMPLE = 4  # sub-samples per cell side for area coverage
 
 # Lines drawn in the perspective maps, one channel each ("lane" = lane centre lines).
 PERSPECTIVE_LINE_KINDS = ("lane", "lane_divider", "road_divider", "road_edge", "stop_line")
-# Height of the painted road surface in the chunk frame (top of the Occ3D road voxels, z in [-0.2, 0.2]);
-# map lines have no z, so they are drawn at this height.
-ROAD_SURFACE_Z = 0.2
+# Map lines have no z: they are drawn on the road surface (types.occupancy.ROAD_SURFACE_Z).
 
 
 @dataclass

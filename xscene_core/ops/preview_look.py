@@ -32,7 +32,8 @@ from ..types.images import MultiViewImages, RenderedViews
 from ..types.layout import Layout
 from ..types.occupancy import Occupancy
 from ..types.scene import ENVIRONMENTS, TIMES_OF_DAY, WEATHERS, SceneDescription
-from .condition_maps import ROAD_SURFACE_Z, box_solids
+from ..types.occupancy import ROAD_SURFACE_Z
+from .condition_maps import box_solids
 from .geometry import polygon_mask, sample_polyline
 from .rasterize import ViewParams
 

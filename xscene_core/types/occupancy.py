@@ -11,6 +11,11 @@ from .. import semantics
 from ._checks import check_finite, check_positive, check_shape
 
 
+# Height of the road surface in the ego/chunk frame (m): the Occ3D road voxels fill z < 0.2, the first
+# voxel layer above is where objects start. The world, the condition maps and the renders share it.
+ROAD_SURFACE_Z = 0.2
+
+
 @dataclass(frozen=True)
 class GridSpec:
     """A regular voxel grid in the ego/chunk frame (x forward, y left, z up; metres).

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ... import semantics
+from ...types.occupancy import ROAD_SURFACE_Z
 from .environment import ENV_PARAMS, EnvironmentMap
 from .network import Node, Road
 from .random import ValueNoise2D
@@ -18,7 +19,7 @@ from .random import ValueNoise2D
 DRIVEABLE, SIDEWALK, OTHER_FLAT, TERRAIN, VEGETATION = (
     semantics.ID[n] for n in ("driveable_surface", "sidewalk", "other_flat", "terrain", "vegetation"))
 
-ROAD_TOP = 0.2  # top of the road surface (m, chunk/ego frame); the Occ3D ground sits near z = 0
+ROAD_TOP = ROAD_SURFACE_Z  # top of the road surface (m, chunk/ego frame)
 CURB = 0.4  # sidewalks and raised medians are one voxel higher
 MEDIAN_END = 8.0  # medians stop this far from a junction disc so traffic can turn
 
