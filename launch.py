@@ -25,7 +25,7 @@ def generate_world(args: argparse.Namespace) -> None:
     from tqdm import tqdm
 
     from xscene_core.data.chunk_io import save_world
-    from xscene_core.data.preview import top_down
+    from xscene_core.ops.overview import bev_image
     from xscene_core.data.world import Style, SyntheticWorld
     from xscene_core.types.world import ChunkIndex, WorldMap
 
@@ -38,20 +38,17 @@ def generate_world(args: argparse.Namespace) -> None:
     wm = WorldMap(stride=stride)
     half = args.size // 2
     t0 = time.time()
-    from PIL import Image
-
-    n = world.grid.shape[0]
-    canvas = Image.new("RGB", (n * args.size, n * args.size))
     for i in tqdm(range(-half, args.size - half), desc="world columns"):
         for j in range(-half, args.size - half):
             index = ChunkIndex(i, j)
             chunk = world.chunk(x0 + i * stride, y0 + j * stride)
             chunk.T_world_chunk = wm.pose_of(index)  # world map frame: the first chunk at the origin
             wm.add(index, chunk)
-            canvas.paste(Image.fromarray(top_down(chunk.occupancy)), ((i + half) * n, (args.size - 1 - (j + half)) * n))
     out = save_world(args.out, wm, {"source": "synthetic", "seed": args.seed, "origin": [x0, y0],
                                     "style": {"time_of_day": world.style.time_of_day, "weather": world.style.weather}})
-    canvas.save(out / "overview.png")
+    from PIL import Image
+
+    Image.fromarray(bev_image(wm)).save(out / "overview.png")
     print(f"{len(wm.chunks)} chunks ({world.environment_at(x0, y0)} at the centre, {world.style.weather} "
           f"{world.style.time_of_day}) in {time.time() - t0:.1f} s -> {out} (overview.png shows it from above)")
 

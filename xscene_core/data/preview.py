@@ -9,30 +9,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .. import semantics
-from ..types.occupancy import Occupancy
+from ..ops.overview import bev_image
 from ..types.layout import Layout
-
-LANE_COLOR = (255, 255, 255)
-SHADE = 0.55  # how much darker the lowest voxels are drawn than the highest
-
-
-def top_down(occ: Occupancy) -> np.ndarray:
-    """uint8 [Y, X, 3] image of the top-most occupied voxel per column, shaded by height; image rows
-    run from +y (top) to -y, columns from -x to +x (north up when the chunk is axis-aligned)."""
-    occupied = occ.labels != semantics.FREE
-    nz = occ.grid.shape[2]
-    top = nz - 1 - np.argmax(occupied[:, :, ::-1], axis=2)
-    has = occupied.any(2)
-    lab = np.take_along_axis(occ.labels, top[..., None], 2)[..., 0]
-    rgb = semantics.COLORS[np.where(has, lab, semantics.FREE)].astype(np.float32)
-    shade = (1 - SHADE) + SHADE * (top / max(nz - 1, 1))
-    rgb *= np.where(has, shade, 1.0)[..., None]
-    return np.ascontiguousarray(rgb.clip(0, 255).astype(np.uint8).transpose(1, 0, 2)[::-1])
-
+from ..types.occupancy import Occupancy
 
 def draw_layout(img: Image.Image, layout: Layout, occ: Occupancy, scale: int, offset_px=(0, 0)) -> None:
-    """Draw lanes (arrows along travel), lines and box footprints onto a top_down image scaled by `scale`."""
+    """Draw lanes (a dot at their end), lines and box footprints onto a bev_image of the occupancy
+    scaled by `scale` (one voxel = `scale` pixels)."""
     g = occ.grid
     draw = ImageDraw.Draw(img)
 
@@ -59,7 +42,7 @@ def draw_layout(img: Image.Image, layout: Layout, occ: Occupancy, scale: int, of
 
 def chunk_png(world, x: float, y: float, scale: int = 3, with_layout: bool = True) -> Image.Image:
     c = world.chunk(x, y)
-    img = Image.fromarray(top_down(c.occupancy)).resize((c.occupancy.grid.shape[0] * scale,) * 2, Image.NEAREST)
+    img = Image.fromarray(bev_image(c.occupancy)).resize((c.occupancy.grid.shape[0] * scale,) * 2, Image.NEAREST)
     if with_layout:
         draw_layout(img, c.layout, c.occupancy, scale)
     return img
