@@ -31,6 +31,8 @@ from .traffic import Candidate, node_objects, road_objects
 MANMADE, VEGETATION, TERRAIN = semantics.ID["manmade"], semantics.ID["vegetation"], semantics.ID["terrain"]
 CONTEXT = 45.0  # metres around a query that can hold something overlapping it (largest object + corridor)
 POLE_HALF = 0.21  # poles and trunks are squares a little wider than one voxel
+SURFACE_LAYER = 0.4  # thickness of ground and roofs: one Occ3D voxel
+WALL = 0.6  # wall thickness; >= 0.4 * sqrt(2), so a wall at any heading holds a voxel centre across it
 
 
 @dataclass(frozen=True)
@@ -273,7 +275,8 @@ class SyntheticWorld:
         g = self.ground.sample(xy, roads, nodes)
         top, canopy = g.top[:, None], g.canopy[:, None]
         base = np.where(g.label == VEGETATION, TERRAIN, g.label)[:, None]
-        lab = np.where(z < top - 0.1, base, semantics.FREE).astype(np.uint8)
+        # Like Occ3D (built from what sensors see), ground is the one voxel layer holding the surface
+        lab = np.where((z < top - 0.1) & (z >= top - 0.1 - SURFACE_LAYER), base, semantics.FREE).astype(np.uint8)
         lab[(g.label[:, None] == VEGETATION) & (z >= top - 0.1) & (z < canopy)] = VEGETATION
         for trees, poles in (self._trees_poles(r) for r in self._near(bbox, 8.0)[0]):
             for t in trees:
@@ -295,9 +298,13 @@ class SyntheticWorld:
                 sub[z[near] < ROAD_TOP + pl.height] = MANMADE
                 lab[near] = sub
         for b in self.buildings_near(bbox):
-            near = self._footprint_columns(xy, b.center, b.size, b.yaw)
+            # a shell, as a scan sees it: walls along the footprint's rim and a roof; inside is unseen (free)
+            near, rim = self._footprint_columns(xy, b.center, b.size, b.yaw, rim=WALL)
+            roof = ROAD_TOP + b.height
+            zn = z[near]
             sub = lab[near]
-            sub[z[near] < ROAD_TOP + b.height] = MANMADE
+            sub[zn < roof] = semantics.FREE
+            sub[(rim[:, None] & (zn >= ROAD_TOP - 0.1 - SURFACE_LAYER) & (zn < roof)) | ((zn < roof) & (zn >= roof - SURFACE_LAYER))] = MANMADE
             lab[near] = sub
         for box in self.objects_near(bbox):
             near = self._footprint_columns(xy, box.center, box.size, box.yaw)
@@ -307,14 +314,18 @@ class SyntheticWorld:
         return lab
 
     @staticmethod
-    def _footprint_columns(xy: np.ndarray, center, size, yaw: float) -> np.ndarray:
-        """Indices of the columns whose (x, y) lies in a rectangle (edges included)."""
+    def _footprint_columns(xy: np.ndarray, center, size, yaw: float, rim: float | None = None):
+        """Indices of the columns whose (x, y) lies in a rectangle (edges included); with `rim`, also
+        bool [n] marking those within `rim` metres of its edge."""
         r = math.hypot(size[0], size[1]) / 2
         near = np.flatnonzero((np.abs(xy[:, 0] - center[0]) <= r) & (np.abs(xy[:, 1] - center[1]) <= r))
         c, s = math.cos(yaw), math.sin(yaw)
         d = xy[near] - np.asarray(center[:2])
-        inside = (np.abs(d[:, 0] * c + d[:, 1] * s) <= size[0] / 2) & (np.abs(-d[:, 0] * s + d[:, 1] * c) <= size[1] / 2)
-        return near[inside]
+        lx, ly = np.abs(d[:, 0] * c + d[:, 1] * s), np.abs(-d[:, 0] * s + d[:, 1] * c)
+        inside = (lx <= size[0] / 2) & (ly <= size[1] / 2)
+        if rim is None:
+            return near[inside]
+        return near[inside], ((lx > size[0] / 2 - rim) | (ly > size[1] / 2 - rim))[inside]
 
     def _rasterize(self, T: np.ndarray, bbox) -> np.ndarray:
         grid = self.grid
