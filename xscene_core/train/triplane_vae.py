@@ -88,7 +88,9 @@ TRAIN_PRESETS: dict[str, dict] = {
 
 # -- data ------------------------------------------------------------------------------------------------
 def _chunk_path(cache: Path, split: str, seed: int, k: int) -> Path:
-    return cache / split / f"w{seed:06d}_{k}.npz"
+    from ..data.world import WORLD_VERSION
+
+    return cache / f"world-v{WORLD_VERSION}" / split / f"w{seed:06d}_{k}.npz"
 
 
 def synthetic_volumes(split: str, n_worlds: int, cache: Path | None, log=print) -> list[np.ndarray]:
