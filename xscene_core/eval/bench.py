@@ -37,6 +37,23 @@ def bench_world_chunk(repeats: int) -> float:
     return median_time(lambda: world.chunk(*next(spots)), repeats)
 
 
+BENCH_PROMPTS = (
+    "a rainy night on a downtown crossroad with parked cars",
+    "a sunny suburban street with two cyclists and a bus behind the ego vehicle",
+    "an empty highway at dusk in the fog",
+)
+
+
+def bench_describe(repeats: int) -> float:
+    """Seconds from a prompt to its description and scene graph (offline path, shipped memory bank;
+    the embedding model is loaded in the warm-up)."""
+    from ..stages.describe import DescribeStage
+
+    stage = DescribeStage(llm=None)
+    prompts = iter(BENCH_PROMPTS * (repeats + 1))
+    return median_time(lambda: stage(next(prompts)), repeats)
+
+
 def bench_render(repeats: int) -> tuple[float, float]:
     """Seconds for six 224x400 semantic + depth views of a full synthetic chunk, and for the preview
     look on top of them (held-out world, downtown rainy night: the busiest look)."""
@@ -60,6 +77,7 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     torch.set_num_threads(min(2, torch.get_num_threads()))
     rows = [Row("world_chunk_s", bench_world_chunk(args.repeats), "s", "< 1 s", "synthetic world, one 80 m chunk with layout, graph, description")]
+    rows.append(Row("describe_s", bench_describe(args.repeats), "s", "< 0.5 s", "prompt -> description + scene graph, offline"))
     render_s, preview_s = bench_render(args.repeats)
     rows.append(Row("render_s", render_s, "s", "< 2 s", "six 224x400 semantic + depth views, CPU rasterizer"))
     rows.append(Row("preview_s", preview_s, "s", "< 2 s", "preview look of the six views (rainy downtown night)"))

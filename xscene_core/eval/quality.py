@@ -43,14 +43,46 @@ def world_overlap_agreement(n_worlds: int = 2) -> float:
     return float(np.mean(scores))
 
 
+def description_attr_recall() -> float:
+    """Share of the attributes the prompt set states that the offline Describe stage's descriptions
+    carry (tests/llm/prompts_attr.jsonl, shipped memory bank, no LLM)."""
+    from ..stages.describe import DescribeStage
+    from .description_metrics import DEFAULT_PROMPT_SET, description_attr_recall as recall
+
+    stage = DescribeStage(llm=None)
+    return recall(DEFAULT_PROMPT_SET, lambda prompt: stage(prompt).description)
+
+
+def graph_roundtrip(n_graphs: int = 500, per_world: int = 25) -> float:
+    """Share of scene graphs of held-out synthetic chunks that survive text and back unchanged."""
+    from ..data.world.describe import graph_of
+    from ..scene_graph_text import emit, parse
+
+    ok = total = 0
+    seeds = world_seeds("test")
+    while total < n_graphs:
+        world = SyntheticWorld(next(seeds))
+        x0, y0 = world.find_location(ENVIRONMENTS[total // per_world % len(ENVIRONMENTS)], start=total)
+        for k in range(min(per_world, n_graphs - total)):
+            g = graph_of(world.layout_at(x0 + 37.2 * (k % 5), y0 + 41.6 * (k // 5)), world.grid)
+            ok += parse(emit(g)) == g
+            total += 1
+    return ok / total
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--json", type=Path, default=None, help="also write {key: value} here")
     ap.add_argument("--no-markdown", action="store_true", help="do not update BENCHMARKS.md")
     ap.add_argument("--worlds", type=int, default=3, help="held-out worlds per figure")
+    ap.add_argument("--graphs", type=int, default=500, help="scene graphs in graph_roundtrip")
     args = ap.parse_args(argv)
     rows = [Row("world_overlap_agreement", world_overlap_agreement(args.worlds), "", "= 1.0",
                 "share of shared voxels two overlapping synthetic chunks label alike (held-out worlds)")]
+    rows.append(Row("description_attr_recall", description_attr_recall(), "", ">= 0.95",
+                    "offline Describe stage over the 210-prompt set of tests/llm (shipped bank, no LLM)"))
+    rows.append(Row("graph_roundtrip", graph_roundtrip(args.graphs), "", "= 1.0",
+                    f"scene graphs of {args.graphs} held-out synthetic chunks, parse(emit(g)) == g"))
     publish("Quality", rows, args.json, not args.no_markdown)
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..scene_graph_text import emit, parse
-from ..types.scene import DESCRIPTION_KEYS, ENVIRONMENTS, TIMES_OF_DAY, WEATHERS, SceneDescription, SceneGraph
+from ..types.scene import DescribedScene, DESCRIPTION_KEYS, ENVIRONMENTS, TIMES_OF_DAY, WEATHERS, SceneDescription, SceneGraph
 
 SCENE_GRAPH_KEY = "Scene graph"
 ANSWER_KEYS: tuple[str, ...] = (*DESCRIPTION_KEYS, SCENE_GRAPH_KEY)
@@ -31,14 +31,6 @@ TEXT_KEYS = ("Road condition", "Layout", "Abstract Description")
 
 class SchemaError(ValueError):
     """An answer that is not a valid description object; the message lists every problem."""
-
-
-@dataclass(frozen=True)
-class DescribedScene:
-    """A checked answer: the structured description and its scene graph."""
-
-    description: SceneDescription
-    graph: SceneGraph
 
 
 def answer_json(description: SceneDescription, graph: SceneGraph) -> dict:

@@ -6,11 +6,11 @@ from .gaussians import GaussianScene
 from .images import MultiViewImages, RenderedViews
 from .layout import Box, Lane, Layout, MapLine, MapPolygon
 from .occupancy import GridSpec, Occupancy, Triplane
-from .scene import AreaNode, LaneNode, ObjectNode, Relation, SceneDescription, SceneGraph
+from .scene import AreaNode, DescribedScene, LaneNode, ObjectNode, Relation, SceneDescription, SceneGraph
 from .world import DIRECTIONS, Chunk, ChunkIndex, WorldMap
 
 __all__ = [
-    "AreaNode", "Box", "CAMERA_NAMES", "Camera", "CameraRig", "Chunk", "ChunkIndex", "DIRECTIONS",
+    "AreaNode", "Box", "DescribedScene", "CAMERA_NAMES", "Camera", "CameraRig", "Chunk", "ChunkIndex", "DIRECTIONS",
     "GaussianScene", "GridSpec", "Lane", "LaneNode", "Layout", "MapLine", "MapPolygon", "MultiViewImages",
     "ObjectNode", "Occupancy", "Relation", "RenderedViews", "SceneDescription", "SceneGraph", "Triplane",
     "WorldMap",

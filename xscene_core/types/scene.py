@@ -234,3 +234,15 @@ class SceneGraph:
 
     def relations_of(self, node_id: str) -> list[Relation]:
         return [r for r in self.relations if r.subject == node_id]
+
+
+@dataclass(frozen=True)
+class DescribedScene:
+    """The words of a scene: its structured description and its scene graph (what Describe returns)."""
+
+    description: SceneDescription
+    graph: SceneGraph
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.description, SceneDescription) or not isinstance(self.graph, SceneGraph):
+            raise ValueError("DescribedScene: needs a SceneDescription and a SceneGraph")

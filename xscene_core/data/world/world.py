@@ -240,21 +240,29 @@ class SyntheticWorld:
 
     def chunk(self, x: float, y: float, yaw: float = 0.0) -> Chunk:
         """The chunk centred at world (x, y) (metres) with heading yaw (radians)."""
-        if not all(map(math.isfinite, (x, y, yaw))):
-            raise ValueError(f"chunk pose must be finite, got ({x}, {y}, {yaw})")
-        T = pose_matrix(x, y, yaw)
-        grid = self.grid
-        (lx, ly, _), (ux, uy, _) = grid.lower, grid.upper
-        corners = np.array([[lx, ly], [ux, ly], [ux, uy], [lx, uy]]) @ T[:2, :2].T + T[:2, 3]
-        bbox = (*corners.min(0), *corners.max(0))
-        labels = self._rasterize(T, bbox)
-        occ = Occupancy(labels, grid)
+        T, bbox = self._pose(x, y, yaw)
+        occ = Occupancy(self._rasterize(T, bbox), self.grid)
         layout = self._layout(T, bbox)
         chunk = Chunk(T, occ, layout)
         env = self.environment_at(x, y)
         chunk.graph = graph_of(layout, self.grid)
         chunk.description = describe_chunk(layout, occ, env, self.style, chunk.graph)
         return chunk
+
+    def layout_at(self, x: float, y: float, yaw: float = 0.0) -> Layout:
+        """Only the layout of the chunk at (x, y, yaw): the same as chunk(...).layout, without the voxels
+        (a cheap path for layout and scene-graph work)."""
+        T, bbox = self._pose(x, y, yaw)
+        return self._layout(T, bbox)
+
+    def _pose(self, x: float, y: float, yaw: float):
+        """(T_world_chunk, world bbox of the chunk square)."""
+        if not all(map(math.isfinite, (x, y, yaw))):
+            raise ValueError(f"chunk pose must be finite, got ({x}, {y}, {yaw})")
+        T = pose_matrix(x, y, yaw)
+        (lx, ly, _), (ux, uy, _) = self.grid.lower, self.grid.upper
+        corners = np.array([[lx, ly], [ux, ly], [ux, uy], [lx, uy]]) @ T[:2, :2].T + T[:2, 3]
+        return T, (*corners.min(0), *corners.max(0))
 
     def labels_at(self, points: np.ndarray) -> np.ndarray:
         """Occ3D labels of world points float [N, 3] (metres): the same function every chunk samples."""
