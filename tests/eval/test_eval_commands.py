@@ -9,18 +9,19 @@ def test_bench_writes_json(tmp_path, capsys):
     out = tmp_path / "bench.json"
     bench.main(["--json", str(out), "--repeats", "1", "--no-markdown"])
     data = json.loads(out.read_text())
-    assert {"world_chunk_s", "describe_s", "render_s", "preview_s", "peak_rss_gb"} <= set(data)
+    assert {"world_chunk_s", "describe_s", "layout_s", "render_s", "preview_s", "peak_rss_gb"} <= set(data)
     assert 0 < data["world_chunk_s"] < 60
     assert "| `world_chunk_s` |" in capsys.readouterr().out
 
 
 def test_quality_writes_json(tmp_path):
     out = tmp_path / "quality.json"
-    quality.main(["--json", str(out), "--worlds", "1", "--graphs", "10", "--no-markdown"])
+    quality.main(["--json", str(out), "--worlds", "1", "--graphs", "10", "--layout-graphs", "4", "--no-markdown"])
     data = json.loads(out.read_text())
     assert data["world_overlap_agreement"] == 1.0
     assert data["graph_roundtrip"] == 1.0
     assert 0.9 <= data["description_attr_recall"] <= 1.0
+    assert 0 <= data["layout_collisions"] <= 1 and 0 <= data["layout_relations"] <= 1
 
 
 def test_overlap_agreement_detects_disagreement():

@@ -78,6 +78,9 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(min(2, torch.get_num_threads()))
     rows = [Row("world_chunk_s", bench_world_chunk(args.repeats), "s", "< 1 s", "synthetic world, one 80 m chunk with layout, graph, description")]
     rows.append(Row("describe_s", bench_describe(args.repeats), "s", "< 0.5 s", "prompt -> description + scene graph, offline"))
+    from .layout_metrics import layout_seconds
+
+    rows.append(Row("layout_s", layout_seconds(args.repeats), "s", "< 1 s", "scene graph -> layout, diffusion (DDIM 20 steps)"))
     render_s, preview_s = bench_render(args.repeats)
     rows.append(Row("render_s", render_s, "s", "< 2 s", "six 224x400 semantic + depth views, CPU rasterizer"))
     rows.append(Row("preview_s", preview_s, "s", "< 2 s", "preview look of the six views (rainy downtown night)"))

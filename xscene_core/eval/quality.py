@@ -76,6 +76,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--no-markdown", action="store_true", help="do not update BENCHMARKS.md")
     ap.add_argument("--worlds", type=int, default=3, help="held-out worlds per figure")
     ap.add_argument("--graphs", type=int, default=500, help="scene graphs in graph_roundtrip")
+    ap.add_argument("--layout-graphs", type=int, default=60, help="held-out scene graphs the layout model lays out")
     args = ap.parse_args(argv)
     rows = [Row("world_overlap_agreement", world_overlap_agreement(args.worlds), "", "= 1.0",
                 "share of shared voxels two overlapping synthetic chunks label alike (held-out worlds)")]
@@ -83,6 +84,18 @@ def main(argv: list[str] | None = None) -> None:
                     "offline Describe stage over the 210-prompt set of tests/llm (shipped bank, no LLM)"))
     rows.append(Row("graph_roundtrip", graph_roundtrip(args.graphs), "", "= 1.0",
                     f"scene graphs of {args.graphs} held-out synthetic chunks, parse(emit(g)) == g"))
+    from .layout_metrics import measure_layout
+
+    lay = measure_layout(n_graphs=args.layout_graphs, seed=0)
+    for key, target, note in (
+            ("layout_relations", ">= 0.90", "scene-graph relations that hold in the sampled layout"),
+            ("layout_collisions", "< 0.02", "share of box pairs overlapping in BEV"),
+            ("layout_cars_on_drivable", ">= 0.95", "vehicle boxes on the drivable area")):
+        rows.append(Row(key, lay[key], "", target,
+                        f"{note}; boxes placed at random: {lay[key + '_random']:.3f}, copied from the graph: "
+                        f"{lay[key + '_graph_copy']:.3f} ({int(lay['layout_graphs'])} held-out graphs)"))
+    rows.append(Row("layout_boxes_colliding", lay["layout_boxes_colliding"], "", "",
+                    f"share of boxes overlapping any other (random: {lay['layout_boxes_colliding_random']:.3f})"))
     publish("Quality", rows, args.json, not args.no_markdown)
 
 

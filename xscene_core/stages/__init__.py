@@ -6,7 +6,7 @@ Stages are imported lazily, so that `python -m xscene_core.stages.<stage>` runs 
 from importlib import import_module
 
 _EXPORTS = {"RenderStage": ".render", "default_rig": ".render", "DescribeStage": ".describe",
-            "LayoutStage": ".layout"}
+            "LayoutStage": ".layout", "LayoutInterrupted": ".layout"}
 
 __all__ = sorted(_EXPORTS)
 
