@@ -82,7 +82,7 @@ def test_save_load_round_trip(tmp_path):
     m.save_pretrained(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "model.safetensors"]
     cfg = json.loads((tmp_path / "config.json").read_text())
-    assert cfg["model"] == "LayoutDiffusion" and cfg["layers"] == 1
+    assert cfg["_class_name"] == "LayoutDiffusion" and cfg["layers"] == 1
     m2 = LayoutDiffusion.from_pretrained(tmp_path)
     assert torch.equal(sample(m, g, 1), sample(m2, g, 1))
     assert m2.decode(g, sample(m2, g)[0]).boxes[0].center[2] == pytest.approx(0.2 + m2.decode(g, sample(m2, g)[0]).boxes[0].size[2] / 2)

@@ -28,10 +28,8 @@ Tensors: B graphs, T nodes per graph (padded), D = max(7, 2 * lane_points) state
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
@@ -42,9 +40,8 @@ from .. import semantics
 from ..types.layout import Box, Lane, Layout
 from ..types.occupancy import GridSpec
 from ..types.scene import FLOWS, POSITIONS, RELATIONS, SceneGraph
+from .pretrained import Pretrained
 
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
 
 # Node types.
 EGO, OBJECT, LANE, AREA = 0, 1, 2, 3
@@ -250,7 +247,7 @@ class TripleConv(nn.Module):
 
 # -- the model --------------------------------------------------------------------------------------------
 
-class LayoutDiffusion(nn.Module):
+class LayoutDiffusion(Pretrained, nn.Module):
     """Scene graph -> layout diffusion model. The constructor's keyword arguments are its config.
 
     text_dim: width of the text table (384 for all-MiniLM-L6-v2); d_sem, d_geo: widths of the semantic
@@ -317,30 +314,6 @@ class LayoutDiffusion(nn.Module):
         if name not in PRESETS:
             raise ValueError(f"unknown preset {name!r}; presets are {', '.join(PRESETS)}")
         return cls(**{**PRESETS[name], **overrides})
-
-    def save_pretrained(self, folder: str | Path) -> None:
-        from safetensors.torch import save_file
-
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / CONFIG_NAME).write_text(json.dumps({"model": type(self).__name__, **self.config}, indent=1))
-        save_file({k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}, str(folder / WEIGHTS_NAME))
-
-    @classmethod
-    def from_pretrained(cls, folder: str | Path) -> "LayoutDiffusion":
-        from safetensors.torch import load_file
-
-        folder = Path(folder)
-        cfg_path, w_path = folder / CONFIG_NAME, folder / WEIGHTS_NAME
-        if not cfg_path.exists() or not w_path.exists():
-            raise ValueError(f"{folder}: expected {CONFIG_NAME} and {WEIGHTS_NAME} (a LayoutDiffusion checkpoint)")
-        cfg = json.loads(cfg_path.read_text())
-        name = cfg.pop("model", cls.__name__)
-        if name != cls.__name__:
-            raise ValueError(f"{folder}: holds a {name}, not a {cls.__name__}")
-        model = cls(**cfg)
-        model.load_state_dict(load_file(str(w_path)), strict=True)
-        return model.eval()
 
     # -- scaling between metres and diffusion units --------------------------------------------------
     @staticmethod

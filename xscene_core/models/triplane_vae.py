@@ -23,9 +23,7 @@ this CPU, `paper` for the paper's sizes) and is the only place their numbers liv
 
 from __future__ import annotations
 
-import json
 import math
-from pathlib import Path
 from typing import NamedTuple, Sequence
 
 import numpy as np
@@ -35,6 +33,7 @@ import torch.nn.functional as F
 
 from .. import semantics
 from ..types.occupancy import Occupancy, Triplane
+from .pretrained import Pretrained
 
 PRESETS: dict[str, dict] = {
     # trains on a 2-core CPU: planes at the paper's resolution, 8 channels, a light encoder and decoder
@@ -47,8 +46,6 @@ PRESETS: dict[str, dict] = {
                   num_offsets=4, mlp_width=256, mlp_depth=4, pe_freqs=6, variational=False, kl_weight=1e-6),
 }
 
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
 
 
 class Planes(NamedTuple):
@@ -147,7 +144,7 @@ class TriplaneDeformableAttention(nn.Module):
         return out.transpose(1, 2)  # [B, N, F]
 
 
-class TriplaneVAE(nn.Module):
+class TriplaneVAE(Pretrained, nn.Module):
     """Triplane (variational) autoencoder of semantic occupancy.
 
     grid_shape: voxels (X, Y, Z) of the occupancy; plane_shape: (X', Y', Z') of the triplane, each a
@@ -231,34 +228,6 @@ class TriplaneVAE(nn.Module):
         if name not in PRESETS:
             raise ValueError(f"unknown preset {name!r}; use one of {', '.join(PRESETS)}")
         return cls(**{**PRESETS[name], **overrides})
-
-    def save_pretrained(self, directory: str | Path) -> Path:
-        """Write config.json and model.safetensors into `directory`."""
-        from safetensors.torch import save_file
-
-        d = Path(directory)
-        d.mkdir(parents=True, exist_ok=True)
-        tmp = d / (WEIGHTS_NAME + ".tmp")
-        save_file({k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}, str(tmp))
-        tmp.replace(d / WEIGHTS_NAME)
-        (d / CONFIG_NAME).write_text(json.dumps({"_class_name": type(self).__name__, **self.config}, indent=1))
-        return d
-
-    @classmethod
-    def from_pretrained(cls, directory: str | Path, map_location: str | torch.device = "cpu") -> "TriplaneVAE":
-        """Load a model written by save_pretrained (safetensors only)."""
-        from safetensors.torch import load_file
-
-        d = Path(directory)
-        if not (d / CONFIG_NAME).exists() or not (d / WEIGHTS_NAME).exists():
-            raise ValueError(f"{d}: not a TriplaneVAE folder (needs {CONFIG_NAME} and {WEIGHTS_NAME})")
-        cfg = json.loads((d / CONFIG_NAME).read_text())
-        cls_name = cfg.pop("_class_name", cls.__name__)
-        if cls_name != cls.__name__:
-            raise ValueError(f"{d}: holds a {cls_name}, not a {cls.__name__}")
-        model = cls(**cfg)
-        model.load_state_dict(load_file(str(d / WEIGHTS_NAME), device=str(map_location)))
-        return model.eval()
 
     @property
     def device(self) -> torch.device:

@@ -1,0 +1,50 @@
+"""Saving and loading models as a folder of config.json (the constructor's kwargs) + model.safetensors.
+
+Only safetensors are read, never pickles. A model mixes in `Pretrained` and keeps its constructor kwargs
+in `self.config` (a plain JSON-able dict).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+_CLASS_KEYS = ("_class_name", "model")  # "model" is what early layout checkpoints wrote
+
+
+class Pretrained:
+    """save_pretrained / from_pretrained for an nn.Module whose kwargs are in `self.config`."""
+
+    config: dict
+
+    def save_pretrained(self, directory: str | Path) -> Path:
+        """Write config.json and model.safetensors into `directory` (the weights atomically)."""
+        from safetensors.torch import save_file
+
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        tmp = d / (WEIGHTS_NAME + ".tmp")
+        save_file({k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}, str(tmp))
+        tmp.replace(d / WEIGHTS_NAME)
+        (d / CONFIG_NAME).write_text(json.dumps({"_class_name": type(self).__name__, **self.config}, indent=1))
+        return d
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, map_location: str | torch.device = "cpu"):
+        """Load a folder written by save_pretrained; ValueError when it is not one, or holds another class."""
+        from safetensors.torch import load_file
+
+        d = Path(directory)
+        if not (d / CONFIG_NAME).exists() or not (d / WEIGHTS_NAME).exists():
+            raise ValueError(f"{d}: not a {cls.__name__} folder (needs {CONFIG_NAME} and {WEIGHTS_NAME})")
+        cfg = json.loads((d / CONFIG_NAME).read_text())
+        names = [cfg.pop(k) for k in _CLASS_KEYS if k in cfg]
+        if names and names[0] != cls.__name__:
+            raise ValueError(f"{d}: holds a {names[0]}, not a {cls.__name__}")
+        model = cls(**cfg)
+        model.load_state_dict(load_file(str(d / WEIGHTS_NAME), device=str(map_location)), strict=True)
+        return model.eval()
