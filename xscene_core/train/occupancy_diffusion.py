@@ -1,0 +1,366 @@
+"""Train the layout-conditioned triplane latent diffusion model:
+
+    python -m xscene_core.train.occupancy_diffusion --preset tiny --vae checkpoints/triplane_vae --worlds 60 \\
+        --out runs/occdiff [--steps N] [--resume] [--max-minutes M]
+    python -m xscene_core.train.occupancy_diffusion --preset paper --vae VAE_DIR --data DATASET_DIR --out runs/occdiff_paper
+
+Data: chunks of the first N `train` worlds of the synthetic world (--per-world locations each, cycling
+through the environments) or a dataset folder (--data, xscene_core.data.build layout), encoded once by
+the frozen VAE into rolled-out latents (with x / y mirrored copies) and cached with their BEV maps, boxes
+and caption embeddings (xscene_core.data.latent_dataset; keyed by the VAE's hash and WORLD_VERSION).
+Validation uses `val` worlds; held-out `test` worlds are left to xscene_core.eval.controllability.
+
+Each step: a batch of random chunks and mirrors; latents are scaled by the model's latent_scale (1 / std
+of the training latents, set at the start and stored in the model config); DDPM forward noise at uniform
+timesteps; the BEV map, the boxes and the caption are each dropped per sample (--drop-bev / --drop-boxes /
+--drop-text) so the model also learns the unconditional branch of classifier-free guidance; the loss is
+the MSE to the prediction target (v by default) over the plane cells (the rolled-out map's padded
+corner excluded), min-SNR-gamma weighted. AdamW, linear warm-up then cosine decay, an EMA of the weights.
+
+Every --log-every steps a line goes to OUT/log.jsonl and stdout; every --eval-every steps the validation
+loss of the EMA weights on fixed (chunk, timestep, noise) triples. OUT/checkpoint/ (weights, EMA,
+optimizer state, step; safetensors + JSON) is written every --ckpt-every steps and on SIGINT / SIGTERM;
+--resume continues from it. --max-minutes is a wall-time budget over all resumed runs (the cosine schedule
+then follows the time spent). OUT/best/ holds the EMA weights with the best validation loss, OUT/final/
+the last EMA weights (save_pretrained folders).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shutil
+import signal
+import sys
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..data.latent_dataset import FLIPS, LatentDataset, load_split, vae_hash
+from ..models.condition_encoders import OccupancyCondition
+from ..models.occupancy_diffusion import PRESETS, OccupancyDiffusion
+from ..types.scene import ENVIRONMENTS
+
+
+@dataclass
+class TrainConfig:
+    """Training settings (the model's own settings are its preset)."""
+
+    steps: int = 3000
+    """optimiser steps in all (the cosine schedule spans them)"""
+    batch: int = 8
+    """chunks per step"""
+    lr: float = 5e-4
+    """peak learning rate"""
+    weight_decay: float = 0.01
+    warmup: int = 100
+    """linear warm-up steps"""
+    min_lr_ratio: float = 0.05
+    """final learning rate as a share of the peak"""
+    grad_clip: float = 1.0
+    ema_decay: float = 0.999
+    """EMA decay (warmed up as min(decay, (1 + step) / (10 + step)))"""
+    drop_bev: float = 0.15
+    """probability of dropping the BEV map of a sample"""
+    drop_boxes: float = 0.15
+    """probability of dropping the boxes of a sample"""
+    drop_text: float = 0.15
+    """probability of dropping the caption of a sample"""
+    snr_gamma: float = 5.0
+    """min-SNR loss weighting (0 disables)"""
+    flips: bool = True
+    """train on the x / y mirrored copies too"""
+    seed: int = 0
+    log_every: int = 10
+    eval_every: int = 250
+    ckpt_every: int = 100
+    val_samples: int = 24
+    """(chunk, timestep, noise) triples of the validation loss"""
+
+
+TRAIN_PRESETS: dict[str, dict] = {
+    "tiny": dict(steps=3000, batch=8, lr=5e-4, eval_every=250, ema_decay=0.995),
+    "paper": dict(steps=200000, batch=32, lr=1e-4, warmup=1000, eval_every=5000, ckpt_every=2000, val_samples=256),
+}
+
+
+# -- loss ----------------------------------------------------------------------------------------------
+def diffusion_loss(model: OccupancyDiffusion, scheduler, latents: torch.Tensor, cond: OccupancyCondition,
+                   timesteps: torch.Tensor, noise: torch.Tensor, snr_gamma: float = 0.0) -> torch.Tensor:
+    """Weighted MSE of one batch: latents float [B, C, H, W] in VAE units, timesteps long [B], noise like
+    latents. The padded corner of the rolled-out map is left out."""
+    x0 = model.normalize(latents)
+    xt = scheduler.add_noise(x0, noise, timesteps)
+    pt = model.config["prediction_type"]
+    target = noise if pt == "epsilon" else x0 if pt == "sample" else scheduler.get_velocity(x0, noise, timesteps)
+    pred = model(xt, timesteps, cond)
+    cells = model._corner.to(pred.dtype)
+    per = ((pred - target) ** 2 * cells).sum(dim=(1, 2, 3)) / (cells.sum() * pred.shape[1])
+    if snr_gamma > 0:
+        acp = scheduler.alphas_cumprod.to(pred.device)[timesteps]
+        snr = acp / (1 - acp)
+        clipped = snr.clamp(max=snr_gamma)
+        w = clipped / (snr + 1) if pt == "v_prediction" else clipped / snr if pt == "epsilon" else clipped
+        per = per * w
+    return per.mean()
+
+
+def make_batch(data: LatentDataset, step: int, cfg: TrainConfig, model: OccupancyDiffusion, num_timesteps: int):
+    """(latents, conditions with dropout, timesteps, noise) of one step; deterministic in (seed, step), so a
+    resumed run sees the same batches."""
+    rng = np.random.default_rng([cfg.seed, step])
+    idx = rng.integers(len(data), size=cfg.batch)
+    flip = rng.integers(len(FLIPS), size=cfg.batch) if cfg.flips else np.zeros(cfg.batch, np.int64)
+    lat, cond = data.batch(idx, flip, model.config["max_boxes"])
+    keep = [torch.from_numpy(rng.random(cfg.batch) >= p) for p in (cfg.drop_bev, cfg.drop_boxes, cfg.drop_text)]
+    cond = cond.drop(*keep)
+    gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
+    t = torch.randint(0, num_timesteps, (cfg.batch,), generator=gen)
+    noise = torch.randn(lat.shape, generator=gen)
+    return lat, cond, t, noise
+
+
+def learning_rate(step: int, cfg: TrainConfig, time_progress: float = 0.0) -> float:
+    """Linear warm-up, then cosine decay to min_lr_ratio * lr over the remaining steps, or over the
+    remaining wall time when a time budget is further along (time_progress in [0, 1])."""
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    t = min(1.0, max((step - cfg.warmup) / max(1, cfg.steps - cfg.warmup), time_progress))
+    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t)))
+
+
+# -- checkpoints (safetensors + JSON only) ---------------------------------------------------------------
+def _optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
+    sd = opt.state_dict()
+    tensors = {f"state.{i}.{k}": v.detach().cpu().contiguous().reshape(v.shape)
+               for i, st in sd["state"].items() for k, v in st.items() if torch.is_tensor(v)}
+    meta = {"param_groups": sd["param_groups"],
+            "scalars": {str(i): {k: v for k, v in st.items() if not torch.is_tensor(v)} for i, st in sd["state"].items()}}
+    return tensors, meta
+
+
+def _optimizer_state(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
+    state: dict[int, dict] = {}
+    for key, v in tensors.items():
+        if key.startswith("state."):
+            _, i, k = key.split(".", 2)
+            state.setdefault(int(i), {})[k] = v
+    for i, sc in meta.get("scalars", {}).items():
+        state.setdefault(int(i), {}).update(sc)
+    return {"state": state, "param_groups": meta["param_groups"]}
+
+
+def save_checkpoint(out: Path, model: OccupancyDiffusion, ema: dict[str, torch.Tensor], opt: torch.optim.Optimizer,
+                    step: int, extra: dict) -> None:
+    """OUT/checkpoint/: the raw model (save_pretrained), ema.safetensors, optimizer.safetensors and
+    train_state.json; written beside and swapped in, so a crash leaves the previous checkpoint intact."""
+    from safetensors.torch import save_file
+
+    tmp, final, old = out / "checkpoint.tmp", out / "checkpoint", out / "checkpoint.old"
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    save_file({k: v.contiguous() for k, v in ema.items()}, str(tmp / "ema.safetensors"))
+    tensors, meta = _optimizer_tensors(opt)
+    save_file(tensors, str(tmp / "optimizer.safetensors"))
+    (tmp / "train_state.json").write_text(json.dumps({"step": step, "optimizer": meta, **extra}, indent=1))
+    shutil.rmtree(old, ignore_errors=True)
+    if final.exists():
+        final.replace(old)
+    tmp.replace(final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def load_checkpoint(out: Path) -> tuple[OccupancyDiffusion, dict[str, torch.Tensor], dict, dict]:
+    """(model, ema weights, optimizer state dict, train state) from OUT/checkpoint."""
+    from safetensors.torch import load_file
+
+    d = out / "checkpoint"
+    model = OccupancyDiffusion.from_pretrained(d)
+    ema = load_file(str(d / "ema.safetensors"))
+    state = json.loads((d / "train_state.json").read_text())
+    opt_state = _optimizer_state(load_file(str(d / "optimizer.safetensors")), state.pop("optimizer"))
+    return model, ema, opt_state, state
+
+
+def save_ema(model: OccupancyDiffusion, ema: dict[str, torch.Tensor], directory: Path) -> None:
+    """save_pretrained of the model with its EMA weights (the training weights are restored after)."""
+    raw = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    model.load_state_dict(ema)
+    model.save_pretrained(directory)
+    model.load_state_dict(raw)
+
+
+# -- main ----------------------------------------------------------------------------------------------
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--preset", choices=sorted(PRESETS), default="tiny", help="model (and training) preset")
+    ap.add_argument("--vae", type=Path, required=True, help="the frozen TriplaneVAE folder the latents come from")
+    src = ap.add_mutually_exclusive_group()
+    src.add_argument("--data", type=Path, help="dataset folder written by xscene_core.data.build")
+    src.add_argument("--worlds", type=int, default=None, help="train on chunks of the first N train worlds (default 60)")
+    ap.add_argument("--per-world", type=int, default=len(ENVIRONMENTS), help="chunks per world (with --worlds)")
+    ap.add_argument("--val-worlds", type=int, default=2, help="val worlds of the validation loss (with --worlds)")
+    ap.add_argument("--cache", type=Path, default=Path("runs/occdiff_cache"), help="chunk and latent cache")
+    ap.add_argument("--out", type=Path, required=True, help="run folder (log, checkpoints)")
+    ap.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads")
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--max-minutes", type=float, default=None,
+                    help="wall-time budget (resumed runs included): the cosine schedule follows the time spent and "
+                         "training stops (with a checkpoint) when it is spent, if that comes before --steps")
+    for f in fields(TrainConfig):
+        kind = (lambda s: s.lower() in ("1", "true", "yes")) if isinstance(f.default, bool) else type(f.default)
+        ap.add_argument("--" + f.name.replace("_", "-"), type=kind, default=None)
+    args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    args.out.mkdir(parents=True, exist_ok=True)
+    log_file = (args.out / "log.jsonl").open("a")
+
+    def log(msg: str | dict) -> None:
+        if isinstance(msg, dict):
+            log_file.write(json.dumps(msg) + "\n")
+            log_file.flush()
+            msg = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in msg.items())
+        print(msg, flush=True)
+
+    cfg = TrainConfig(**TRAIN_PRESETS.get(args.preset, {}))
+    for f in fields(TrainConfig):
+        v = getattr(args, f.name)
+        if v is not None:
+            setattr(cfg, f.name, v)
+
+    # data
+    train = load_split(args.cache, "train", args.vae, args.worlds or 60, args.data, args.per_world, log)
+    val = load_split(args.cache, "val", args.vae, args.val_worlds, args.data, args.per_world, log)
+    source = f"dataset {args.data}" if args.data else f"synthetic world: {args.worlds or 60} train worlds x {args.per_world}"
+
+    # model, optimiser, state
+    device = torch.device(args.device)
+    if args.resume and (args.out / "checkpoint").exists():
+        model, ema, opt_state, state = load_checkpoint(args.out)
+        if model.config["vae_hash"] not in ("", vae_hash(args.vae)):
+            sys.exit(f"{args.out / 'checkpoint'} was trained on latents of another VAE (hash {model.config['vae_hash']}, "
+                     f"{args.vae} is {vae_hash(args.vae)}); start a new run folder")
+        step, best, elapsed_before = int(state["step"]), float(state.get("best_val_loss", math.inf)), float(state.get("elapsed_s", 0.0))
+        log(f"resumed from {args.out / 'checkpoint'} at step {step}")
+    else:
+        if args.resume:
+            log(f"no checkpoint in {args.out}; starting fresh")
+        torch.manual_seed(cfg.seed)
+        model = OccupancyDiffusion.from_preset(args.preset)
+        model.config["latent_scale"] = 1.0 / train.latent_std()
+        model.config["vae_hash"] = vae_hash(args.vae)
+        ema, opt_state, step, best, elapsed_before = None, None, 0, math.inf, 0.0
+    model.to(device).train()
+    ema = {k: v.detach().clone().float().to(device) for k, v in (ema or model.state_dict()).items()}
+    decay = [p for n, p in model.named_parameters() if p.ndim > 1 and "embed" not in n]
+    no_decay = [p for n, p in model.named_parameters() if not (p.ndim > 1 and "embed" not in n)]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+                            lr=cfg.lr)
+    if opt_state is not None:
+        opt.load_state_dict(opt_state)
+    sched = model.scheduler("ddpm")
+    T = sched.config.num_train_timesteps
+    log({"event": "start", "step": step, "preset": args.preset, "source": source, "vae": str(args.vae),
+         "train_chunks": len(train), "val_chunks": len(val), "params": sum(p.numel() for p in model.parameters()),
+         "threads": torch.get_num_threads(), "latent_scale": model.config["latent_scale"], "config": asdict(cfg),
+         "model": model.config})
+
+    # fixed validation triples
+    vrng = np.random.default_rng(12345)
+    vidx = vrng.integers(len(val), size=cfg.val_samples)
+    vgen = torch.Generator().manual_seed(12345)
+    vt = torch.linspace(0, T - 1, cfg.val_samples).long()
+    vnoise = torch.randn((cfg.val_samples, *model.latent_shape), generator=vgen)
+
+    @torch.no_grad()
+    def evaluate() -> dict:
+        raw = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        model.load_state_dict(ema)
+        model.eval()
+        t0, total = time.time(), 0.0
+        for s in range(0, cfg.val_samples, cfg.batch):
+            sl = slice(s, s + cfg.batch)
+            lat, cond = val.batch(vidx[sl], None, model.config["max_boxes"])
+            total += float(diffusion_loss(model, sched, lat.to(device), cond.to(device), vt[sl].to(device),
+                                          vnoise[sl].to(device))) * len(vidx[sl])
+        model.load_state_dict(raw)
+        model.train()
+        return {"val_loss": total / cfg.val_samples, "eval_s": time.time() - t0}
+
+    stop = {"signal": None}
+    signal.signal(signal.SIGINT, lambda s, f: stop.update(signal=s))
+    signal.signal(signal.SIGTERM, lambda s, f: stop.update(signal=s))
+    t_start = time.time()
+    budget = 60 * args.max_minutes if args.max_minutes else None
+
+    def elapsed() -> float:
+        return elapsed_before + time.time() - t_start
+
+    def checkpoint() -> None:
+        save_checkpoint(args.out, model, ema, opt, step, {"best_val_loss": best, "elapsed_s": elapsed(),
+                                                           "train_config": asdict(cfg)})
+
+    def run_eval() -> None:
+        nonlocal best
+        m = evaluate()
+        log({"step": step, **m})
+        if m["val_loss"] < best:
+            best = m["val_loss"]
+            save_ema(model, ema, args.out / "best")
+
+    def finish(reason: str) -> None:
+        run_eval()
+        checkpoint()
+        save_ema(model, ema, args.out / "final")
+        log({"event": "done", "reason": reason, "step": step, "best_val_loss": best, "elapsed_s": elapsed()})
+
+    t_last, since, loss_sum = time.time(), 0, 0.0
+    while step < cfg.steps:
+        lr = learning_rate(step, cfg, elapsed() / budget if budget else 0.0)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        lat, cond, t, noise = make_batch(train, step, cfg, model, T)
+        loss = diffusion_loss(model, sched, lat.to(device), cond.to(device), t.to(device), noise.to(device), cfg.snr_gamma)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        gnorm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip))
+        opt.step()
+        step += 1
+        d = min(cfg.ema_decay, (1 + step) / (10 + step))
+        with torch.no_grad():
+            for k, v in model.state_dict().items():
+                if v.dtype.is_floating_point:
+                    ema[k].mul_(d).add_(v.detach(), alpha=1 - d)
+                else:
+                    ema[k].copy_(v)
+        since += 1
+        loss_sum += float(loss.detach())
+        if step % cfg.log_every == 0 or step == cfg.steps:
+            now = time.time()
+            log({"step": step, "loss": loss_sum / since, "grad_norm": gnorm, "lr": lr,
+                 "steps_per_s": since / (now - t_last), "elapsed_s": elapsed()})
+            t_last, since, loss_sum = now, 0, 0.0
+        if step % cfg.eval_every == 0 and step < cfg.steps:
+            run_eval()
+            t_last = time.time()
+        if budget is not None and elapsed() > budget:
+            log(f"time budget of {args.max_minutes} min spent at step {step}")
+            finish("time budget")
+            return
+        if step % cfg.ckpt_every == 0 or stop["signal"] is not None:
+            checkpoint()
+        if stop["signal"] is not None:
+            log(f"stopped at step {step} (signal {stop['signal']}); checkpoint in {args.out / 'checkpoint'}, "
+                f"continue with --resume")
+            return
+    finish("steps")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
