@@ -39,9 +39,7 @@ multiple of the UNet's total stride (zeros, cropped off after).
 
 from __future__ import annotations
 
-import json
 import math
-from pathlib import Path
 from typing import Callable, Sequence
 
 import torch
@@ -54,10 +52,9 @@ from ..ops.triplane import corner_mask, rollout, unroll
 from ..types.layout import Layout
 from ..types.occupancy import GridSpec
 from .condition_encoders import BevEncoder, ConditionTokens, OccupancyCondition
+from .pretrained import Pretrained
 from .triplane_vae import Planes
 
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
 TEXT_DIM = 384  # all-MiniLM-L6-v2
 
 # The one place that holds each preset's numbers. `tiny` trains on a 2-core CPU (attention only at the
@@ -77,7 +74,7 @@ PRESETS: dict[str, dict] = {
 }
 
 
-class OccupancyDiffusion(nn.Module):
+class OccupancyDiffusion(Pretrained, nn.Module):
     """Denoiser of rolled-out triplane latents conditioned on a layout and a caption.
 
     latent_channels: C of each VAE plane; plane_shape: (X', Y', Z') of the planes (the rolled-out map is
@@ -152,34 +149,6 @@ class OccupancyDiffusion(nn.Module):
         if name not in PRESETS:
             raise ValueError(f"unknown preset {name!r}; use one of {', '.join(PRESETS)}")
         return cls(**{**PRESETS[name], **overrides})
-
-    def save_pretrained(self, directory: str | Path) -> Path:
-        """Write config.json and model.safetensors into `directory`."""
-        from safetensors.torch import save_file
-
-        d = Path(directory)
-        d.mkdir(parents=True, exist_ok=True)
-        tmp = d / (WEIGHTS_NAME + ".tmp")
-        save_file({k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}, str(tmp))
-        tmp.replace(d / WEIGHTS_NAME)
-        (d / CONFIG_NAME).write_text(json.dumps({"_class_name": type(self).__name__, **self.config}, indent=1))
-        return d
-
-    @classmethod
-    def from_pretrained(cls, directory: str | Path, map_location: str | torch.device = "cpu") -> "OccupancyDiffusion":
-        """Load a model written by save_pretrained (safetensors only)."""
-        from safetensors.torch import load_file
-
-        d = Path(directory)
-        if not (d / CONFIG_NAME).exists() or not (d / WEIGHTS_NAME).exists():
-            raise ValueError(f"{d}: not an OccupancyDiffusion folder (needs {CONFIG_NAME} and {WEIGHTS_NAME})")
-        cfg = json.loads((d / CONFIG_NAME).read_text())
-        name = cfg.pop("_class_name", cls.__name__)
-        if name != cls.__name__:
-            raise ValueError(f"{d}: holds a {name}, not a {cls.__name__}")
-        model = cls(**cfg)
-        model.load_state_dict(load_file(str(d / WEIGHTS_NAME), device=str(map_location)))
-        return model.eval()
 
     @property
     def device(self) -> torch.device:
