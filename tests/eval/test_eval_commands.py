@@ -16,13 +16,14 @@ def test_bench_writes_json(tmp_path, capsys):
 
 def test_quality_writes_json(tmp_path):
     out = tmp_path / "quality.json"
-    quality.main(["--json", str(out), "--worlds", "1", "--graphs", "10", "--layout-graphs", "4", "--vae-chunks", "1", "--no-markdown"])
+    quality.main(["--json", str(out), "--worlds", "1", "--graphs", "10", "--layout-graphs", "4", "--vae-chunks", "1", "--control-chunks", "1", "--no-markdown"])
     data = json.loads(out.read_text())
     assert data["world_overlap_agreement"] == 1.0
     assert data["graph_roundtrip"] == 1.0
     assert 0.9 <= data["description_attr_recall"] <= 1.0
     assert 0 <= data["layout_collisions"] <= 1 and 0 <= data["layout_relations"] <= 1
     assert 50 < data["vae_miou"] <= 100 and 50 < data["vae_iou"] <= 100
+    assert 0 <= data["box_realised"] <= 1 and data["drivable_iou"] > data["drivable_iou_no_layout"]
 
 
 def test_overlap_agreement_detects_disagreement():

@@ -79,6 +79,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--graphs", type=int, default=500, help="scene graphs in graph_roundtrip")
     ap.add_argument("--layout-graphs", type=int, default=60, help="held-out scene graphs the layout model lays out")
     ap.add_argument("--vae-chunks", type=int, default=12, help="held-out chunks the VAE reconstructs")
+    ap.add_argument("--control-chunks", type=int, default=12, help="held-out chunks for box_realised / drivable_iou")
     args = ap.parse_args(argv)
     rows = [Row("world_overlap_agreement", world_overlap_agreement(args.worlds), "", "= 1.0",
                 "share of shared voxels two overlapping synthetic chunks label alike (held-out worlds)")]
@@ -112,6 +113,17 @@ def main(argv: list[str] | None = None) -> None:
                 f"inside its camera mask: {vae['vae_real_miou_camera']:.1f}"),
             Row("vae_real_iou", vae["vae_real_iou"], "%", "reported", f"inside the camera mask: {vae['vae_real_iou_camera']:.1f}"),
         ]
+    from ..models.occupancy_diffusion import OccupancyDiffusion
+    from .controllability import measure_controllability
+
+    ctl = measure_controllability(OccupancyDiffusion.from_pretrained(CHECKPOINTS / "occupancy_diffusion"),
+                                  TriplaneVAE.from_pretrained(CHECKPOINTS / "triplane_vae"), n_chunks=args.control_chunks)
+    n = f"{args.control_chunks} held-out chunks, decoded occupancy before any copy of the layout"
+    rows += [
+        Row("box_realised", ctl["box_realised"], "", ">= 0.90", f"layout boxes at least half filled by their class; {n}"),
+        Row("drivable_iou", ctl["drivable_iou"], "", ">= 0.80", f"decoded driveable columns vs the layout's road area; {n}"),
+        Row("drivable_iou_no_layout", ctl["drivable_iou_no_layout"], "", "far lower", "same with the layout condition zeroed"),
+    ]
     publish("Quality", rows, args.json, not args.no_markdown)
 
 
