@@ -34,7 +34,7 @@ import shutil
 import signal
 import sys
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +44,7 @@ from ..data.latent_dataset import FLIPS, LatentDataset, load_split, vae_hash
 from ..models.condition_encoders import OccupancyCondition
 from ..models.occupancy_diffusion import PRESETS, OccupancyDiffusion
 from ..types.scene import ENVIRONMENTS
+from .common import RunLog, add_config_args, apply_config_args
 
 
 @dataclass
@@ -212,27 +213,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--max-minutes", type=float, default=None,
                     help="wall-time budget (resumed runs included): the cosine schedule follows the time spent and "
                          "training stops (with a checkpoint) when it is spent, if that comes before --steps")
-    for f in fields(TrainConfig):
-        kind = (lambda s: s.lower() in ("1", "true", "yes")) if isinstance(f.default, bool) else type(f.default)
-        ap.add_argument("--" + f.name.replace("_", "-"), type=kind, default=None)
+    add_config_args(ap, TrainConfig)
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
-    log_file = (args.out / "log.jsonl").open("a")
-
-    def log(msg: str | dict) -> None:
-        if isinstance(msg, dict):
-            log_file.write(json.dumps(msg) + "\n")
-            log_file.flush()
-            msg = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in msg.items())
-        print(msg, flush=True)
-
-    cfg = TrainConfig(**TRAIN_PRESETS.get(args.preset, {}))
-    for f in fields(TrainConfig):
-        v = getattr(args, f.name)
-        if v is not None:
-            setattr(cfg, f.name, v)
+    log = RunLog(args.out)
+    cfg = apply_config_args(TrainConfig(**TRAIN_PRESETS.get(args.preset, {})), args)
 
     # data
     train = load_split(args.cache, "train", args.vae, args.worlds or 60, args.data, args.per_world, log)

@@ -33,7 +33,7 @@ import shutil
 import signal
 import sys
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -47,6 +47,7 @@ from ..eval.occupancy_metrics import evaluate_reconstruction
 from ..models.lovasz import lovasz_softmax
 from ..models.triplane_vae import PRESETS, TriplaneVAE, index_to_points
 from ..types.scene import ENVIRONMENTS
+from .common import RunLog, add_config_args, apply_config_args
 
 
 @dataclass
@@ -257,26 +258,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--max-minutes", type=float, default=None,
                     help="wall-time budget of the run (resumed runs included): the cosine schedule ends and training "
                          "stops (with a checkpoint) when it is spent, if that comes before --steps")
-    for f in fields(TrainConfig):
-        ap.add_argument("--" + f.name.replace("_", "-"), type=type(f.default), default=None)
+    add_config_args(ap, TrainConfig)
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
-    log_file = (args.out / "log.jsonl").open("a")
-
-    def log(msg: str | dict) -> None:
-        if isinstance(msg, dict):
-            log_file.write(json.dumps(msg) + "\n")
-            log_file.flush()
-            msg = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in msg.items())
-        print(msg, flush=True)
-
-    cfg = TrainConfig(**TRAIN_PRESETS.get(args.preset, {}))
-    for f in fields(TrainConfig):
-        v = getattr(args, f.name)
-        if v is not None:
-            setattr(cfg, f.name, v)
+    log = RunLog(args.out)
+    cfg = apply_config_args(TrainConfig(**TRAIN_PRESETS.get(args.preset, {})), args)
 
     # model, optimiser, state
     if args.resume and (args.out / "checkpoint").exists():
