@@ -29,6 +29,7 @@ from ..data.layout_dataset import build_cache, load_cache
 from ..eval.layout_metrics import DrivableRaster, LayoutScores, perturb_graph
 from ..models.layout_diffusion import (GRAPH_LANE_POINTS, LANE, OBJECT, PRESETS, GraphBatch,
                                        LayoutDiffusion, collate, minilm_text_table)
+from .common import optimizer_state, optimizer_tensors
 
 VAL_NOISE_M = 1.0  # graph noise of the robustness half of the validation score
 
@@ -79,12 +80,9 @@ def save_checkpoint(folder: Path, model: LayoutDiffusion, ema: LayoutDiffusion, 
     tmp = folder.with_name(folder.name + ".tmp")
     ema.save_pretrained(tmp)
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    sd = opt.state_dict()
-    for idx, st in sd["state"].items():
-        for k, v in st.items():
-            tensors[f"opt.{idx}.{k}"] = (v if isinstance(v, torch.Tensor) else torch.tensor(v)).detach().cpu().contiguous()
-    save_file(tensors, str(tmp / "train_state.safetensors"))
-    (tmp / "train_state.json").write_text(json.dumps({**meta, "param_groups": sd["param_groups"]}, indent=1))
+    opt_tensors, opt_meta = optimizer_tensors(opt, prefix="opt.")
+    save_file({**tensors, **opt_tensors}, str(tmp / "train_state.safetensors"))
+    (tmp / "train_state.json").write_text(json.dumps({**meta, **opt_meta}, indent=1))
     if folder.exists():
         for f in folder.iterdir():
             f.unlink()
@@ -99,12 +97,9 @@ def load_checkpoint(folder: Path, model: LayoutDiffusion, ema: LayoutDiffusion, 
     tensors = load_file(str(folder / "train_state.safetensors"))
     model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
     meta = json.loads((folder / "train_state.json").read_text())
-    state: dict[int, dict] = {}
-    for k, v in tensors.items():
-        if k.startswith("opt."):
-            _, idx, name = k.split(".", 2)
-            state.setdefault(int(idx), {})[name] = v
-    opt.load_state_dict({"state": state, "param_groups": meta.pop("param_groups")})
+    opt.load_state_dict(optimizer_state(tensors, meta, prefix="opt."))
+    meta.pop("param_groups")
+    meta.pop("scalars", None)
     return meta
 
 

@@ -44,7 +44,8 @@ from ..data.latent_dataset import FLIPS, LatentDataset, load_split, vae_hash
 from ..models.condition_encoders import OccupancyCondition
 from ..models.occupancy_diffusion import PRESETS, OccupancyDiffusion
 from ..types.scene import ENVIRONMENTS
-from .common import RunLog, add_config_args, apply_config_args
+from .common import (RunLog, add_config_args, apply_config_args, learning_rate, optimizer_state, optimizer_tensors,
+                     swap_in)
 
 
 @dataclass
@@ -125,54 +126,21 @@ def make_batch(data: LatentDataset, step: int, cfg: TrainConfig, model: Occupanc
     return lat, cond, t, noise
 
 
-def learning_rate(step: int, cfg: TrainConfig, time_progress: float = 0.0) -> float:
-    """Linear warm-up, then cosine decay to min_lr_ratio * lr over the remaining steps, or over the
-    remaining wall time when a time budget is further along (time_progress in [0, 1])."""
-    if step < cfg.warmup:
-        return cfg.lr * (step + 1) / cfg.warmup
-    t = min(1.0, max((step - cfg.warmup) / max(1, cfg.steps - cfg.warmup), time_progress))
-    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t)))
-
-
 # -- checkpoints (safetensors + JSON only) ---------------------------------------------------------------
-def _optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
-    sd = opt.state_dict()
-    tensors = {f"state.{i}.{k}": v.detach().cpu().contiguous().reshape(v.shape)
-               for i, st in sd["state"].items() for k, v in st.items() if torch.is_tensor(v)}
-    meta = {"param_groups": sd["param_groups"],
-            "scalars": {str(i): {k: v for k, v in st.items() if not torch.is_tensor(v)} for i, st in sd["state"].items()}}
-    return tensors, meta
-
-
-def _optimizer_state(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
-    state: dict[int, dict] = {}
-    for key, v in tensors.items():
-        if key.startswith("state."):
-            _, i, k = key.split(".", 2)
-            state.setdefault(int(i), {})[k] = v
-    for i, sc in meta.get("scalars", {}).items():
-        state.setdefault(int(i), {}).update(sc)
-    return {"state": state, "param_groups": meta["param_groups"]}
-
-
 def save_checkpoint(out: Path, model: OccupancyDiffusion, ema: dict[str, torch.Tensor], opt: torch.optim.Optimizer,
                     step: int, extra: dict) -> None:
     """OUT/checkpoint/: the raw model (save_pretrained), ema.safetensors, optimizer.safetensors and
     train_state.json; written beside and swapped in, so a crash leaves the previous checkpoint intact."""
     from safetensors.torch import save_file
 
-    tmp, final, old = out / "checkpoint.tmp", out / "checkpoint", out / "checkpoint.old"
+    tmp = out / "checkpoint.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp)
     save_file({k: v.contiguous() for k, v in ema.items()}, str(tmp / "ema.safetensors"))
-    tensors, meta = _optimizer_tensors(opt)
+    tensors, meta = optimizer_tensors(opt)
     save_file(tensors, str(tmp / "optimizer.safetensors"))
     (tmp / "train_state.json").write_text(json.dumps({"step": step, "optimizer": meta, **extra}, indent=1))
-    shutil.rmtree(old, ignore_errors=True)
-    if final.exists():
-        final.replace(old)
-    tmp.replace(final)
-    shutil.rmtree(old, ignore_errors=True)
+    swap_in(tmp, out / "checkpoint")
 
 
 def load_checkpoint(out: Path) -> tuple[OccupancyDiffusion, dict[str, torch.Tensor], dict, dict]:
@@ -183,7 +151,7 @@ def load_checkpoint(out: Path) -> tuple[OccupancyDiffusion, dict[str, torch.Tens
     model = OccupancyDiffusion.from_pretrained(d)
     ema = load_file(str(d / "ema.safetensors"))
     state = json.loads((d / "train_state.json").read_text())
-    opt_state = _optimizer_state(load_file(str(d / "optimizer.safetensors")), state.pop("optimizer"))
+    opt_state = optimizer_state(load_file(str(d / "optimizer.safetensors")), state.pop("optimizer"))
     return model, ema, opt_state, state
 
 

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import shutil
 import signal
 import sys
@@ -47,7 +46,7 @@ from ..eval.occupancy_metrics import evaluate_reconstruction
 from ..models.lovasz import lovasz_softmax
 from ..models.triplane_vae import PRESETS, TriplaneVAE, index_to_points
 from ..types.scene import ENVIRONMENTS
-from .common import RunLog, add_config_args, apply_config_args
+from .common import RunLog, add_config_args, apply_config_args, learning_rate, swap_in
 
 
 @dataclass
@@ -210,29 +209,15 @@ def vae_loss(model: TriplaneVAE, labels: torch.Tensor, points: torch.Tensor, tar
     return {"loss": ce + lovasz_weight * lov + model.kl_weight * kl, "ce": ce, "lovasz": lov, "kl": kl}
 
 
-def learning_rate(step: int, cfg: TrainConfig, time_progress: float = 0.0) -> float:
-    """Linear warm-up, then cosine decay to min_lr_ratio * lr over the remaining steps, or over the
-    remaining wall time when a time budget is further along (time_progress in [0, 1])."""
-    if step < cfg.warmup:
-        return cfg.lr * (step + 1) / cfg.warmup
-    t = min(1.0, max((step - cfg.warmup) / max(1, cfg.steps - cfg.warmup), time_progress))
-    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t)))
-
-
 # -- checkpoints -------------------------------------------------------------------------------------------
 def save_checkpoint(out: Path, model: TriplaneVAE, opt: torch.optim.Optimizer, step: int, extra: dict) -> None:
     """OUT/checkpoint/: config.json + model.safetensors + train_state.pt (optimizer, step, settings);
     written beside and swapped in, so a crash leaves the previous checkpoint intact."""
-    tmp, final = out / "checkpoint.tmp", out / "checkpoint"
+    tmp = out / "checkpoint.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp)
     torch.save({"optimizer": opt.state_dict(), "step": step, **extra}, tmp / "train_state.pt")
-    old = out / "checkpoint.old"
-    shutil.rmtree(old, ignore_errors=True)
-    if final.exists():
-        final.replace(old)
-    tmp.replace(final)
-    shutil.rmtree(old, ignore_errors=True)
+    swap_in(tmp, out / "checkpoint")
 
 
 def load_checkpoint(out: Path) -> tuple[TriplaneVAE, dict]:
