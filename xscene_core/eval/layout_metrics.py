@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import semantics
-from ..data.world.describe import NEAR_M
+from ..data.world.describe import NEAR_M, dist_to_polyline, spatial_predicate
 from ..ops.clip import polygons_overlap
 from ..ops.geometry import polygon_mask
 from ..types.layout import Box, Lane, Layout, MapPolygon
@@ -40,19 +40,6 @@ MOTOR_VEHICLE_IDS = tuple(i for i in semantics.VEHICLE_IDS if semantics.NAMES[i]
 
 
 # -- per-relation rule -----------------------------------------------------------------------------------
-
-def _dist_to_polyline(p: np.ndarray, line: np.ndarray) -> float:
-    a, b = line[:-1], line[1:]
-    d = b - a
-    u = np.clip(((p - a) * d).sum(1) / np.maximum((d * d).sum(1), 1e-12), 0, 1)
-    return float(np.min(np.hypot(*(a + u[:, None] * d - p).T)))
-
-
-def direction_word(p_subject: np.ndarray, p_object: np.ndarray) -> str:
-    """front of / behind / left of / right of, by graph_of's rule."""
-    dx, dy = np.asarray(p_subject, float) - np.asarray(p_object, float)
-    return ("front of" if dx > 0 else "behind") if abs(dx) >= abs(dy) else ("left of" if dy > 0 else "right of")
-
 
 def _check_pairing(graph: SceneGraph, layout: Layout) -> None:
     if len(layout.boxes) != len(graph.objects) or len(layout.lanes) != len(graph.lanes):
@@ -79,11 +66,11 @@ def relation_results(graph: SceneGraph, layout: Layout) -> list[tuple[str, bool]
         if r.predicate == "on top of":
             if r.object not in lanes:
                 continue
-            out.append((r.predicate, _dist_to_polyline(p, lanes[r.object]) < LANE_HALF_WIDTH))
+            out.append((r.predicate, dist_to_polyline(p, lanes[r.object]) < LANE_HALF_WIDTH))
         elif r.predicate == "near":
             out.append((r.predicate, math.dist(p, points[r.object]) < NEAR_M))
         else:
-            out.append((r.predicate, direction_word(p, points[r.object]) == r.predicate))
+            out.append((r.predicate, spatial_predicate(p, points[r.object]) == r.predicate))
     return out
 
 

@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from .. import semantics
 from ..data.splits import split_of, world_seeds
-from ..data.world.describe import ENV_BACKGROUND, PLURAL, RELATIVE_PHRASE, ROAD_SURFACE, STATE_PHRASE, graph_of
+from ..data.world.describe import ENV_BACKGROUND, RELATIVE_PHRASE, ROAD_SURFACE, STATE_PHRASE, graph_of, plural
 from ..scene_graph_text import emit
 from ..types.occupancy import GridSpec
 from ..types.scene import ENVIRONMENTS, TIMES_OF_DAY, WEATHERS, SceneDescription, SceneGraph
@@ -79,11 +79,6 @@ def world_entries(seeds: Iterable[int], chunks_per_world: int = CHUNKS_PER_WORLD
 
 
 # -- nuScenes ----------------------------------------------------------------------------------------
-def _plural(name: str, n: int) -> str:
-    word = name.replace("_", " ")
-    return word if n == 1 else PLURAL.get(name, word + "s")
-
-
 def _style_of(text: str) -> tuple[str, str]:
     low = text.lower()
     time_of_day = next((v for k, v in _TIME_WORDS.items() if k in low), NUSCENES_DEFAULT_STYLE[0])
@@ -104,13 +99,13 @@ def describe_sample(graph: SceneGraph, scene_text: str, location: str) -> SceneD
     fg = []
     for (name, state), nodes in sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0])):
         where = Counter(n.position for n in nodes).most_common(1)[0][0]
-        fg.append((f"{len(nodes)} {_plural(name, len(nodes))}", f"{STATE_PHRASE[state]}, mostly {RELATIVE_PHRASE[where]}"))
+        fg.append((f"{len(nodes)} {plural(name, len(nodes))}", f"{STATE_PHRASE[state]}, mostly {RELATIVE_PHRASE[where]}"))
     counts = Counter(n.class_name for n in graph.objects)
     n_veh = sum(1 for n in graph.objects if n.label in semantics.VEHICLE_IDS)
     n_ped = counts.get("pedestrian", 0)
     scene_note = scene_text.strip().rstrip(".") or "a city street"
     road = f"{ROAD_SURFACE[weather]}, a city street ({scene_note})"
-    layout = f"{len(graph.objects)} objects: " + ", ".join(f"{v} {_plural(k, v)}" for k, v in counts.most_common())
+    layout = f"{len(graph.objects)} objects: " + ", ".join(f"{v} {plural(k, v)}" for k, v in counts.most_common())
     abstract = (f"A {weather} {time_of_day} in a {env} area ({location}): {scene_note}, with "
                 f"{n_veh} vehicle{'s' if n_veh != 1 else ''} and {n_ped} pedestrian{'s' if n_ped != 1 else ''}.")
     return SceneDescription(time_of_day, weather, env, tuple(fg), (ENV_BACKGROUND[env],), road, layout, abstract)

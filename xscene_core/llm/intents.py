@@ -42,7 +42,8 @@ from .prompt_parser import (
 )
 from .road_geometry import Road, dist_to_lines, ego_road, lane_array, resample, road_kind, template_road, \
     with_crosswalk, with_junction
-from .scene_text import ON_LANE_M, Scene, SceneObject, StatedRelation, plural, surface_of
+from ..data.world.describe import plural
+from .scene_text import ON_LANE_M, Scene, SceneObject, StatedRelation, surface_of
 
 VERBS: tuple[tuple[str, str], ...] = tuple(  # (phrase, action), longest phrases first
     sorted([(v, "remove") for v in ("remove", "delete", "erase", "get rid of", "take away", "take out", "drop",

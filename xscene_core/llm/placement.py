@@ -22,7 +22,8 @@ from ..types.occupancy import GridSpec
 from ..types.scene import ObjectNode
 from .prompt_parser import DEFAULT_STATE, FAMILY, POSITION_SETS, ObjectSpec, RelationSpec
 from .road_geometry import Road, dist_to_lines, ego_road, lane_array, resample, text_round
-from .scene_text import ON_LANE_M, SceneObject, StatedRelation, geometric_predicate
+from ..data.world.describe import spatial_predicate
+from .scene_text import ON_LANE_M, SceneObject, StatedRelation
 
 CURB_OFFSET = 2.8  # parked vehicles: this far right of the outermost lane's centre line
 SIDEWALK_OFFSET = 5.5  # pedestrians: this far beside the outermost lane's centre line
@@ -350,7 +351,7 @@ def stated_holds(s: StatedRelation, node: ObjectNode, road: Road, others: Sequen
     """Whether a stated relation is true of a node, judged as layout_metrics judges a graph's relations:
     on top of a lane within ON_LANE_M, near within NEAR_M, directions by graph_of's rule."""
     if s.target == "ego":
-        return geometric_predicate(node.location, (0.0, 0.0)) == s.predicate
+        return spatial_predicate(node.location, (0.0, 0.0)) == s.predicate
     if s.predicate == "on top of":
         lane = next((l for l in road.lanes if l.lane_id == s.target), None)
         return lane is not None and float(dist_to_lines(np.asarray([node.location]), [lane_array(lane)])[0, 0]) < ON_LANE_M
@@ -361,7 +362,7 @@ def stated_holds(s: StatedRelation, node: ObjectNode, road: Road, others: Sequen
         return False
     if s.predicate == "near":
         return math.dist(where, node.location) < NEAR_M
-    return geometric_predicate(node.location, where) == s.predicate
+    return spatial_predicate(node.location, where) == s.predicate
 
 
 def _dependencies(specs: Sequence[ObjectSpec], i: int) -> set[int]:

@@ -13,12 +13,11 @@ from __future__ import annotations
 import math
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 
 from .. import semantics
-from ..data.world.describe import NEAR_M, PAIR_M, RELATIVE_PHRASE, position_word
+from ..data.world.describe import NEAR_M, PAIR_M, RELATIVE_PHRASE, plural, position_word, spatial_predicate
 from ..types.scene import ObjectNode, Relation, SceneDescription, SceneGraph
 from .prompt_parser import RelationSpec, position_matches, read_group, read_road
 from .road_geometry import Road, dist_to_lines, ego_road, lane_array, road_kind
@@ -36,9 +35,6 @@ STATED_POSITION_PHRASE = {"front": "ahead", "back": "behind", "left": "on the le
                           **{p: RELATIVE_PHRASE[p] for p in ("front-left", "front-right", "back-left", "back-right")}}
 PREDICATE_PHRASE = {"behind": "behind", "front of": "in front of", "left of": "left of", "right of": "right of",
                     "near": "near", "on top of": "in"}
-PLURAL = {"bus": "buses", "pedestrian": "pedestrians", "traffic_cone": "traffic cones",
-          "construction_vehicle": "construction vehicles"}
-
 
 def surface_of(weather: str) -> str:
     """The road surface a weather implies when nothing else says."""
@@ -154,7 +150,7 @@ class Scene:
             if others:
                 d, q = min(others, key=lambda e: e[0])
                 if d < PAIR_M:
-                    mine.append(Relation(node.node_id, geometric_predicate(node.location, q.node.location), q.node_id))
+                    mine.append(Relation(node.node_id, spatial_predicate(node.location, q.node.location), q.node_id))
             for r in o.stated:
                 rel = Relation(node.node_id, r.predicate, r.target)
                 if rel not in mine:
@@ -249,18 +245,6 @@ def _graph_relation(graph: SceneGraph, node: ObjectNode, rs: RelationSpec) -> st
                 (t.kind == "object" and classes.get(r.object) == t.name) or (t.kind == "ego" and r.object == "ego"):
             return r.object
     return None
-
-
-def geometric_predicate(p: Sequence[float], q: Sequence[float]) -> str:
-    """How a point p lies relative to q in the ego frame, as describe.graph_of decides it."""
-    dx, dy = p[0] - q[0], p[1] - q[1]
-    return ("front of" if dx > 0 else "behind") if abs(dx) >= abs(dy) else ("left of" if dy > 0 else "right of")
-
-
-def plural(name: str, n: int) -> str:
-    """The class name as words, plural when n != 1 ("traffic cones", "buses")."""
-    word = name.replace("_", " ")
-    return word if n == 1 else PLURAL.get(name, word + "s")
 
 
 def _state_phrase(cls: str, state: str) -> str:

@@ -37,11 +37,19 @@ def _resample(points: np.ndarray, n: int) -> np.ndarray:
     return np.stack([np.interp(s, cum, points[:, 0]), np.interp(s, cum, points[:, 1])], -1)
 
 
-def _dist_to_polyline(p: np.ndarray, line: np.ndarray) -> float:
+def dist_to_polyline(p: np.ndarray, line: np.ndarray) -> float:
+    """Distance (m) from a point float [2] to a polyline float [N, 2]."""
     a, b = line[:-1], line[1:]
     d = b - a
     u = np.clip(((p - a) * d).sum(1) / np.maximum((d * d).sum(1), 1e-12), 0, 1)
     return float(np.min(np.hypot(*(a + u[:, None] * d - p).T)))
+
+
+def spatial_predicate(p, q) -> str:
+    """How point p lies relative to point q (x, y, ego frame): front of / behind along the dominant x
+    offset, else left of / right of. The rule behind every object-object relation of a scene graph."""
+    dx, dy = float(p[0]) - float(q[0]), float(p[1]) - float(q[1])
+    return ("front of" if dx > 0 else "behind") if abs(dx) >= abs(dy) else ("left of" if dy > 0 else "right of")
 
 
 def graph_of(layout: Layout, grid: GridSpec) -> SceneGraph:
@@ -81,8 +89,8 @@ def graph_of(layout: Layout, grid: GridSpec) -> SceneGraph:
     for b, node in objects:
         p = np.array(b.center[:2])
         if b.label in semantics.VEHICLE_IDS and lanes:
-            best = min(lanes, key=lambda ln: _dist_to_polyline(p, ln[0].points))
-            if _dist_to_polyline(p, best[0].points) < 1.8:
+            best = min(lanes, key=lambda ln: dist_to_polyline(p, ln[0].points))
+            if dist_to_polyline(p, best[0].points) < 1.8:
                 relations.append(Relation(node.node_id, "on top of", best[1].lane_id))
         for a in areas:
             if math.dist(a.center, p) < NEAR_M:
@@ -91,9 +99,7 @@ def graph_of(layout: Layout, grid: GridSpec) -> SceneGraph:
         if others:
             d, o, n = min(others, key=lambda e: e[0])
             if d < PAIR_M:
-                dx, dy = p - np.array(o.center[:2])
-                pred = ("front of" if dx > 0 else "behind") if abs(dx) >= abs(dy) else ("left of" if dy > 0 else "right of")
-                relations.append(Relation(node.node_id, pred, n.node_id))
+                relations.append(Relation(node.node_id, spatial_predicate(p, o.center[:2]), n.node_id))
     return SceneGraph(tuple(n for _, n in lanes), tuple(n for _, n in objects), tuple(areas), tuple(relations))
 
 
@@ -119,7 +125,8 @@ ROAD_SURFACE = {"sunny": "dry asphalt", "cloudy": "dry asphalt", "overcast": "dr
                 "foggy": "damp asphalt", "snowy": "snow-dusted asphalt"}
 
 
-def _plural(name: str, n: int) -> str:
+def plural(name: str, n: int) -> str:
+    """The class name as words, plural when n != 1 (\"traffic cones\", \"buses\")."""
     word = name.replace("_", " ")
     return word if n == 1 else PLURAL.get(name, word + "s")
 
@@ -141,7 +148,7 @@ def describe_chunk(layout: Layout, occ: Occupancy, environment: str, style, grap
         colours = [box_color.get(n.node_id, "") for n in nodes]
         colours = [c for c, _ in Counter(c for c in colours if c).most_common(2)]
         where = Counter(n.position for n in nodes).most_common(1)[0][0]
-        thing = f"{len(nodes)} " + (" and ".join(colours) + " " if colours else "") + _plural(name, len(nodes))
+        thing = f"{len(nodes)} " + (" and ".join(colours) + " " if colours else "") + plural(name, len(nodes))
         fg.append((thing, f"{STATE_PHRASE[state]}, mostly {RELATIVE_PHRASE[where]}"))
     counts_v = occ.class_counts()
     total = max(1, counts_v.sum() - counts_v[semantics.FREE])
@@ -165,7 +172,7 @@ def describe_chunk(layout: Layout, occ: Occupancy, environment: str, style, grap
     road_condition = f"{ROAD_SURFACE[style.weather]}, {road}"
     layout_text = (f"{n_lanes} lanes, {len(junctions)} intersection{'s' if len(junctions) != 1 else ''}, "
                    f"{len(crosswalks)} crosswalk{'s' if len(crosswalks) != 1 else ''}, "
-                   f"{len(graph.objects)} objects: " + ", ".join(f"{v} {_plural(k, v)}" for k, v in
+                   f"{len(graph.objects)} objects: " + ", ".join(f"{v} {plural(k, v)}" for k, v in
                                                                   Counter(n.class_name for n in graph.objects).most_common()))
     n_veh = sum(1 for n in graph.objects if n.label in semantics.VEHICLE_IDS)
     n_ped = sum(1 for n in graph.objects if n.class_name == "pedestrian")
