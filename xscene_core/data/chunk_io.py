@@ -1,22 +1,27 @@
 """A chunk on disk: one folder with the Occ3D labels.npz, layout.json, scene_graph.txt,
-description.json and meta.json (pose and provenance; written last, so its presence marks a complete
-chunk)."""
+description.json, triplane.safetensors (the occupancy's latent), views.npz (semantic / depth renders),
+preview/ and images/ (one PNG per camera + rig.json) and meta.json (pose and provenance; written last, so
+its presence marks a complete chunk)."""
 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
 
 from ..scene_graph_text import emit, parse
 from ..types.layout import Layout
-from ..types.occupancy import GridSpec
+from ..types.images import MultiViewImages, RenderedViews
+from ..types.occupancy import GridSpec, Triplane
 from ..types.scene import SceneDescription
 from ..types.world import Chunk
 from .occ3d import read_labels_npz, write_labels_npz
 
-FILES = ("labels.npz", "layout.json", "scene_graph.txt", "description.json", "meta.json")
+FILES = ("labels.npz", "layout.json", "scene_graph.txt", "description.json", "triplane.safetensors", "views.npz",
+         "meta.json")
+IMAGE_FOLDERS = ("preview", "images")
 
 
 def save_chunk(directory: str | Path, chunk: Chunk, meta: dict | None = None) -> Path:
@@ -38,6 +43,18 @@ def save_chunk(directory: str | Path, chunk: Chunk, meta: dict | None = None) ->
         put("scene_graph.txt", lambda p: p.write_text(emit(chunk.graph)))
     if chunk.description is not None:
         put("description.json", chunk.description.save)
+    if chunk.triplane is not None:
+        put("triplane.safetensors", chunk.triplane.save)
+    if chunk.views is not None:
+        put("views.npz", chunk.views.save)
+    for name in IMAGE_FOLDERS:
+        images = getattr(chunk, name)
+        if images is not None:
+            tmp = d / (name + ".tmp")
+            shutil.rmtree(tmp, ignore_errors=True)
+            images.save(tmp)
+            shutil.rmtree(d / name, ignore_errors=True)
+            tmp.rename(d / name)
     full_meta = {"T_world_chunk": chunk.T_world_chunk.tolist(),
                  "grid": (chunk.occupancy.grid if chunk.occupancy is not None else GridSpec()).to_dict(), **(meta or {})}
     put("meta.json", lambda p: p.write_text(json.dumps(full_meta, indent=1)))
@@ -64,6 +81,13 @@ def load_chunk(directory: str | Path) -> tuple[Chunk, dict]:
         chunk.graph = parse((d / "scene_graph.txt").read_text())
     if (d / "description.json").exists():
         chunk.description = SceneDescription.load(d / "description.json")
+    if (d / "triplane.safetensors").exists():
+        chunk.triplane = Triplane.load(d / "triplane.safetensors")
+    if (d / "views.npz").exists():
+        chunk.views = RenderedViews.load(d / "views.npz")
+    for name in IMAGE_FOLDERS:
+        if (d / name / "rig.json").exists():
+            setattr(chunk, name, MultiViewImages.load(d / name))
     return chunk, meta
 
 

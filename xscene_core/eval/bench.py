@@ -9,6 +9,7 @@ import argparse
 import resource
 import statistics
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -69,6 +70,29 @@ def bench_render(repeats: int) -> tuple[float, float]:
     return render_s, preview_s
 
 
+def bench_occupancy(repeats: int) -> tuple[float, float, float]:
+    """(occupancy_s, extend_s, chunk_total_preview_s): layout -> voxels of a held-out chunk; outpainting its
+    eastern neighbour (RePaint, 5 resamplings, jump 20, decode); prompt -> complete chunk with preview images."""
+    from ..generator import Generator
+    from ..stages.occupancy import OccupancyStage
+    from ..types.world import ChunkIndex, WorldMap
+    from ..world import WorldExtender
+    from .controllability import test_scenes
+
+    stage = OccupancyStage.from_pretrained()
+    _, chunk = next(test_scenes(3))
+    caption, env = chunk.description.caption(), chunk.description.environment
+    occupancy_s = median_time(lambda: stage(chunk.layout, caption, seed=0, environment=env), repeats)
+    world = WorldMap(40.0)
+    world.add(ChunkIndex(0, 0), replace(chunk, T_world_chunk=world.pose_of(ChunkIndex(0, 0))))
+    extender = WorldExtender(stage)
+    extend_s = median_time(lambda: extender(world, ChunkIndex(1, 0), seed=0), max(1, repeats // 2))
+    gen = Generator(occupancy=stage)
+    total_s = median_time(lambda: gen.generate("a rainy night on a downtown crossroad with parked cars", seed=0),
+                          max(1, repeats // 2))
+    return occupancy_s, extend_s, total_s
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--json", type=Path, default=None, help="also write {key: value} here")
@@ -84,6 +108,10 @@ def main(argv: list[str] | None = None) -> None:
     render_s, preview_s = bench_render(args.repeats)
     rows.append(Row("render_s", render_s, "s", "< 2 s", "six 224x400 semantic + depth views, CPU rasterizer"))
     rows.append(Row("preview_s", preview_s, "s", "< 2 s", "preview look of the six views (rainy downtown night)"))
+    occupancy_s, extend_s, total_s = bench_occupancy(args.repeats)
+    rows.append(Row("occupancy_s", occupancy_s, "s", "< 8 s", "layout -> occupancy: triplane diffusion (DDIM 20, guidance) + VAE decode"))
+    rows.append(Row("extend_s", extend_s, "s", "< 15 s", "outpaint a neighbour: continuation layout, RePaint (105 guided steps), decode"))
+    rows.append(Row("chunk_total_preview_s", total_s, "s", "< 12 s", "prompt -> describe, layout, occupancy, six views, preview images"))
     rows.append(Row("peak_rss_gb", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2, "GB", "< 6 GB"))
     publish("Speed (bench)", rows, args.json, not args.no_markdown)
 

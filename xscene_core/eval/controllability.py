@@ -117,9 +117,9 @@ class ControlTally:
         return self.inter / self.union if self.union else float("nan")
 
 
-def test_scenes(n_chunks: int, seed: int = 0, split: str = "test") -> Iterator[tuple[int, "Chunk"]]:  # noqa: F821
-    """`n_chunks` (world seed, Chunk) of held-out worlds of `split`, one per environment in turn (the same
-    locations as eval.occupancy_metrics.test_chunks)."""
+def test_locations(n_chunks: int, seed: int = 0, split: str = "test") -> Iterator[tuple["SyntheticWorld", float, float]]:  # noqa: F821
+    """`n_chunks` (world, x, y) chunk centres of held-out worlds of `split`, one per environment in turn
+    (the same locations as eval.occupancy_metrics.test_chunks)."""
     from ..data.splits import world_seeds
     from ..data.world import SyntheticWorld
     from ..types.scene import ENVIRONMENTS
@@ -131,6 +131,12 @@ def test_scenes(n_chunks: int, seed: int = 0, split: str = "test") -> Iterator[t
         if k == 0:
             world = SyntheticWorld(next(seeds))
         x, y = world.find_location(ENVIRONMENTS[k], start=k)
+        yield world, x, y
+
+
+def test_scenes(n_chunks: int, seed: int = 0, split: str = "test") -> Iterator[tuple[int, "Chunk"]]:  # noqa: F821
+    """`n_chunks` (world seed, Chunk) at the test_locations."""
+    for world, x, y in test_locations(n_chunks, seed, split):
         yield world.seed, world.chunk(x, y)
 
 

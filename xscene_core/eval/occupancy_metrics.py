@@ -82,18 +82,10 @@ def geometry_iou(pred, gt, mask=None) -> float:
 
 def test_chunks(n_chunks: int, seed: int = 0, split: str = "test"):
     """Yield `n_chunks` (world seed, labels uint8 [200, 200, 16]) of held-out worlds of `split`, one chunk
-    per environment in turn, starting from world seed `seed`."""
-    from ..data.splits import world_seeds
-    from ..data.world import SyntheticWorld
-    from ..types.scene import ENVIRONMENTS
+    per environment in turn, starting from world seed `seed` (eval.controllability.test_locations)."""
+    from .controllability import test_locations
 
-    seeds = world_seeds(split, start=seed)
-    world = None
-    for i in range(n_chunks):
-        k = i % len(ENVIRONMENTS)
-        if k == 0:
-            world = SyntheticWorld(next(seeds))
-        x, y = world.find_location(ENVIRONMENTS[k], start=k)
+    for world, x, y in test_locations(n_chunks, seed, split):
         yield world.seed, world.chunk(x, y).occupancy.labels
 
 

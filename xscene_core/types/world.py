@@ -8,7 +8,8 @@ import numpy as np
 
 from ._checks import as_array, check_positive
 from .layout import Layout
-from .occupancy import Occupancy
+from .images import MultiViewImages, RenderedViews
+from .occupancy import Occupancy, Triplane
 from .scene import SceneDescription, SceneGraph
 
 # World frame: x east, y north, z up. A direction moves the chunk index by (di, dj).
@@ -44,13 +45,19 @@ class ChunkIndex:
 @dataclass
 class Chunk:
     """One generated area. T_world_chunk: float64 [4, 4] pose of the chunk (ego) frame in the world;
-    everything else is in the chunk frame. Stages fill the optional parts."""
+    everything else is in the chunk frame. Stages fill the optional parts: triplane is the occupancy's
+    latent (what outpainting and local regeneration keep), views the renders of the occupancy from the
+    chunk's rig, preview the preview-look images and images the diffusion-generated ones."""
 
     T_world_chunk: np.ndarray
     occupancy: Occupancy | None = None
     layout: Layout | None = None
     graph: SceneGraph | None = None
     description: SceneDescription | None = None
+    triplane: Triplane | None = None
+    views: RenderedViews | None = None
+    preview: MultiViewImages | None = None
+    images: MultiViewImages | None = None
 
     def __post_init__(self) -> None:
         self.T_world_chunk = as_array("Chunk.T_world_chunk", self.T_world_chunk, np.float64, (4, 4))

@@ -1,0 +1,98 @@
+"""The generator API on the shipped checkpoints: prompt -> chunk, layout -> chunk, local edits, extension,
+stitching, progress and cancel (about half a minute on 2 cores)."""
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from xscene_core import semantics
+from xscene_core.generator import GenerationCancelled, Generator, Progress
+from xscene_core.types.layout import Layout
+from xscene_core.types.world import ChunkIndex
+
+PROMPT = "a sunny afternoon on a suburban street with two parked cars"
+
+
+@pytest.fixture(scope="module")
+def gen():
+    n = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield Generator()
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def chunk(gen):
+    events = []
+    c = gen.generate(PROMPT, seed=0, images="preview", progress=events.append)
+    c.events = events  # for the progress test
+    return c
+
+
+def test_generate_fills_every_part_of_a_chunk(chunk):
+    assert chunk.description.environment == "suburban" and chunk.graph.objects
+    assert chunk.layout.boxes and any(p.kind == "drivable" for p in chunk.layout.polygons)  # roads derived from lanes
+    assert chunk.occupancy.labels.shape == (200, 200, 16) and chunk.triplane.resolution == (100, 100, 16)
+    assert (chunk.occupancy.labels == semantics.ID["driveable_surface"]).sum() > 1000
+    assert chunk.views.semantic.shape[0] == 6 and chunk.preview.images.shape[0] == 6 and chunk.images is None
+    stages = [e.stage for e in chunk.events]
+    assert stages[0] == "describe" and {"layout", "occupancy", "render"} <= set(stages)
+    assert all(isinstance(e, Progress) and 0 < e.step <= e.total for e in chunk.events)
+
+
+def test_from_layout_is_deterministic_and_the_layout_matters(gen, chunk):
+    a = gen.from_layout(chunk.layout, chunk.description, seed=1, images="none")
+    b = gen.from_layout(chunk.layout, chunk.description, seed=1, images="none")
+    assert np.array_equal(a.occupancy.labels, b.occupancy.labels) and a.preview is None
+    from xscene_core.eval.controllability import drivable_counts, layout_drivable
+
+    area = layout_drivable(chunk.layout, gen.occupancy_stage.grid)
+    empty = gen.from_layout(Layout(), chunk.description, seed=1, images="none")
+    iou = lambda labels: np.divide(*drivable_counts(labels, area))  # noqa: E731
+    assert iou(a.occupancy.labels) > 0.6 and iou(a.occupancy.labels) > iou(empty.occupancy.labels) + 0.2
+    with pytest.raises(ValueError, match="expected a Layout"):
+        gen.from_layout({"boxes": []})
+
+
+def test_edit_moves_a_box_and_keeps_everything_else(gen, chunk):
+    from xscene_core.ops.layout_diff import change_distance, layout_change
+
+    box = chunk.layout.boxes[0]
+    moved = replace(box, center=(box.center[0] + 5 * np.cos(box.yaw), box.center[1] + 5 * np.sin(box.yaw), box.center[2]))
+    new_layout = replace(chunk.layout, boxes=(moved,) + chunk.layout.boxes[1:])
+    before = chunk.occupancy.labels.copy()
+    result = gen.edit(chunk, new_layout, seed=3, images="none")
+    assert np.array_equal(chunk.occupancy.labels, before)  # the input chunk is not modified
+    far = change_distance(layout_change(chunk.layout, new_layout), gen.occupancy_stage.grid) > 4.0
+    assert np.array_equal(result.chunk.occupancy.labels[far], before[far])
+    assert 0 < result.region.mean() < 0.1 and result.chunk.layout.boxes[0] == moved
+    assert not np.array_equal(result.chunk.occupancy.labels, before)
+
+
+def test_extend_twice_and_stitch(gen, chunk):
+    world = gen.new_world(replace(chunk))
+    east = gen.extend(world, ChunkIndex(0, 0), "east", seed=1, images="none")
+    assert east == ChunkIndex(1, 0) and east in world
+    new = world[east]
+    # the overlap (the origin's eastern half) agrees with the origin almost everywhere
+    agree = (new.occupancy.labels[:100] == world[ChunkIndex(0, 0)].occupancy.labels[100:]).mean()
+    assert agree > 0.95
+    north = gen.extend(world, east, "north", seed=2, images="none")
+    assert north == ChunkIndex(1, 1)
+    occ = gen.stitch(world)
+    assert occ.labels.shape == (300, 300, 16)
+    with pytest.raises(ValueError, match="already a chunk"):
+        gen.extend(world, ChunkIndex(0, 0), "east")
+    with pytest.raises(ValueError, match="unknown direction"):
+        gen.extend(world, ChunkIndex(0, 0), "up")
+
+
+def test_cancel_from_progress_stops_and_changes_nothing(gen, chunk):
+    world = gen.new_world(replace(chunk))
+    with pytest.raises(GenerationCancelled):
+        gen.extend(world, ChunkIndex(0, 0), "west", images="none", progress=lambda p: p.step < 3)
+    assert list(world.chunks) == [ChunkIndex(0, 0)]
+    # the next call runs normally
+    assert gen.describe(PROMPT).description.environment == "suburban"
