@@ -319,8 +319,9 @@ def rasterize_boxes_reference(centers: torch.Tensor, half_extents: torch.Tensor,
     return BoxHits(depth.reshape(V, H, W).float(), index.reshape(V, H, W), normal.reshape(V, H, W, 3).float())
 
 
-def _gaussian_boxes(g: GaussianScene) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """Boxes of Gaussians: centres, half-extents and rotations (None when every quaternion is identity)."""
+def gaussian_boxes(g: GaussianScene) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Boxes of Gaussians, the arguments of rasterize_boxes: centres float32 [N, 3], half-extents float32
+    [N, 3] and rotations float32 [N, 3, 3] (None when every quaternion is identity)."""
     q = g.quats.float()
     identity = bool(((q[:, 1:].abs() < 1e-7).all() & (q[:, 0] > 0).all()).item()) if len(g) else True
     rot = None if identity else quats_to_matrices(q)
@@ -340,13 +341,13 @@ def _raster_from_hits(g: GaussianScene, hits: BoxHits) -> Raster:
 def rasterize_torch(gaussians: GaussianScene, rig: CameraRig) -> Raster:
     """Pure-torch render of Gaussians as opaque boxes (see the module docstring); CPU or GPU."""
     views = ViewParams.from_rig(rig, gaussians.means.device)
-    return _raster_from_hits(gaussians, rasterize_boxes(*_gaussian_boxes(gaussians), views))
+    return _raster_from_hits(gaussians, rasterize_boxes(*gaussian_boxes(gaussians), views))
 
 
 def rasterize_reference(gaussians: GaussianScene, rig: CameraRig) -> Raster:
     """Brute-force twin of `rasterize_torch` (tests; small scenes only)."""
     views = ViewParams.from_rig(rig, gaussians.means.device)
-    return _raster_from_hits(gaussians, rasterize_boxes_reference(*_gaussian_boxes(gaussians), views))
+    return _raster_from_hits(gaussians, rasterize_boxes_reference(*gaussian_boxes(gaussians), views))
 
 
 def rasterize_gsplat(gaussians: GaussianScene, rig: CameraRig) -> Raster:
