@@ -9,14 +9,15 @@ def test_bench_writes_json(tmp_path, capsys):
     out = tmp_path / "bench.json"
     bench.main(["--json", str(out), "--repeats", "1", "--no-markdown"])
     data = json.loads(out.read_text())
-    assert {"world_chunk_s", "describe_s", "layout_s", "render_s", "preview_s", "peak_rss_gb"} <= set(data)
+    assert {"world_chunk_s", "describe_s", "layout_s", "render_s", "preview_s", "occupancy_s", "extend_s",
+            "chunk_total_preview_s", "gaussians_s", "peak_rss_gb"} <= set(data)
     assert 0 < data["world_chunk_s"] < 60
     assert "| `world_chunk_s` |" in capsys.readouterr().out
 
 
 def test_quality_writes_json(tmp_path):
     out = tmp_path / "quality.json"
-    quality.main(["--json", str(out), "--worlds", "1", "--graphs", "10", "--layout-graphs", "4", "--vae-chunks", "1", "--control-chunks", "1", "--no-markdown"])
+    quality.main(["--json", str(out), "--worlds", "1", "--graphs", "10", "--layout-graphs", "4", "--vae-chunks", "1", "--control-chunks", "1", "--world-chunks", "1", "--no-markdown"])
     data = json.loads(out.read_text())
     assert data["world_overlap_agreement"] == 1.0
     assert data["graph_roundtrip"] == 1.0
@@ -24,6 +25,18 @@ def test_quality_writes_json(tmp_path):
     assert 0 <= data["layout_collisions"] <= 1 and 0 <= data["layout_relations"] <= 1
     assert 50 < data["vae_miou"] <= 100 and 50 < data["vae_iou"] <= 100
     assert 0 <= data["box_realised"] <= 1 and data["drivable_iou"] > data["drivable_iou_no_layout"]
+    assert 0.8 < data["outpaint_overlap_agreement"] <= 1 and 0 <= data["outpaint_seam_drivable_iou"] <= 1
+    assert 0.9 < data["edit_far_unchanged"] <= 1
+    assert 15 < data["splat_psnr"] < 60
+
+
+def test_partial_runs_replace_only_their_rows():
+    from xscene_core.eval.report import Row, _merged, table
+
+    old = table([Row("a", 1.0, ""), Row("b", 2.0, "")])
+    merged = _merged(old, [Row("b", 3.0, "s"), Row("c", 4.0, "")])
+    assert [line.split("`")[1] for line in merged.splitlines()[2:]] == ["a", "b", "c"]
+    assert "| 3 s |" in merged and "| 1  |" in merged
 
 
 def test_overlap_agreement_detects_disagreement():

@@ -93,27 +93,56 @@ def bench_occupancy(repeats: int) -> tuple[float, float, float]:
     return occupancy_s, extend_s, total_s
 
 
+def core_rows(repeats: int) -> list[Row]:
+    from .layout_metrics import layout_seconds
+
+    render_s, preview_s = bench_render(repeats)
+    return [Row("world_chunk_s", bench_world_chunk(repeats), "s", "< 1 s", "synthetic world, one 80 m chunk with layout, graph, description"),
+            Row("describe_s", bench_describe(repeats), "s", "< 0.5 s", "prompt -> description + scene graph, offline"),
+            Row("layout_s", layout_seconds(repeats), "s", "< 1 s", "scene graph -> layout, diffusion (DDIM 20 steps)"),
+            Row("render_s", render_s, "s", "< 2 s", "six 224x400 semantic + depth views, CPU rasterizer"),
+            Row("preview_s", preview_s, "s", "< 2 s", "preview look of the six views (rainy downtown night)")]
+
+
+def occupancy_rows(repeats: int) -> list[Row]:
+    occupancy_s, extend_s, total_s = bench_occupancy(repeats)
+    return [Row("occupancy_s", occupancy_s, "s", "< 8 s", "layout -> occupancy: triplane diffusion (DDIM 20, guidance) + VAE decode"),
+            Row("extend_s", extend_s, "s", "< 15 s", "outpaint a neighbour: continuation layout, RePaint (105 guided steps), decode"),
+            Row("chunk_total_preview_s", total_s, "s", "< 12 s", "prompt -> describe, layout, occupancy, six views, preview images")]
+
+
+def gaussian_rows(repeats: int) -> list[Row]:
+    from ..stages.gaussians import GaussianStage
+    from ..stages.render import RenderStage
+    from .controllability import test_scenes
+
+    _, chunk = next(test_scenes(1))
+    render = RenderStage()
+    chunk.views = render(chunk.occupancy)
+    chunk.preview = render.preview(chunk.views, chunk.description, chunk.layout, occupancy=chunk.occupancy)
+    stage = GaussianStage()
+    return [Row("gaussians_s", median_time(lambda: stage.chunk(chunk), repeats), "s", "< 5 s",
+                "lift one chunk to Gaussians: surface patches coloured from its six 224x400 views, no refinement")]
+
+
+GROUPS = {"core": core_rows, "occupancy": occupancy_rows, "gaussians": gaussian_rows}
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--json", type=Path, default=None, help="also write {key: value} here")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--no-markdown", action="store_true", help="do not update BENCHMARKS.md")
+    ap.add_argument("--only", default="", help=f"comma-separated groups to time ({', '.join(GROUPS)}); the other "
+                    "rows of BENCHMARKS.md are kept")
     args = ap.parse_args(argv)
+    only = [g for g in args.only.split(",") if g]
+    if set(only) - set(GROUPS):
+        ap.error(f"unknown groups {sorted(set(only) - set(GROUPS))}; use {', '.join(GROUPS)}")
     torch.set_num_threads(min(2, torch.get_num_threads()))
-    rows = [Row("world_chunk_s", bench_world_chunk(args.repeats), "s", "< 1 s", "synthetic world, one 80 m chunk with layout, graph, description")]
-    rows.append(Row("describe_s", bench_describe(args.repeats), "s", "< 0.5 s", "prompt -> description + scene graph, offline"))
-    from .layout_metrics import layout_seconds
-
-    rows.append(Row("layout_s", layout_seconds(args.repeats), "s", "< 1 s", "scene graph -> layout, diffusion (DDIM 20 steps)"))
-    render_s, preview_s = bench_render(args.repeats)
-    rows.append(Row("render_s", render_s, "s", "< 2 s", "six 224x400 semantic + depth views, CPU rasterizer"))
-    rows.append(Row("preview_s", preview_s, "s", "< 2 s", "preview look of the six views (rainy downtown night)"))
-    occupancy_s, extend_s, total_s = bench_occupancy(args.repeats)
-    rows.append(Row("occupancy_s", occupancy_s, "s", "< 8 s", "layout -> occupancy: triplane diffusion (DDIM 20, guidance) + VAE decode"))
-    rows.append(Row("extend_s", extend_s, "s", "< 15 s", "outpaint a neighbour: continuation layout, RePaint (105 guided steps), decode"))
-    rows.append(Row("chunk_total_preview_s", total_s, "s", "< 12 s", "prompt -> describe, layout, occupancy, six views, preview images"))
+    rows = [r for name, fn in GROUPS.items() if not only or name in only for r in fn(args.repeats)]
     rows.append(Row("peak_rss_gb", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2, "GB", "< 6 GB"))
-    publish("Speed (bench)", rows, args.json, not args.no_markdown)
+    publish("Speed (bench)", rows, args.json, not args.no_markdown, merge=bool(only))
 
 
 if __name__ == "__main__":

@@ -71,26 +71,21 @@ def graph_roundtrip(n_graphs: int = 500, per_world: int = 25) -> float:
     return ok / total
 
 
-def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--json", type=Path, default=None, help="also write {key: value} here")
-    ap.add_argument("--no-markdown", action="store_true", help="do not update BENCHMARKS.md")
-    ap.add_argument("--worlds", type=int, default=3, help="held-out worlds per figure")
-    ap.add_argument("--graphs", type=int, default=500, help="scene graphs in graph_roundtrip")
-    ap.add_argument("--layout-graphs", type=int, default=60, help="held-out scene graphs the layout model lays out")
-    ap.add_argument("--vae-chunks", type=int, default=12, help="held-out chunks the VAE reconstructs")
-    ap.add_argument("--control-chunks", type=int, default=12, help="held-out chunks for box_realised / drivable_iou")
-    ap.add_argument("--world-chunks", type=int, default=6, help="held-out chunks for the outpainting and edit figures")
-    args = ap.parse_args(argv)
+def words_rows(args) -> list[Row]:
     rows = [Row("world_overlap_agreement", world_overlap_agreement(args.worlds), "", "= 1.0",
                 "share of shared voxels two overlapping synthetic chunks label alike (held-out worlds)")]
     rows.append(Row("description_attr_recall", description_attr_recall(), "", ">= 0.95",
                     "offline Describe stage over the 210-prompt set of tests/llm (shipped bank, no LLM)"))
     rows.append(Row("graph_roundtrip", graph_roundtrip(args.graphs), "", "= 1.0",
                     f"scene graphs of {args.graphs} held-out synthetic chunks, parse(emit(g)) == g"))
+    return rows
+
+
+def layout_rows(args) -> list[Row]:
     from .layout_metrics import measure_layout
 
     lay = measure_layout(n_graphs=args.layout_graphs, seed=0)
+    rows = []
     for key, target, note in (
             ("layout_relations", ">= 0.90", "scene-graph relations that hold in the sampled layout"),
             ("layout_collisions", "< 0.02", "share of box pairs overlapping in BEV"),
@@ -100,11 +95,15 @@ def main(argv: list[str] | None = None) -> None:
                         f"{lay[key + '_graph_copy']:.3f} ({int(lay['layout_graphs'])} held-out graphs)"))
     rows.append(Row("layout_boxes_colliding", lay["layout_boxes_colliding"], "", "",
                     f"share of boxes overlapping any other (random: {lay['layout_boxes_colliding_random']:.3f})"))
+    return rows
+
+
+def vae_rows(args) -> list[Row]:
     from ..models.triplane_vae import TriplaneVAE
     from .occupancy_metrics import measure_vae
 
     vae = measure_vae(TriplaneVAE.from_pretrained(CHECKPOINTS / "triplane_vae"), n_chunks=args.vae_chunks, seed=0)
-    rows += [
+    rows = [
         Row("vae_miou", vae["vae_miou"], "%", ">= 92.4", f"tiny triplane VAE, {args.vae_chunks} held-out synthetic chunks"),
         Row("vae_iou", vae["vae_iou"], "%", ">= 85.6", "geometry IoU, same chunks"),
     ]
@@ -114,17 +113,25 @@ def main(argv: list[str] | None = None) -> None:
                 f"inside its camera mask: {vae['vae_real_miou_camera']:.1f}"),
             Row("vae_real_iou", vae["vae_real_iou"], "%", "reported", f"inside the camera mask: {vae['vae_real_iou_camera']:.1f}"),
         ]
+    return rows
+
+
+def control_rows(args) -> list[Row]:
     from ..models.occupancy_diffusion import OccupancyDiffusion
+    from ..models.triplane_vae import TriplaneVAE
     from .controllability import measure_controllability
 
     ctl = measure_controllability(OccupancyDiffusion.from_pretrained(CHECKPOINTS / "occupancy_diffusion"),
                                   TriplaneVAE.from_pretrained(CHECKPOINTS / "triplane_vae"), n_chunks=args.control_chunks)
     n = f"{args.control_chunks} held-out chunks, decoded occupancy before any copy of the layout"
-    rows += [
+    return [
         Row("box_realised", ctl["box_realised"], "", ">= 0.90", f"layout boxes at least half filled by their class; {n}"),
         Row("drivable_iou", ctl["drivable_iou"], "", ">= 0.80", f"decoded driveable columns vs the layout's road area; {n}"),
         Row("drivable_iou_no_layout", ctl["drivable_iou_no_layout"], "", "far lower", "same with the layout condition zeroed"),
     ]
+
+
+def world_rows(args) -> list[Row]:
     from ..stages.occupancy import OccupancyStage
     from .world_metrics import measure_edits, measure_outpainting
 
@@ -132,7 +139,7 @@ def main(argv: list[str] | None = None) -> None:
     out = measure_outpainting(stage, args.world_chunks)
     ed = measure_edits(stage, args.world_chunks)
     m = f"{args.world_chunks} held-out chunks, decoded voxels, nothing pasted"
-    rows += [
+    return [
         Row("outpaint_overlap_agreement", out["outpaint_overlap_agreement"], "", ">= 0.95",
             f"new chunk vs neighbour in the overlap, all voxels; occupied-only {out['outpaint_overlap_agreement_occupied']:.3f}; "
             f"the neighbour's own VAE reconstruction {out['outpaint_overlap_agreement_vae']:.3f} (ceiling); {m}"),
@@ -142,7 +149,41 @@ def main(argv: list[str] | None = None) -> None:
             f"voxels > 8 m from every changed box unchanged (remove one object, move one car 6 m), before the paste; "
             f"moved boxes realised {ed['edit_box_realised']:.2f}, old places cleared {ed['edit_removed_cleared']:.2f}; {m}"),
     ]
-    publish("Quality", rows, args.json, not args.no_markdown)
+
+
+def splat_rows(args) -> list[Row]:
+    from .splat_metrics import measure_splat
+
+    sp = measure_splat(args.world_chunks, seed=0)
+    return [Row("splat_psnr", sp["splat_psnr"], "dB", ">= 20",
+                f"each chunk lifted to Gaussians from its six views (preview look where no generated images), re-rendered "
+                f"(opaque box render) into the same cameras, pooled over pixels showing geometry; {args.world_chunks} "
+                f"held-out chunks, {sp['splat_gaussians']:.0f} Gaussians per chunk")]
+
+
+GROUPS = {"words": words_rows, "layout": layout_rows, "vae": vae_rows, "control": control_rows, "world": world_rows,
+          "splat": splat_rows}
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--json", type=Path, default=None, help="also write {key: value} here")
+    ap.add_argument("--no-markdown", action="store_true", help="do not update BENCHMARKS.md")
+    ap.add_argument("--only", default="", help=f"comma-separated groups to measure ({', '.join(GROUPS)}); the other "
+                    "rows of BENCHMARKS.md are kept")
+    ap.add_argument("--worlds", type=int, default=3, help="held-out worlds per figure")
+    ap.add_argument("--graphs", type=int, default=500, help="scene graphs in graph_roundtrip")
+    ap.add_argument("--layout-graphs", type=int, default=60, help="held-out scene graphs the layout model lays out")
+    ap.add_argument("--vae-chunks", type=int, default=12, help="held-out chunks the VAE reconstructs")
+    ap.add_argument("--control-chunks", type=int, default=12, help="held-out chunks for box_realised / drivable_iou")
+    ap.add_argument("--world-chunks", type=int, default=6, help="held-out chunks for the outpainting and edit figures")
+    args = ap.parse_args(argv)
+    only = [g for g in args.only.split(",") if g]
+    unknown = set(only) - set(GROUPS)
+    if unknown:
+        ap.error(f"unknown groups {sorted(unknown)}; use {', '.join(GROUPS)}")
+    rows = [r for name, fn in GROUPS.items() if not only or name in only for r in fn(args)]
+    publish("Quality", rows, args.json, not args.no_markdown, merge=bool(only))
 
 
 if __name__ == "__main__":

@@ -38,8 +38,24 @@ def table(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
-def publish(section: str, rows: list[Row], json_path: Path | None, write_markdown: bool = True, preamble: str = "") -> None:
-    """Print the table, write the JSON object {key: value} and replace `section` in BENCHMARKS.md."""
+def _merged(old_block: str, rows: list[Row]) -> str:
+    """The table of `rows` with the rows of an earlier table (text) whose keys `rows` does not measure kept
+    in their place."""
+    new = {r.key: line for r, line in zip(rows, table(rows).splitlines()[2:])}
+    lines, seen = [], set()
+    for line in old_block.splitlines():
+        if line.startswith("| `"):
+            key = line.split("`")[1]
+            lines.append(new.get(key, line))
+            seen.add(key)
+    lines += [line for key, line in new.items() if key not in seen]
+    return "\n".join(table([]).splitlines()[:2] + lines)
+
+
+def publish(section: str, rows: list[Row], json_path: Path | None, write_markdown: bool = True, preamble: str = "",
+            merge: bool = False) -> None:
+    """Print the table, write the JSON object {key: value} and replace `section` in BENCHMARKS.md (with
+    `merge`, only the rows measured now are replaced; the section's other rows stay)."""
     body = table(rows)
     print(body)
     if json_path is not None:
@@ -49,6 +65,8 @@ def publish(section: str, rows: list[Row], json_path: Path | None, write_markdow
         return
     text = BENCHMARKS.read_text() if BENCHMARKS.exists() else TITLE
     start, end = f"<!-- {section}:start -->", f"<!-- {section}:end -->"
+    if merge and start in text and end in text:
+        body = _merged(text[text.index(start):text.index(end)], rows)
     block = (f"{start}\n## {section}\n\n{preamble}Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on "
              f"{machine()}.\n\n{body}\n{end}")
     if start in text and end in text:
