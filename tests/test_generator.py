@@ -71,18 +71,21 @@ def test_edit_moves_a_box_and_keeps_everything_else(gen, chunk):
     assert not np.array_equal(result.chunk.occupancy.labels, before)
 
 
-def test_extend_twice_and_stitch(gen, chunk):
+def test_extend_twice_stitch_and_lift(gen, chunk):
     world = gen.new_world(replace(chunk))
-    east = gen.extend(world, ChunkIndex(0, 0), "east", seed=1, images="none")
+    east = gen.extend(world, ChunkIndex(0, 0), "east", seed=1, images="preview")
     assert east == ChunkIndex(1, 0) and east in world
     new = world[east]
     # the overlap (the origin's eastern half) agrees with the origin almost everywhere
     agree = (new.occupancy.labels[:100] == world[ChunkIndex(0, 0)].occupancy.labels[100:]).mean()
     assert agree > 0.95
-    north = gen.extend(world, east, "north", seed=2, images="none")
-    assert north == ChunkIndex(1, 1)
+    north = gen.extend(world, east, "north", seed=2, images="preview")
+    assert north == ChunkIndex(1, 1) and world[north].preview is not None
     occ = gen.stitch(world)
     assert occ.labels.shape == (300, 300, 16)
+    scene = gen.gaussians(world)  # one scene in the world frame, over all three chunks
+    means = scene.means.numpy()
+    assert len(means) > 10000 and means[:, 0].max() - means[:, 0].min() > 110 and means[:, 1].max() > 70
     with pytest.raises(ValueError, match="already a chunk"):
         gen.extend(world, ChunkIndex(0, 0), "east")
     with pytest.raises(ValueError, match="unknown direction"):
