@@ -46,7 +46,8 @@ from ..eval.occupancy_metrics import evaluate_reconstruction
 from ..models.lovasz import lovasz_softmax
 from ..models.triplane_vae import PRESETS, TriplaneVAE, index_to_points
 from ..types.scene import ENVIRONMENTS
-from .common import RunLog, add_config_args, apply_config_args, learning_rate, swap_in
+from .common import (RunLog, add_config_args, apply_config_args, learning_rate, optimizer_state, optimizer_tensors,
+                     swap_in)
 
 
 @dataclass
@@ -211,19 +212,28 @@ def vae_loss(model: TriplaneVAE, labels: torch.Tensor, points: torch.Tensor, tar
 
 # -- checkpoints -------------------------------------------------------------------------------------------
 def save_checkpoint(out: Path, model: TriplaneVAE, opt: torch.optim.Optimizer, step: int, extra: dict) -> None:
-    """OUT/checkpoint/: config.json + model.safetensors + train_state.pt (optimizer, step, settings);
-    written beside and swapped in, so a crash leaves the previous checkpoint intact."""
+    """OUT/checkpoint/: config.json + model.safetensors + optimizer.safetensors + train_state.json (step,
+    settings, the optimizer's non-tensor state); written beside and swapped in, so a crash leaves the
+    previous checkpoint intact. Safetensors and JSON only: nothing is unpickled on resume."""
+    from safetensors.torch import save_file
+
     tmp = out / "checkpoint.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp)
-    torch.save({"optimizer": opt.state_dict(), "step": step, **extra}, tmp / "train_state.pt")
+    tensors, meta = optimizer_tensors(opt)
+    save_file(tensors, str(tmp / "optimizer.safetensors"))
+    (tmp / "train_state.json").write_text(json.dumps({"step": step, "optimizer": meta, **extra}, indent=1))
     swap_in(tmp, out / "checkpoint")
 
 
 def load_checkpoint(out: Path) -> tuple[TriplaneVAE, dict]:
+    """(model, train state with "optimizer" as a state dict) from OUT/checkpoint."""
+    from safetensors.torch import load_file
+
     d = out / "checkpoint"
     model = TriplaneVAE.from_pretrained(d)
-    state = torch.load(d / "train_state.pt", map_location="cpu", weights_only=True)  # no arbitrary unpickling
+    state = json.loads((d / "train_state.json").read_text())
+    state["optimizer"] = optimizer_state(load_file(str(d / "optimizer.safetensors")), state["optimizer"])
     return model, state
 
 
@@ -301,7 +311,7 @@ def main(argv: list[str] | None = None) -> None:
 
     def checkpoint() -> None:
         save_checkpoint(args.out, model, opt, step, {"best_val_miou": best, "train_config": json.dumps(asdict(cfg)),
-                                                      "class_weights": weights.cpu(), "elapsed_s": elapsed()})
+                                                      "class_weights": weights.cpu().tolist(), "elapsed_s": elapsed()})
 
     last_eval = {"step": -1}
 
