@@ -181,7 +181,6 @@ def measure_controllability(model, vae, n_chunks: int = 6, seed: int = 0, guidan
 
 def main(argv: list[str] | None = None) -> None:
     import argparse
-    import json
 
     import torch
 
@@ -203,10 +202,9 @@ def main(argv: list[str] | None = None) -> None:
     model = OccupancyDiffusion.from_pretrained(args.model)
     vae = TriplaneVAE.from_pretrained(args.vae)
     figures = measure_controllability(model, vae, args.chunks, args.seed, args.guidance, args.steps, log=print)
-    print(json.dumps(figures, indent=1))
-    if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(figures, indent=1))
+    from .report import print_figures
+
+    print_figures(figures, args.json)
 
 
 if __name__ == "__main__":

@@ -138,7 +138,6 @@ def main(argv: list[str] | None = None) -> None:
     """`python -m xscene_core.eval.occupancy_metrics --model DIR [--chunks N] [--json PATH]`: measure a
     saved TriplaneVAE and print the figures with per-class IoU."""
     import argparse
-    import json
 
     import torch
 
@@ -160,10 +159,9 @@ def main(argv: list[str] | None = None) -> None:
         ious = conf.class_iou()
         per = ", ".join(f"{semantics.NAMES[c]} {100 * ious[c]:.1f}" for c in SEMANTIC_IDS if np.isfinite(ious[c]))
         print(f"{name}: mIoU {100 * conf.miou():.2f}  IoU {100 * conf.iou():.2f}  [{per}]")
-    print(json.dumps(figures, indent=1))
-    if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(figures, indent=1))
+    from .report import print_figures
+
+    print_figures(figures, args.json)
 
 
 if __name__ == "__main__":

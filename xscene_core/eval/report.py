@@ -26,6 +26,15 @@ class Row:
     note: str = ""
 
 
+def print_figures(figures: dict, json_path: Path | None = None) -> None:
+    """A measuring command's figures: printed as JSON and, with a path, written there too."""
+    text = json.dumps(figures, indent=1)
+    print(text)
+    if json_path is not None:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(text)
+
+
 def machine() -> str:
     return f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}"
 

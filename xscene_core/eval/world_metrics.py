@@ -162,7 +162,6 @@ def measure_edits(stage, n_chunks: int = 6, seed: int = 0, margin: float = 4.0, 
 
 def main(argv: list[str] | None = None) -> None:
     import argparse
-    import json
     from pathlib import Path
 
     import torch
@@ -179,10 +178,9 @@ def main(argv: list[str] | None = None) -> None:
     stage = OccupancyStage.from_pretrained()
     figures = {**measure_outpainting(stage, args.chunks, args.seed, log=print),
                **measure_edits(stage, args.chunks, args.seed, log=print)}
-    print(json.dumps(figures, indent=1))
-    if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(figures, indent=1))
+    from .report import print_figures
+
+    print_figures(figures, args.json)
 
 
 if __name__ == "__main__":
