@@ -25,9 +25,10 @@ def gen():
 
 @pytest.fixture(scope="module")
 def chunk(gen):
-    events = []
-    c = gen.generate(PROMPT, seed=0, images="preview", progress=events.append)
-    c.events = events  # for the progress test
+    events, stages = [], []
+    c = gen.generate(PROMPT, seed=0, images="preview", progress=events.append,
+                     on_stage=lambda name, partial: stages.append((name, partial)))
+    c.events, c.stages = events, stages  # for the progress test
     return c
 
 
@@ -40,6 +41,11 @@ def test_generate_fills_every_part_of_a_chunk(chunk):
     stages = [e.stage for e in chunk.events]
     assert stages[0] == "describe" and {"layout", "occupancy", "render"} <= set(stages)
     assert all(isinstance(e, Progress) and 0 < e.step <= e.total for e in chunk.events)
+    names = [name for name, _ in chunk.stages]
+    assert names == ["describe", "layout", "occupancy", "render"]
+    partial = dict(chunk.stages)
+    assert partial["describe"].layout is None and partial["layout"].occupancy is None
+    assert partial["occupancy"].views is None and partial["render"].preview is not None
 
 
 def test_from_layout_is_deterministic_and_the_layout_matters(gen, chunk):

@@ -53,6 +53,7 @@ class Progress:
 
 
 ProgressFn = Callable[[Progress], "bool | None"]
+StageFn = Callable[[str, Chunk], None]  # (finished stage, the chunk so far)
 
 
 class GenerationCancelled(RuntimeError):
@@ -211,34 +212,49 @@ class Generator:
 
     # -- whole chunks ------------------------------------------------------------------------------------------
     @_public
-    def generate(self, prompt: str, seed: int = 0, images: str = "preview", progress: ProgressFn | None = None) -> Chunk:
+    def generate(self, prompt: str, seed: int = 0, images: str = "preview", progress: ProgressFn | None = None,
+                 on_stage: StageFn | None = None) -> Chunk:
         """prompt -> a complete chunk (description, graph, layout, occupancy, views, images), at the
-        world origin."""
+        world origin. on_stage(stage, partial chunk) after each finished stage, to show it early."""
         scene = self.describe(prompt, seed, progress)
-        return self._from_scene(scene, seed, images, progress)
+        if on_stage is not None:
+            on_stage("describe", Chunk(np.eye(4), graph=scene.graph, description=scene.description))
+        return self._from_scene(scene, seed, images, progress, on_stage)
 
     @_public
     def from_graph(self, scene: DescribedScene, seed: int = 0, images: str = "preview",
-                   progress: ProgressFn | None = None) -> Chunk:
+                   progress: ProgressFn | None = None, on_stage: StageFn | None = None) -> Chunk:
         """description + scene graph (e.g. edited by a user) -> a complete chunk."""
-        return self._from_scene(scene, seed, images, progress)
+        return self._from_scene(scene, seed, images, progress, on_stage)
 
-    def _from_scene(self, scene: DescribedScene, seed: int, images: str, progress: ProgressFn | None) -> Chunk:
-        layout = _with_road_map(self.layout(scene.graph, seed, progress), scene.description)
+    def _from_scene(self, scene: DescribedScene, seed: int, images: str, progress: ProgressFn | None,
+                    on_stage: StageFn | None) -> Chunk:
+        layout = with_road_map(self.layout(scene.graph, seed, progress), scene.description)
         chunk = Chunk(np.eye(4), layout=layout, graph=scene.graph, description=scene.description)
+        if on_stage is not None:
+            on_stage("layout", chunk)
+        return self._from_layout_chunk(chunk, seed, images, progress, on_stage)
+
+    def _from_layout_chunk(self, chunk: Chunk, seed: int, images: str, progress: ProgressFn | None,
+                           on_stage: StageFn | None) -> Chunk:
         chunk = self.occupancy(chunk, seed, progress)
-        return self.render(chunk, images, seed, progress)
+        if on_stage is not None:
+            on_stage("occupancy", chunk)
+        chunk = self.render(chunk, images, seed, progress)
+        if on_stage is not None:
+            on_stage("render", chunk)
+        return chunk
 
     @_public
     def from_layout(self, layout: Layout, description: SceneDescription | None = None, seed: int = 0,
-                    images: str = "preview", progress: ProgressFn | None = None) -> Chunk:
+                    images: str = "preview", progress: ProgressFn | None = None,
+                    on_stage: StageFn | None = None) -> Chunk:
         """A user's layout (chunk frame; a project JSON or a nuScenes sample) -> a complete chunk."""
         if not isinstance(layout, Layout):
             raise ValueError(f"Generator.from_layout: expected a Layout, got {type(layout).__name__}")
         description = description or DEFAULT_DESCRIPTION
-        chunk = Chunk(np.eye(4), layout=_with_road_map(layout, description), description=description)
-        chunk = self.occupancy(chunk, seed, progress)
-        return self.render(chunk, images, seed, progress)
+        chunk = Chunk(np.eye(4), layout=with_road_map(layout, description), description=description)
+        return self._from_layout_chunk(chunk, seed, images, progress, on_stage)
 
     # -- edits ---------------------------------------------------------------------------------------------------
     @_public
@@ -258,7 +274,7 @@ class Generator:
         d = description or chunk.description
         change = layout_change(chunk.layout, layout)
         if change.lanes:  # the road areas follow the lanes
-            layout = _with_road_map(layout, d, force=True)
+            layout = with_road_map(layout, d, force=True)
             change = layout_change(chunk.layout, layout)
         region = change_distance(change, stage.grid) <= margin
         new = replace(chunk, layout=layout, description=d)
@@ -287,7 +303,7 @@ class Generator:
         result = apply_intent(text, chunk.description, chunk.graph, seed=seed)
         changed = set(result.changed)
         if result.road_changed or not result.changed:
-            layout = (_with_road_map(self.layout(result.graph, seed, progress), result.description)
+            layout = (with_road_map(self.layout(result.graph, seed, progress), result.description)
                       if result.road_changed else chunk.layout)
         else:
             fresh = self.layout(result.graph, seed, progress)
@@ -341,9 +357,9 @@ class Generator:
         return self._run("gaussians", lambda: stage(world, step_callback=self._reporter("gaussians", progress)))
 
 
-def _with_road_map(layout: Layout, description: SceneDescription | None, force: bool = False) -> Layout:
+def with_road_map(layout: Layout, description: SceneDescription | None = None, force: bool = False) -> Layout:
     """The layout with road areas, dividers and kerbs derived from its lanes (ops.road_areas) where it has
-    none (generated layouts), so that every stage and the viewer see the roads."""
+    none (generated layouts), so that every stage and the viewer see the roads; `force` re-derives them."""
     from .ops.road_areas import NO_SIDEWALK_ENVIRONMENTS, complete_road_map
 
     env = description.environment if description is not None else None
