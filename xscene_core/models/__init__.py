@@ -2,7 +2,7 @@
 
 from importlib import import_module
 
-_EXPORTS = {"LayoutDiffusion": ".layout_diffusion"}
+_EXPORTS = {"LayoutDiffusion": ".layout_diffusion", "ImageDiffusion": ".image_diffusion", "Segmenter": ".segmenter"}
 
 __all__ = sorted(_EXPORTS)
 

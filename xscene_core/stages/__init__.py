@@ -6,7 +6,9 @@ Stages are imported lazily, so that `python -m xscene_core.stages.<stage>` runs 
 from importlib import import_module
 
 _EXPORTS = {"RenderStage": ".render", "default_rig": ".render", "DescribeStage": ".describe",
-            "LayoutStage": ".layout", "LayoutInterrupted": ".layout"}
+            "LayoutStage": ".layout", "LayoutInterrupted": ".layout",
+            "OccupancyStage": ".occupancy", "OccupancyInterrupted": ".occupancy", "MultiViewStage": ".multiview",
+            "MultiViewInterrupted": ".multiview", "GaussianStage": ".gaussians", "GaussiansInterrupted": ".gaussians"}
 
 __all__ = sorted(_EXPORTS)
 

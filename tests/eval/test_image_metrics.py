@@ -1,0 +1,50 @@
+"""Image metrics: the overlap geometry of neighbouring cameras, and measure_images end to end (tiny models)."""
+
+import numpy as np
+import torch
+
+from xscene_core.eval.image_metrics import cross_view_agreement, measure_images, overlap_pairs
+from xscene_core.models.image_diffusion import PRESETS, ImageDiffusion
+from xscene_core.models.segmenter import Segmenter, confusion, miou
+
+
+def _views():
+    from xscene_core.data.world import SyntheticWorld
+    from xscene_core.stages.render import RenderStage, default_rig
+
+    world = SyntheticWorld(5)
+    chunk = world.chunk(*world.find_location("suburban"))
+    stage = RenderStage(default_rig((64, 112)), backend="torch")
+    views = stage(chunk.occupancy)
+    return views, stage.preview(views, chunk.description, chunk.layout, 0, chunk.occupancy)
+
+
+def test_overlap_pairs_and_agreement():
+    views, preview = _views()
+    pairs = overlap_pairs(views.depth, views.rig)
+    assert len(pairs) == 12 and sum(len(p[1]) for p in pairs) > 100  # neighbouring nuScenes cameras overlap
+    for i, pi, j, pj in pairs:
+        assert abs(j - i) in (1, 5) and len(pi) == len(pj)
+    a, n = cross_view_agreement(preview.images, pairs)
+    noise = np.random.default_rng(0).integers(0, 256, preview.images.shape, dtype=np.uint8)
+    b, m = cross_view_agreement(noise, pairs)
+    assert n == m and a / n > 0.8 > b / m  # the preview look is consistent across cameras, noise is not
+
+
+def test_miou():
+    t = np.array([[0, 0, 1, 1]])
+    assert miou(confusion(t, t)) == 1.0
+    assert abs(miou(confusion(np.array([[0, 0, 0, 1]]), t)) - (2 / 3 + 1 / 2) / 2) < 1e-9
+
+
+def test_measure_images_keys(tmp_path):
+    torch.manual_seed(0)
+    ImageDiffusion(**{**PRESETS["tiny"], "sample_size": (16, 28), "block_out_channels": (8, 16),
+                      "attention_levels": (False, True), "attention_heads": 2, "norm_num_groups": 4, "token_dim": 16,
+                      "geometry_hidden": 8, "geometry_features": 4, "num_inference_steps": 2}).save_pretrained(tmp_path / "m")
+    Segmenter(widths=(4, 8, 8)).save_pretrained(tmp_path / "s")
+    out = measure_images(1, 0, tmp_path / "m", tmp_path / "s", log=lambda *_: None)
+    for k in ("image_alignment_miou", "image_alignment_miou_preview", "image_alignment_miou_no_geometry",
+              "image_cross_view_consistency", "image_extrapolation_psnr", "images_s"):
+        assert np.isfinite(out[k]), k
+    assert 0 <= out["image_alignment_miou"] <= 1 and 0 <= out["image_cross_view_consistency"] <= 1

@@ -1,0 +1,132 @@
+"""ImageDiffusion: shapes, determinism, save/load, geometry and reference conditions, cross-view attention."""
+
+import numpy as np
+import pytest
+import torch
+
+from xscene_core.models.image_condition import ImageCondition, ViewArrays, view_condition_arrays
+from xscene_core.models.image_diffusion import PRESETS, ImageDiffusion, diffusion_loss
+from xscene_core.types.layout import Box, Layout
+
+SIZE = (16, 28)
+TINY = dict(sample_size=SIZE, block_out_channels=(8, 16), attention_levels=(False, True), attention_heads=2,
+            norm_num_groups=4, token_dim=16, geometry_hidden=8, geometry_features=4, max_boxes=8)
+
+
+@pytest.fixture(scope="module")
+def scene():
+    from xscene_core.stages.render import default_rig
+
+    rig = default_rig((32, 56))
+    rng = np.random.default_rng(0)
+    sem = rng.integers(11, 18, size=(6, 32, 56)).astype(np.uint8)
+    depth = rng.uniform(2, 50, size=(6, 32, 56)).astype(np.float32)
+    layout = Layout(boxes=(Box((8.0, 0.0, 0.8), (4.5, 1.9, 1.6), 0.1, 4), Box((-6.0, 3.0, 0.9), (0.6, 0.6, 1.8), 0.0, 7)))
+    return view_condition_arrays(sem, depth, layout, rig, SIZE)
+
+
+def _cond(arrays: ViewArrays, reference=None, pose=None) -> ImageCondition:
+    return ImageCondition.collate([arrays], [np.ones(384, np.float32) / 20], [reference], [pose], 3, 8)
+
+
+def _model(**kw) -> ImageDiffusion:
+    torch.manual_seed(0)
+    m = ImageDiffusion(**{**PRESETS["tiny"], **TINY, **kw})
+    with torch.no_grad():  # the zero-initialised-by-nothing UNet output layer is random already; make the
+        for p in m.parameters():  # condition paths clearly non-trivial for the tests
+            p.add_(torch.randn_like(p) * 0.02)
+    return m.eval()
+
+
+def test_condition_arrays_shapes(scene):
+    assert scene.semantic.shape == (6, *SIZE) and scene.persp.shape[:2] == (6, 25)
+    assert scene.points.shape == (6, 3, *SIZE) and scene.camera.shape == (6, 10)
+    assert scene.persp[:, :10].any(), "the car in front should appear in some view"
+
+
+def test_forward_shape_and_loss(scene):
+    m = _model()
+    c = _cond(scene)
+    x = torch.randn(1, 6, 3, *SIZE)
+    assert m(x, torch.tensor([10]), c).shape == x.shape
+    loss = diffusion_loss(m, m.scheduler("ddpm"), x, c, torch.tensor([500]), torch.randn_like(x))
+    loss.backward()
+    assert torch.isfinite(loss) and m.geometry.maps_in.weight.grad.abs().sum() > 0
+
+
+def test_sample_deterministic_and_conditions_matter(scene):
+    m = _model()
+    c = _cond(scene)
+    a = m.sample(c, seed=3, steps=3)
+    assert a.shape == (1, 6, 3, *SIZE)
+    assert torch.equal(a, m.sample(c, seed=3, steps=3))
+    assert not torch.allclose(a, m.sample(c, seed=4, steps=3))
+    assert (a - m.sample(c.without_geometry(), seed=3, steps=3)).abs().max() > 1e-3, "geometry must change the output"
+    ref = np.random.default_rng(1).uniform(-1, 1, (6, 3, *SIZE)).astype(np.float32)
+    T = np.eye(4)
+    T[0, 3] = 40.0
+    b = m.sample(_cond(scene, ref, T), seed=3, steps=3)
+    assert (a - b).abs().max() > 1e-3, "the reference view must change the output"
+
+
+def test_cross_view_attention_couples_views(scene):
+    x = torch.randn(1, 6, 3, *SIZE)
+    c = _cond(scene)
+    for cross, coupled in ((True, True), (False, False)):
+        m = _model(cross_view=cross)
+        out = m(x, torch.tensor([500]), c)
+        x2 = x.clone()
+        x2[0, 1] += 1.0  # change only the front camera
+        out2 = m(x2, torch.tensor([500]), c)
+        moved = (out - out2).abs().amax(dim=(2, 3, 4))[0]
+        # FRONT_LEFT and FRONT_RIGHT are the front camera's ring neighbours; without cross-view attention
+        # the views are independent images
+        assert bool(moved[0] > 1e-6) == coupled and bool(moved[2] > 1e-6) == coupled
+        assert moved[1] > 1e-6
+
+
+def test_save_load_round_trip(scene, tmp_path):
+    m = _model()
+    m.save_pretrained(tmp_path)
+    n = ImageDiffusion.from_pretrained(tmp_path)
+    c = _cond(scene)
+    assert torch.equal(m.sample(c, seed=0, steps=2), n.sample(c, seed=0, steps=2))
+    assert n.config == m.config
+
+
+def test_bad_inputs(scene):
+    m = _model()
+    with pytest.raises(ValueError):
+        m(torch.randn(1, 5, 3, *SIZE), torch.tensor([1]), _cond(scene))
+    with pytest.raises(ValueError):
+        ImageDiffusion.from_preset("huge")
+    with pytest.raises(ValueError):
+        ImageDiffusion(**{**PRESETS["tiny"], **TINY, "space": "voxel"})
+    with pytest.raises(ValueError):
+        m.load_stable_diffusion_unet("/nonexistent/sd21")
+
+
+def test_paper_path_loads_local_stable_diffusion_folders(tmp_path):
+    """The paper preset's code path on a miniature local 'Stable Diffusion' folder (unet/ + vae/)."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+
+    from xscene_core.models.image_diffusion import ImageCodec
+
+    small = dict(sample_size=(4, 7), block_out_channels=(8, 16), attention_levels=(False, True), attention_heads=2,
+                 norm_num_groups=4, token_dim=16, geometry_hidden=8, geometry_features=4)
+    UNet2DConditionModel(sample_size=(4, 7), in_channels=4, out_channels=4, down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+                         up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), block_out_channels=(8, 16), layers_per_block=2,
+                         norm_num_groups=4, cross_attention_dim=16, attention_head_dim=2,
+                         use_linear_projection=True).save_pretrained(tmp_path / "unet")
+    AutoencoderKL(block_out_channels=(8, 8, 8, 8), down_block_types=("DownEncoderBlock2D",) * 4,
+                  up_block_types=("UpDecoderBlock2D",) * 4, latent_channels=4, norm_num_groups=4,
+                  layers_per_block=1).save_pretrained(tmp_path / "vae")
+    m = ImageDiffusion.from_preset("paper", unet_path=str(tmp_path), vae_path=str(tmp_path), **small)
+    sd = UNet2DConditionModel.from_pretrained(tmp_path / "unet")
+    w = m.unet.conv_in.weight
+    assert torch.equal(w[:, :4], sd.conv_in.weight) and not w[:, 4:].any()
+    codec = ImageCodec(m)
+    assert codec.image_size == (32, 56)
+    lat = codec.encode(np.zeros((6, 32, 56, 3), np.uint8))
+    assert lat.shape == (6, 4, 4, 7)
+    assert codec.decode(lat).shape == (6, 32, 56, 3)

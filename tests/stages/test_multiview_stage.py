@@ -1,0 +1,76 @@
+"""MultiViewStage: typed call on a synthetic chunk, determinism, extrapolation, input errors, interrupts."""
+
+import numpy as np
+import pytest
+import torch
+
+from xscene_core.models.image_diffusion import PRESETS, ImageDiffusion
+from xscene_core.stages.multiview import MultiViewInterrupted, MultiViewStage
+from xscene_core.types.images import MultiViewImages
+
+TINY = dict(sample_size=(16, 28), block_out_channels=(8, 16), attention_levels=(False, True), attention_heads=2,
+            norm_num_groups=4, token_dim=16, geometry_hidden=8, geometry_features=4, max_boxes=8, num_inference_steps=3)
+
+
+@pytest.fixture(scope="module")
+def chunk_views():
+    from xscene_core.data.world import SyntheticWorld
+    from xscene_core.stages.render import RenderStage, default_rig
+
+    world = SyntheticWorld(5)
+    chunk = world.chunk(*world.find_location("downtown"))
+    views = RenderStage(default_rig((32, 56)), backend="torch")(chunk.occupancy)
+    return chunk, views
+
+
+@pytest.fixture(scope="module")
+def stage(tmp_path_factory):
+    torch.manual_seed(0)
+    model = ImageDiffusion(**{**PRESETS["tiny"], **TINY})
+    folder = tmp_path_factory.mktemp("imgdiff")
+    model.save_pretrained(folder)
+    return MultiViewStage.from_pretrained(folder)
+
+
+def test_call_shapes_and_determinism(stage, chunk_views):
+    chunk, views = chunk_views
+    a = stage(views, chunk.description, chunk.layout, seed=1)
+    assert isinstance(a, MultiViewImages) and a.images.shape == (6, 32, 56, 3) and a.rig is views.rig
+    assert np.array_equal(a.images, stage(views, chunk.description, chunk.layout, seed=1).images)
+    b = stage(views, None, None, seed=1)  # description and layout are optional
+    assert b.images.shape == a.images.shape
+
+
+def test_extrapolate_uses_reference(stage, chunk_views):
+    chunk, views = chunk_views
+    T = np.eye(4)
+    T[0, 3] = 40.0
+    rng = np.random.default_rng(0)
+    ref1 = MultiViewImages(rng.integers(0, 256, (6, 32, 56, 3), dtype=np.uint8), views.rig)
+    ref2 = MultiViewImages(np.zeros((6, 32, 56, 3), np.uint8), views.rig)
+    a = stage.extrapolate(views, chunk.description, chunk.layout, ref1, T, seed=0)
+    b = stage.extrapolate(views, chunk.description, chunk.layout, ref2, T, seed=0)
+    assert a.images.shape == (6, 32, 56, 3) and not np.array_equal(a.images, b.images)
+
+
+def test_bad_inputs(stage, chunk_views):
+    chunk, views = chunk_views
+    with pytest.raises(ValueError, match="RenderedViews"):
+        stage("not views")
+    with pytest.raises(ValueError, match="SceneDescription"):
+        stage(views, "a rainy night")
+    with pytest.raises(ValueError, match="Layout"):
+        stage(views, chunk.description, [1, 2])
+    ref = MultiViewImages(np.zeros((6, 32, 56, 3), np.uint8), views.rig)
+    with pytest.raises(ValueError, match="T_ref_new"):
+        stage.extrapolate(views, chunk.description, chunk.layout, ref, np.eye(3))
+    with pytest.raises(ValueError, match="reference"):
+        stage.extrapolate(views, chunk.description, chunk.layout, None, np.eye(4))
+
+
+def test_step_callback_interrupts(stage, chunk_views):
+    chunk, views = chunk_views
+    seen = []
+    with pytest.raises(MultiViewInterrupted):
+        stage(views, chunk.description, chunk.layout, step_callback=lambda i, n: seen.append(i) or i < 2)
+    assert seen == [1, 2]

@@ -1,0 +1,203 @@
+"""Training data of the multi-view image diffusion model: synthetic chunks rendered from the rig, their
+conditions at the model's resolution and the preview look as the target.
+
+One file per (world, location), written once and reused (a resumable cache; delete the folder to rebuild):
+
+    CACHE/world-v{WORLD_VERSION}/{h}x{w}/{split}/w{seed:06d}_{k:02d}.npz
+        semantic uint8 [V, h, w], depth float16 [V, h, w], persp uint8 [V, Cp, h, w], points float16
+        [V, 3, h, w], camera float32 [V, 10], boxes float32 [N, 7], box_labels int64 [N]
+            (models.image_condition.ViewArrays at the model resolution)
+        text float32 [384] (all-MiniLM-L6-v2 embedding of the caption), caption
+        preview uint8 [L, V, h, w, 3]: L looks (preview seeds) of the chunk, rendered at 2x and
+            box-downsampled (anti-aliased targets)
+        reference uint8 [L, V, h, w, 3]: the same looks of the chunk that precedes it in an extension
+            (the world chunk at -offset), T_ref_new float32 [4, 4]: this chunk's pose in that chunk's frame
+
+Chunks come from the first N worlds of a split (xscene_core.data.splits), one location per environment.
+The rig is the default nuScenes ring (stages.render.default_rig). Offsets of the reference chunk are the
+WorldMap's 40 m stride along x or y (the extension step of the editor).
+
+    python -m xscene_core.data.image_dataset --worlds 40 --split train --cache runs/image_cache
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..models.image_condition import ViewArrays, resize_images, view_condition_arrays
+from ..types.scene import ENVIRONMENTS
+from .splits import world_seeds
+
+LOOKS = 2  # preview seeds per location: sun azimuth, facades and lit windows vary, geometry does not
+EXTENSION_OFFSETS = ((40.0, 0.0), (-40.0, 0.0), (0.0, 40.0), (0.0, -40.0))
+
+
+def _world_version() -> int:
+    from .world import WORLD_VERSION
+
+    return WORLD_VERSION
+
+
+def cache_dir(cache: Path, size: tuple[int, int], split: str, cond_size: tuple[int, int] | None = None) -> Path:
+    """Folder of one split for images of `size` and conditions of `cond_size` (default: the same; a
+    latent-space model has conditions at the latent size)."""
+    name = f"{size[0]}x{size[1]}"
+    if cond_size is not None and tuple(cond_size) != tuple(size):
+        name += f"_c{cond_size[0]}x{cond_size[1]}"
+    return Path(cache) / f"world-v{_world_version()}" / name / split
+
+
+def render_looks(chunk, size: tuple[int, int], seeds: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(semantic uint8 [V, 2h, 2w], depth float32 [V, 2h, 2w], looks uint8 [L, V, h, w, 3]) of a chunk:
+    rendered at twice the model size, preview looks box-downsampled to it."""
+    from ..stages.render import RenderStage, default_rig
+
+    rig = default_rig((2 * size[0], 2 * size[1]))
+    stage = RenderStage(rig, backend="torch")
+    views = stage(chunk.occupancy)
+    looks = [resize_images(stage.preview(views, chunk.description, chunk.layout, s, chunk.occupancy).images, size, False)
+             for s in seeds]
+    return views.semantic, views.depth, np.stack(looks)
+
+
+def build_sample(world, k: int, size: tuple[int, int], rng: np.random.Generator,
+                 cond_size: tuple[int, int] | None = None) -> dict | None:
+    """The cached arrays of location k (environment ENVIRONMENTS[k]) of a world, or None when the world
+    has no such environment. The caption embedding is added by the caller (batched)."""
+    from ..stages.render import default_rig
+
+    try:
+        x, y = world.find_location(ENVIRONMENTS[k % len(ENVIRONMENTS)], start=k)
+    except ValueError:
+        return None
+    chunk = world.chunk(x, y)
+    seeds = [int(s) for s in rng.integers(0, 2**31, LOOKS)]
+    sem, depth, looks = render_looks(chunk, size, seeds)
+    arrays = view_condition_arrays(sem, depth, chunk.layout, default_rig((2 * size[0], 2 * size[1])), cond_size or size)
+    dx, dy = EXTENSION_OFFSETS[int(rng.integers(len(EXTENSION_OFFSETS)))]
+    ref = world.chunk(x - dx, y - dy)
+    _, _, ref_looks = render_looks(ref, size, seeds)
+    T = np.eye(4, dtype=np.float32)
+    T[:2, 3] = (dx, dy)
+    return dict(semantic=arrays.semantic, depth=arrays.depth.astype(np.float16), persp=arrays.persp,
+                points=arrays.points.astype(np.float16), camera=arrays.camera, boxes=arrays.boxes,
+                box_labels=arrays.box_labels, caption=np.array(chunk.description.caption()), preview=looks,
+                reference=ref_looks, T_ref_new=T, look_seeds=np.array(seeds, np.int64))
+
+
+def build_split(cache: Path, split: str, n_worlds: int, size: tuple[int, int], first_world: int = 0,
+                cond_size: tuple[int, int] | None = None, log=print) -> list[Path]:
+    """Cache files of worlds [first_world, first_world + n_worlds) of a split (built where missing);
+    images at `size`, conditions at `cond_size` (default `size`)."""
+    from ..llm.embedder import embed
+    from .world import SyntheticWorld
+
+    out, paths, t0 = cache_dir(cache, size, split, cond_size), [], time.time()
+    seeds = world_seeds(split)
+    for _ in range(first_world):
+        next(seeds)
+    for w in range(n_worlds):
+        seed = next(seeds)
+        todo = []
+        for k in range(len(ENVIRONMENTS)):
+            p = out / f"w{seed:06d}_{k:02d}.npz"
+            (paths.append(p) if p.exists() else todo.append((k, p)))
+        if not todo:
+            continue
+        world, items = SyntheticWorld(seed), []
+        for k, p in todo:
+            s = build_sample(world, k, size, np.random.default_rng([seed, k]), cond_size)
+            if s is not None:
+                items.append((p, s))
+        for (p, s), t in zip(items, embed([str(s["caption"]) for _, s in items]) if items else []):
+            p.parent.mkdir(parents=True, exist_ok=True)
+            tmp = p.with_suffix(".tmp.npz")
+            np.savez_compressed(tmp, **s, text=t.astype(np.float32), world_seed=np.int64(seed))
+            tmp.replace(p)
+            paths.append(p)
+        log(f"{split}: world {seed} ({w + 1}/{n_worlds}) -> {len(items)} samples, {time.time() - t0:.0f} s")
+    return sorted(paths)
+
+
+@dataclass
+class ImageSample:
+    """One cached sample in memory (see the module docstring for the arrays)."""
+
+    arrays: ViewArrays
+    text: np.ndarray
+    caption: str
+    preview: np.ndarray
+    reference: np.ndarray
+    T_ref_new: np.ndarray
+
+
+def load_sample(path: Path) -> ImageSample:
+    with np.load(path) as d:
+        arrays = ViewArrays(d["semantic"], d["depth"].astype(np.float32), d["persp"], d["points"].astype(np.float32),
+                            d["camera"], d["boxes"].reshape(-1, 7), d["box_labels"].reshape(-1))
+        return ImageSample(arrays, d["text"], str(d["caption"]), d["preview"], d["reference"], d["T_ref_new"])
+
+
+def to_model_images(images: np.ndarray) -> torch.Tensor:
+    """uint8 [..., h, w, 3] -> float32 [..., 3, h, w] in [-1, 1] (the pixel-space model's image space)."""
+    t = torch.from_numpy(np.ascontiguousarray(images)).float() / 127.5 - 1.0
+    return t.movedim(-1, -3)
+
+
+class ImageDataset:
+    """Cached samples in memory; `batch` draws (targets, conditions) with a chosen look per sample."""
+
+    def __init__(self, samples: list[ImageSample]) -> None:
+        if not samples:
+            raise ValueError("ImageDataset: no samples")
+        self.samples = samples
+
+    @classmethod
+    def load(cls, paths: list[Path]) -> "ImageDataset":
+        return cls([load_sample(p) for p in paths])
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def batch(self, index, look, with_reference, max_boxes: int, encode=None, channels: int = 3):
+        """(targets float [B, V, C, h, w], ImageCondition) of samples `index` (int [B]) with looks `look`
+        (int [B]); with_reference bool [B] adds the preceding chunk's same look as the reference view and
+        its relative pose. Images are in [-1, 1], or mapped by encode (float [N, 3, H, W] -> [N, channels,
+        h, w], e.g. a latent-space codec)."""
+        from ..models.image_condition import ImageCondition
+
+        encode = encode or (lambda x: x)
+        items = [self.samples[i] for i in index]
+        targets = torch.stack([encode(to_model_images(s.preview[l])) for s, l in zip(items, look)])
+        refs = [encode(to_model_images(s.reference[l])).numpy() if r else None
+                for s, l, r in zip(items, look, with_reference)]
+        poses = [s.T_ref_new if r else None for s, r in zip(items, with_reference)]
+        cond = ImageCondition.collate([s.arrays for s in items], [s.text for s in items], refs, poses, channels, max_boxes)
+        return targets, cond
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--cache", type=Path, default=Path("runs/image_cache"))
+    ap.add_argument("--split", default="train")
+    ap.add_argument("--worlds", type=int, default=40)
+    ap.add_argument("--first-world", type=int, default=0, help="skip this many worlds of the split (sharding)")
+    ap.add_argument("--size", type=int, nargs=2, default=(64, 112), metavar=("H", "W"), help="image size")
+    ap.add_argument("--cond-size", type=int, nargs=2, default=None, metavar=("H", "W"),
+                    help="condition size (default: the image size; a latent model's latent size, e.g. 28 50 for 224 400)")
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    cond = tuple(args.cond_size) if args.cond_size else None
+    paths = build_split(args.cache, args.split, args.worlds, tuple(args.size), args.first_world, cond)
+    print(f"{args.split}: {len(paths)} samples under {cache_dir(args.cache, tuple(args.size), args.split, cond)}")
+
+
+if __name__ == "__main__":
+    main()

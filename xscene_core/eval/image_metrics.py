@@ -1,0 +1,197 @@
+"""Quality and speed of the multi-view image stage on held-out synthetic `test` worlds.
+
+    measure_images(n_chunks=6, seed=0) -> dict (ImageMetrics.as_dict(): the flat keys below)
+
+- image_alignment_miou: mIoU between the conditioning semantic map (at the model resolution) and the
+  segmentation of the generated views by the judge segmenter (checkpoints/segmenter: trained on preview
+  renders of `val` worlds, never on generated images), over the classes present in the conditions.
+- image_alignment_miou_preview: the same for the preview renders of the same chunks (the ceiling: what
+  the judge achieves on the look the model was trained to produce).
+- image_alignment_miou_no_geometry: the same for views generated with the geometry condition zeroed
+  (the floor: what caption, boxes and cameras alone give).
+- image_cross_view_consistency: agreement of neighbouring cameras where they see the same surface:
+  pixels of view i are lifted with the rendered depth, projected into its ring neighbour j, kept where j's
+  depth agrees (visible in both), and 1 - mean |RGB_i - RGB_j| / 255 is taken over all such pairs
+  (1 = identical). image_cross_view_consistency_preview is the same for the preview renders.
+- image_extrapolation_psnr / image_extrapolation_psnr_no_reference: PSNR (dB, model resolution) of the
+  generated views of a chunk against its preview render, when the views are extrapolated from the preview
+  views of the chunk 40 m behind it (same look: sun, facades, weather; MultiViewStage.extrapolate) and
+  when generated without a reference: how much of the appearance the reference carries across the seam.
+- images_s: median seconds of one MultiViewStage call (six views, 224 x 400 renders in, same size out)
+  over the chunks after a warm-up call.
+
+Everything is computed on what the model decodes (the stage's output box-downsampled back to the model
+resolution); nothing of the condition is pasted into the images.
+
+    python -m xscene_core.eval.image_metrics --chunks 6
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .. import semantics
+from ..types.cameras import CameraRig
+
+_REPO = Path(__file__).resolve().parents[2]
+SEGMENTER = _REPO / "checkpoints" / "segmenter"
+EXTENSION_STEP = 40.0  # metres: the WorldMap stride, the editor's extension step
+DEPTH_AGREE = 0.05  # relative depth difference under which a pixel of view i is seen by view j too
+
+
+@dataclass
+class ImageMetrics:
+    image_alignment_miou: float
+    image_alignment_miou_preview: float
+    image_alignment_miou_no_geometry: float
+    image_cross_view_consistency: float
+    image_cross_view_consistency_preview: float
+    image_extrapolation_psnr: float
+    image_extrapolation_psnr_no_reference: float
+    images_s: float
+    chunks: int
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def overlap_pairs(depth: np.ndarray, rig: CameraRig) -> list[tuple[int, np.ndarray, int, np.ndarray]]:
+    """Pixels seen by two ring-neighbouring cameras: a list of (i, flat pixel indices in view i, j, flat
+    indices in view j). depth: float [V, h, w] metres (camera z, 0 = miss) at the rig's size."""
+    V, h, w = depth.shape
+    v_, u_ = np.meshgrid(np.arange(h) + 0.5, np.arange(w) + 0.5, indexing="ij")
+    out = []
+    for i in range(V):
+        for j in ((i + 1) % V, (i - 1) % V):
+            if j == i:
+                continue
+            ok = depth[i] > 0
+            z = depth[i][ok]
+            Ki, Kj = rig.cameras[i].K, rig.cameras[j].K
+            pc = np.stack([(u_[ok] - Ki[0, 2]) / Ki[0, 0] * z, (v_[ok] - Ki[1, 2]) / Ki[1, 1] * z, z], -1)
+            T = np.linalg.inv(rig.T_world_cam(j)) @ rig.T_world_cam(i)
+            q = pc @ T[:3, :3].T + T[:3, 3]
+            front = q[:, 2] > 0.1
+            uj = Kj[0, 0] * q[:, 0] / np.where(front, q[:, 2], 1) + Kj[0, 2]
+            vj = Kj[1, 1] * q[:, 1] / np.where(front, q[:, 2], 1) + Kj[1, 2]
+            inside = front & (uj >= 0) & (uj < w) & (vj >= 0) & (vj < h)
+            ci, ri = np.floor(uj[inside]).astype(int), np.floor(vj[inside]).astype(int)
+            dj = depth[j][ri, ci]
+            vis = np.abs(dj - q[inside, 2]) < DEPTH_AGREE * q[inside, 2]
+            src = np.flatnonzero(ok)[inside][vis]
+            out.append((i, src, j, ri[vis] * w + ci[vis]))
+    return out
+
+
+def cross_view_agreement(images: np.ndarray, pairs) -> tuple[float, int]:
+    """(sum of per-pixel agreements 1 - mean|RGB_i - RGB_j| / 255, pixel count) over overlap pairs;
+    images uint8 [V, h, w, 3]."""
+    flat = images.reshape(images.shape[0], -1, 3).astype(np.float64)
+    total, n = 0.0, 0
+    for i, pi, j, pj in pairs:
+        if len(pi):
+            total += float((1 - np.abs(flat[i, pi] - flat[j, pj]).mean(-1) / 255).sum())
+            n += len(pi)
+    return total, n
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    """PSNR in dB of two uint8 images of one shape."""
+    mse = float(((a.astype(np.float64) - b.astype(np.float64)) ** 2).mean())
+    return 10 * np.log10(255.0 ** 2 / max(mse, 1e-10))
+
+
+def measure_images(n_chunks: int = 6, seed: int = 0, checkpoint: str | Path | None = None,
+                   segmenter: str | Path = SEGMENTER, log=print) -> dict:
+    """Figures of the module docstring over n_chunks chunks of `test` worlds (environments cycled)."""
+    from ..data.splits import world_seeds
+    from ..data.world import SyntheticWorld
+    from ..models.segmenter import Segmenter, confusion
+    from ..models.segmenter import miou as miou_of
+    from ..models.image_condition import resize_images
+    from ..stages.multiview import DEFAULT_CHECKPOINT, MultiViewStage
+    from ..stages.render import RenderStage, default_rig
+    from ..types.scene import ENVIRONMENTS
+
+    torch.set_num_threads(2)
+    stage = MultiViewStage.from_pretrained(checkpoint or DEFAULT_CHECKPOINT)
+    judge = Segmenter.from_pretrained(segmenter)
+    size = stage.model.sample_size
+    rig = default_rig()
+    render = RenderStage(rig, backend="torch")
+    small_rig = rig.resized(*size)
+    conf = {k: np.zeros((semantics.NUM_CLASSES,) * 2, np.int64) for k in ("gen", "preview", "nogeo")}
+    agree = {k: [0.0, 0] for k in ("gen", "preview")}
+    ext = {k: [] for k in ("ref", "noref")}
+    times = []
+    seeds = world_seeds("test")
+    for k in range(n_chunks):
+        world = SyntheticWorld(next(seeds))
+        try:
+            x, y = world.find_location(ENVIRONMENTS[k % len(ENVIRONMENTS)])
+        except ValueError:
+            x, y = 0.0, 0.0
+        chunk = world.chunk(x, y)
+        views = render(chunk.occupancy)
+        s = seed + k
+        if k == 0:  # warm-up: first-call costs (embedder load, allocations) are not the stage's speed
+            stage(views, chunk.description, chunk.layout, seed=s)
+        t0 = time.perf_counter()
+        generated = stage(views, chunk.description, chunk.layout, seed=s)
+        times.append(time.perf_counter() - t0)
+        preview = render.preview(views, chunk.description, chunk.layout, seed=s, occupancy=chunk.occupancy)
+        cond = stage.condition(views, chunk.description, chunk.layout)
+        target = cond.semantic[0].numpy().astype(np.uint8)                 # [V, h, w] at the model size
+        gen = resize_images(generated.images, size, smooth=False)
+        nogeo = stage.generate(cond.without_geometry(), seed=s)
+        prev = resize_images(preview.images, size, smooth=False)
+        for key, imgs in (("gen", gen), ("preview", prev), ("nogeo", nogeo)):
+            conf[key] += confusion(judge.predict(imgs), target)
+        pairs = overlap_pairs(cond.depth[0].numpy(), small_rig)
+        for key, imgs in (("gen", gen), ("preview", prev)):
+            a, n = cross_view_agreement(imgs, pairs)
+            agree[key][0] += a
+            agree[key][1] += n
+        before = world.chunk(x - EXTENSION_STEP, y)
+        before_views = render(before.occupancy)
+        reference = render.preview(before_views, before.description, before.layout, seed=s, occupancy=before.occupancy)
+        T = np.eye(4)
+        T[0, 3] = EXTENSION_STEP
+        extended = stage.extrapolate(views, chunk.description, chunk.layout, reference, T, seed=s)
+        ext["ref"].append(psnr(resize_images(extended.images, size, smooth=False), prev))
+        ext["noref"].append(psnr(gen, prev))
+        log(f"chunk {k + 1}/{n_chunks} ({chunk.description.environment}, {chunk.description.time_of_day} "
+            f"{chunk.description.weather}): {times[-1]:.1f} s")
+    return ImageMetrics(
+        image_alignment_miou=miou_of(conf["gen"]), image_alignment_miou_preview=miou_of(conf["preview"]),
+        image_alignment_miou_no_geometry=miou_of(conf["nogeo"]),
+        image_cross_view_consistency=agree["gen"][0] / max(agree["gen"][1], 1),
+        image_cross_view_consistency_preview=agree["preview"][0] / max(agree["preview"][1], 1),
+        image_extrapolation_psnr=float(np.mean(ext["ref"])), image_extrapolation_psnr_no_reference=float(np.mean(ext["noref"])),
+        images_s=float(np.median(times)), chunks=n_chunks).as_dict()
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--chunks", type=int, default=6)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--checkpoint", default=None)
+    ap.add_argument("--segmenter", default=str(SEGMENTER))
+    ap.add_argument("--json", default=None, help="write the figures as one flat JSON object")
+    args = ap.parse_args(argv)
+    m = measure_images(args.chunks, args.seed, args.checkpoint, args.segmenter)
+    for k, v in m.items():
+        print(f"{k:40s} {v:.4f}" if isinstance(v, float) else f"{k:40s} {v}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(m, indent=1))
+
+
+if __name__ == "__main__":
+    main()

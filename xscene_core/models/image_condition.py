@@ -1,0 +1,379 @@
+"""Conditions of the multi-view image diffusion model (X-Scene Sec. 3.3) and their encoders.
+
+- `view_condition_arrays`: RenderedViews-like arrays + layout + rig -> the compact per-view arrays at the
+  model's resolution (one function for the training cache and the stage, so both see the same inputs).
+- `ImageCondition`: a batch of B scenes x V views of conditions as tensors, with per-sample "present"
+  flags so condition dropout and classifier-free guidance can remove any part.
+- `GeometryEncoder`: ConvNet over the per-pixel geometry (semantic one-hot, depth, perspective box and
+  map-line maps) fused with object positional embeddings (Fourier features of the normalised scene
+  coordinates of box surfaces). Zero-preserving (bias-free convolutions, SiLU), so a dropped geometry
+  (all-zero input) gives all-zero features: "no geometry" is one well-defined branch.
+- `ImageTokens`: cross-attention tokens per view: [null, camera, relative pose, caption, boxes...].
+
+Shapes: V views of h x w pixels at the model resolution; ids are Occ3D ids (semantics.py).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields, replace
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .. import semantics
+from ..ops.condition_maps import PERSPECTIVE_LINE_KINDS
+from ..types.cameras import CameraRig
+from .condition_encoders import BOX_DIMS, fourier_features
+
+NUM_IDS = semantics.NUM_CLASSES  # 18: 17 Occ3D classes + free
+PERSP_CHANNELS = 2 * len(semantics.OBJECT_IDS) + len(PERSPECTIVE_LINE_KINDS)  # faces, edges, lines
+SCENE_HALF = np.array([40.0, 40.0, 4.0], np.float32)  # metres: ego-frame coordinates / this lie in ~[-1, 1]
+SCENE_CENTRE = np.array([0.0, 0.0, 1.0], np.float32)
+CAMERA_FEATURES = 10  # per camera: sin/cos yaw, forward z, position / 2 m (3), fx/w, fy/h, cx/w, cy/h
+POSE_FEATURES = 5  # relative pose of the new chunk in the reference frame: x / 40, y / 40, z / 4, sin yaw, cos yaw
+DEPTH_FAR = 80.0  # metres: log depth normalised so that this maps to 1
+
+
+def _nearest(a: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Nearest-pixel-centre resize of [..., H, W] to [..., h, w] (ids and depths must not be blended)."""
+    H, W = a.shape[-2:]
+    h, w = size
+    if (H, W) == (h, w):
+        return a
+    rows = np.minimum(((np.arange(h) + 0.5) * H / h).astype(np.int64), H - 1)
+    cols = np.minimum(((np.arange(w) + 0.5) * W / w).astype(np.int64), W - 1)
+    return a[..., rows[:, None], cols[None, :]]
+
+
+def _max_pool(a: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Any-pixel resize of bool/float [..., H, W] to [..., h, w]: thin lines survive downsampling."""
+    H, W = a.shape[-2:]
+    if (H, W) == tuple(size):
+        return a.astype(np.float32)
+    t = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)).reshape(-1, 1, H, W)
+    out = F.adaptive_max_pool2d(t, size) if H >= size[0] else F.interpolate(t, size=size, mode="nearest")
+    return out.reshape(*a.shape[:-2], *size).numpy()
+
+
+def resize_images(images: np.ndarray, size: tuple[int, int], smooth: bool) -> np.ndarray:
+    """uint8 [V, H, W, 3] -> uint8 [V, h, w, 3]: box filter when shrinking (as the training targets
+    were made), bicubic when enlarging (smooth)."""
+    from PIL import Image
+
+    h, w = size
+    if images.shape[1:3] == (h, w):
+        return images
+    mode = Image.BICUBIC if smooth else Image.BOX
+    return np.stack([np.asarray(Image.fromarray(im).resize((w, h), mode)) for im in images])
+
+
+def camera_features(rig: CameraRig) -> np.ndarray:
+    """float32 [V, CAMERA_FEATURES] of a rig's cameras (ego frame, scale-free intrinsics)."""
+    out = []
+    for c in rig.cameras:
+        fwd = c.T_ego_cam[:3, 2]  # optical axis in the ego frame
+        yaw = math.atan2(fwd[1], fwd[0])
+        t = c.T_ego_cam[:3, 3] / 2.0
+        out.append([math.sin(yaw), math.cos(yaw), fwd[2], *t, c.K[0, 0] / c.width, c.K[1, 1] / c.height,
+                    c.K[0, 2] / c.width, c.K[1, 2] / c.height])
+    return np.asarray(out, np.float32)
+
+
+def pose_features(T_ref_new: np.ndarray | None) -> np.ndarray:
+    """float32 [POSE_FEATURES] of the new chunk's pose in the reference chunk's frame (zeros for None)."""
+    if T_ref_new is None:
+        return np.zeros(POSE_FEATURES, np.float32)
+    T = np.asarray(T_ref_new, np.float64)
+    yaw = math.atan2(T[1, 0], T[0, 0])
+    return np.array([T[0, 3] / 40.0, T[1, 3] / 40.0, T[2, 3] / 4.0, math.sin(yaw), math.cos(yaw)], np.float32)
+
+
+def box_points(box_class: np.ndarray, box_depth: np.ndarray, rig: CameraRig) -> np.ndarray:
+    """Normalised ego-frame coordinates of the box surface seen at each pixel: float32 [V, 3, h, w]
+    ((p - SCENE_CENTRE) / SCENE_HALF; 0 off boxes). box_class / box_depth: [V, h, w] at the rig's size
+    (camera z in metres)."""
+    V, h, w = box_depth.shape
+    out = np.zeros((V, 3, h, w), np.float32)
+    v_, u_ = np.meshgrid(np.arange(h) + 0.5, np.arange(w) + 0.5, indexing="ij")
+    for v, cam in enumerate(rig.cameras):
+        on = (box_class[v] != semantics.FREE) & (box_depth[v] > 0)
+        if not on.any():
+            continue
+        z = box_depth[v][on]
+        K = cam.K
+        pc = np.stack([(u_[on] - K[0, 2]) / K[0, 0] * z, (v_[on] - K[1, 2]) / K[1, 1] * z, z], -1)
+        T = rig.T_world_cam(v)
+        pe = pc @ T[:3, :3].T + T[:3, 3]
+        out[v, :, on] = ((pe - SCENE_CENTRE) / SCENE_HALF).astype(np.float32)
+    return out
+
+
+@dataclass
+class ViewArrays:
+    """Compact condition arrays of one scene at the model resolution (numpy; what caches store).
+
+    semantic: uint8 [V, h, w] Occ3D ids; depth: float32 [V, h, w] metres (0 = miss); persp: uint8
+    [V, PERSP_CHANNELS, h, w] perspective faces / edges / lines (0 or 1); points: float32 [V, 3, h, w]
+    normalised box-surface coordinates (box_points); camera: float32 [V, CAMERA_FEATURES]; boxes: float32
+    [N, 7] and box_labels int64 [N] in the ego frame.
+    """
+
+    semantic: np.ndarray
+    depth: np.ndarray
+    persp: np.ndarray
+    points: np.ndarray
+    camera: np.ndarray
+    boxes: np.ndarray
+    box_labels: np.ndarray
+
+
+def view_condition_arrays(semantic: np.ndarray, depth: np.ndarray, layout, rig: CameraRig,
+                          size: tuple[int, int]) -> ViewArrays:
+    """ViewArrays at `size` = (h, w) from renders at the rig's size (semantic uint8 / depth float32
+    [V, H, W]) and a layout in the rig's world frame (None = no boxes or map lines)."""
+    from ..ops.condition_maps import PerspectiveMaps, perspective_maps
+
+    V = len(rig)
+    small = rig.resized(*size)
+    if layout is not None:
+        pm = perspective_maps(layout, rig)
+        boxes, labels = layout.box_array().astype(np.float32).reshape(-1, BOX_DIMS), layout.box_labels()
+    else:
+        H, W = semantic.shape[1:]
+        pm = PerspectiveMaps(np.full((V, H, W), semantics.FREE, np.uint8), np.zeros((V, H, W), np.float32),
+                             np.full((V, H, W), semantics.FREE, np.uint8),
+                             np.zeros((V, len(PERSPECTIVE_LINE_KINDS), H, W), bool), rig)
+        boxes, labels = np.zeros((0, BOX_DIMS), np.float32), np.zeros(0, np.int64)
+    objs = np.asarray(semantics.OBJECT_IDS)
+    box_class = _nearest(pm.box_class, size)
+    faces = box_class[:, None] == objs[None, :, None, None]
+    edges = _max_pool(pm.box_edges[:, None] == objs[None, :, None, None], size) > 0
+    lines = _max_pool(pm.lines, size) > 0
+    persp = np.concatenate([faces, edges, lines], 1).astype(np.uint8)
+    pts = box_points(box_class, _nearest(pm.box_depth, size), small)
+    return ViewArrays(_nearest(semantic, size).astype(np.uint8), _nearest(depth, size).astype(np.float32), persp, pts,
+                      camera_features(rig), boxes, np.asarray(labels, np.int64))
+
+
+@dataclass
+class ImageCondition:
+    """A batch of B scenes, V views each, at h x w.
+
+    semantic: long [B, V, h, w] ids; depth: float [B, V, h, w] metres; persp: float [B, V, Cp, h, w];
+    points: float [B, V, 3, h, w]; geometry_mask: bool [B] (False = the whole geometry dropped);
+    camera: float [B, V, CAMERA_FEATURES]; box_labels long [B, N], box_geometry float [B, N, 7], box_mask
+    bool [B, N]; text float [B, E], text_mask bool [B]; reference float [B, V, C, h, w] (the reference
+    chunk's views in the model's image space; zeros when absent), pose float [B, POSE_FEATURES],
+    reference_mask bool [B].
+    """
+
+    semantic: torch.Tensor
+    depth: torch.Tensor
+    persp: torch.Tensor
+    points: torch.Tensor
+    geometry_mask: torch.Tensor
+    camera: torch.Tensor
+    box_labels: torch.Tensor
+    box_geometry: torch.Tensor
+    box_mask: torch.Tensor
+    text: torch.Tensor
+    text_mask: torch.Tensor
+    reference: torch.Tensor
+    pose: torch.Tensor
+    reference_mask: torch.Tensor
+
+    def __post_init__(self) -> None:
+        if self.semantic.ndim != 4:
+            raise ValueError(f"ImageCondition.semantic: expected [B, V, h, w], got {list(self.semantic.shape)}")
+        b, v, h, w = self.semantic.shape
+        want = {"depth": (b, v, h, w), "persp": (b, v, PERSP_CHANNELS, h, w), "points": (b, v, 3, h, w),
+                "geometry_mask": (b,), "camera": (b, v, CAMERA_FEATURES), "text_mask": (b,),
+                "pose": (b, POSE_FEATURES), "reference_mask": (b,)}
+        for name, shape in want.items():
+            if tuple(getattr(self, name).shape) != shape:
+                raise ValueError(f"ImageCondition.{name}: expected {list(shape)}, got {list(getattr(self, name).shape)}")
+        n = self.box_labels.shape[-1]
+        if (tuple(self.box_labels.shape) != (b, n) or tuple(self.box_geometry.shape) != (b, n, BOX_DIMS)
+                or tuple(self.box_mask.shape) != (b, n)):
+            raise ValueError("ImageCondition: boxes must be labels [B, N], geometry [B, N, 7], mask [B, N]")
+        if self.reference.shape[:2] != (b, v) or self.reference.shape[-2:] != (h, w) or self.text.shape[0] != b:
+            raise ValueError(f"ImageCondition.reference: expected [B, V, C, h, w] = [{b}, {v}, C, {h}, {w}], "
+                             f"got {list(self.reference.shape)}")
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.semantic.shape[0])
+
+    @property
+    def num_views(self) -> int:
+        return int(self.semantic.shape[1])
+
+    def to(self, device) -> "ImageCondition":
+        return ImageCondition(*(getattr(self, f.name).to(device) for f in fields(self)))
+
+    def drop(self, keep_geometry=None, keep_boxes=None, keep_text=None, keep_reference=None) -> "ImageCondition":
+        """The batch with parts removed where a keep flag (bool [B]) is False; None keeps all."""
+        out = self
+        if keep_geometry is not None:
+            out = replace(out, geometry_mask=out.geometry_mask & keep_geometry)
+        if keep_boxes is not None:
+            out = replace(out, box_mask=out.box_mask & keep_boxes.view(-1, 1))
+        if keep_text is not None:
+            out = replace(out, text_mask=out.text_mask & keep_text)
+        if keep_reference is not None:
+            out = replace(out, reference_mask=out.reference_mask & keep_reference)
+        return out
+
+    def _none(self) -> torch.Tensor:
+        return torch.zeros(self.batch_size, dtype=torch.bool, device=self.semantic.device)
+
+    def without_geometry(self) -> "ImageCondition":
+        """Geometry maps zeroed (the alignment metric's floor); tokens and reference kept."""
+        return self.drop(keep_geometry=self._none())
+
+    def unconditional(self) -> "ImageCondition":
+        """The classifier-free guidance branch: geometry, boxes and caption removed. The cameras and the
+        reference view stay: they are hard constraints of the output, not a style to amplify."""
+        n = self._none()
+        return self.drop(n, n, n)
+
+    @staticmethod
+    def cat(items: Sequence["ImageCondition"]) -> "ImageCondition":
+        """Concatenate batches (box lists padded to the longest)."""
+        n = max(c.box_labels.shape[1] for c in items)
+
+        def pad(t: torch.Tensor, value) -> torch.Tensor:
+            extra = n - t.shape[1]
+            if extra == 0:
+                return t
+            shape = list(t.shape)
+            shape[1] = extra
+            return torch.cat([t, t.new_full(shape, value)], 1)
+
+        parts = {f.name: [getattr(c, f.name) for c in items] for f in fields(ImageCondition)}
+        parts["box_labels"] = [pad(t, 0) for t in parts["box_labels"]]
+        parts["box_geometry"] = [pad(t, 1.0) for t in parts["box_geometry"]]
+        parts["box_mask"] = [pad(t, False) for t in parts["box_mask"]]
+        return ImageCondition(**{k: torch.cat(v) for k, v in parts.items()})
+
+    @classmethod
+    def collate(cls, arrays: Sequence[ViewArrays], text: Sequence[np.ndarray | None],
+                reference: Sequence[np.ndarray | None], poses: Sequence[np.ndarray | None], image_channels: int,
+                max_boxes: int) -> "ImageCondition":
+        """One batch from per-scene ViewArrays, caption embeddings (None = no caption), reference views
+        (float [V, C, h, w] in the model's image space, or None) and relative poses (T_ref_new [4, 4] or
+        None). Boxes beyond max_boxes are dropped, nearest to the ego kept."""
+        b = len(arrays)
+        V, h, w = arrays[0].semantic.shape
+        sel = [np.argsort(np.hypot(a.boxes[:, 0], a.boxes[:, 1]), kind="stable")[:max_boxes] for a in arrays]
+        n = max([len(s) for s in sel] + [1])
+        geo = np.zeros((b, n, BOX_DIMS), np.float32)
+        geo[..., 3:6] = 1.0
+        lab = np.zeros((b, n), np.int64)
+        bmask = np.zeros((b, n), bool)
+        for i, (a, s) in enumerate(zip(arrays, sel)):
+            geo[i, :len(s)] = a.boxes[s]
+            lab[i, :len(s)] = a.box_labels[s]
+            bmask[i, :len(s)] = True
+        txt = np.stack([np.zeros(384, np.float32) if t is None else np.asarray(t, np.float32) for t in text])
+        ref = np.zeros((b, V, image_channels, h, w), np.float32)
+        for i, r in enumerate(reference):
+            if r is not None:
+                ref[i] = r
+        t = torch.from_numpy
+        return cls(
+            t(np.stack([a.semantic for a in arrays]).astype(np.int64)), t(np.stack([a.depth for a in arrays])),
+            t(np.stack([a.persp for a in arrays]).astype(np.float32)), t(np.stack([a.points for a in arrays])),
+            torch.ones(b, dtype=torch.bool), t(np.stack([a.camera for a in arrays])), t(lab), t(geo), t(bmask),
+            t(txt), torch.tensor([x is not None for x in text]), t(ref),
+            t(np.stack([pose_features(p) for p in poses])), torch.tensor([r is not None for r in reference]))
+
+
+class GeometryEncoder(nn.Module):
+    """Per-pixel geometry -> features float [B*V, out_channels, h, w] (zero where geometry is dropped).
+
+    Input channels: semantic one-hot (18), depth (hit flag, log depth), perspective maps (Cp), and the
+    object positional embedding: Fourier features (bands octaves) of the box-surface coordinates, only on
+    box pixels. The positional embedding goes through its own 1x1 projection before being added to the
+    map branch's first features (the paper's fusion), then shared 3x3 convolutions.
+    """
+
+    def __init__(self, hidden: int = 32, out_channels: int = 16, bands: int = 4, layers: int = 2) -> None:
+        super().__init__()
+        self.bands = bands
+        maps = NUM_IDS + 2 + PERSP_CHANNELS
+        self.maps_in = nn.Conv2d(maps, hidden, 3, padding=1, bias=False)
+        self.pos_in = nn.Conv2d(3 * (1 + 2 * bands), hidden, 1, bias=False)
+        body: list[nn.Module] = []
+        for _ in range(layers):
+            body += [nn.SiLU(), nn.Conv2d(hidden, hidden, 3, padding=1, bias=False)]
+        body += [nn.SiLU(), nn.Conv2d(hidden, out_channels, 3, padding=1, bias=False)]
+        self.body = nn.Sequential(*body)
+
+    def forward(self, cond: ImageCondition) -> torch.Tensor:
+        b, v, h, w = cond.semantic.shape
+        keep = cond.geometry_mask.to(cond.depth.dtype).view(b, 1, 1, 1, 1)
+        onehot = F.one_hot(cond.semantic.clamp(0, NUM_IDS - 1), NUM_IDS).permute(0, 1, 4, 2, 3).to(cond.depth.dtype)
+        hit = (cond.depth > 0).to(cond.depth.dtype)
+        logd = torch.log1p(cond.depth) / math.log1p(DEPTH_FAR) * hit
+        maps = torch.cat([onehot, hit[:, :, None], logd[:, :, None], cond.persp], 2) * keep
+        on_box = (cond.persp[:, :, : len(semantics.OBJECT_IDS)].sum(2, keepdim=True) > 0).to(maps.dtype)
+        pos = fourier_features(cond.points.permute(0, 1, 3, 4, 2), self.bands).permute(0, 1, 4, 2, 3) * on_box * keep
+        x = self.maps_in(maps.flatten(0, 1)) + self.pos_in(pos.flatten(0, 1))
+        return self.body(x)
+
+
+class ImageTokens(nn.Module):
+    """Cross-attention tokens per view: [null, camera, pose, caption, boxes...] -> (tokens float
+    [B*V, T, D], mask bool [B*V, T]). Boxes are expressed in each camera's frame (centre, log size, yaw
+    relative to the optical axis), so one token says where the object lies in that view; boxes behind a
+    camera are masked for it."""
+
+    def __init__(self, dim: int, text_dim: int = 384, bands: int = 4) -> None:
+        super().__init__()
+        self.bands = bands
+        self.null = nn.Parameter(torch.randn(1, 1, dim) * 0.02)
+        mlp = lambda n: nn.Sequential(nn.Linear(n, dim), nn.SiLU(), nn.Linear(dim, dim))  # noqa: E731
+        self.camera = mlp(CAMERA_FEATURES)
+        self.pose = mlp(POSE_FEATURES * (1 + 2 * bands))
+        self.text = mlp(text_dim)
+        self.box_class = nn.Embedding(NUM_IDS, dim)
+        self.box = mlp(dim + 8 * (1 + 2 * bands))
+
+    @staticmethod
+    def boxes_in_cameras(geometry: torch.Tensor, camera: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Box geometry float [B, N, 7] (ego frame) -> per-view features float [B, V, N, 8] and in-front
+        flags bool [B, V, N], using each camera's yaw and position from its features [B, V, 10]."""
+        s, c = camera[..., 0:1], camera[..., 1:2]  # [B, V, 1]
+        pos = camera[..., 3:5] * 2.0
+        dx = geometry[:, None, :, 0] - pos[..., 0:1]
+        dy = geometry[:, None, :, 1] - pos[..., 1:2]
+        fwd = dx * c + dy * s                         # along the optical axis (metres)
+        left = -dx * s + dy * c
+        yaw = geometry[:, None, :, 6] - torch.atan2(s, c)
+        size = geometry[..., 3:6].clamp(min=1e-3).log()[:, None].expand(-1, camera.shape[1], -1, -1)
+        up = ((geometry[:, None, :, 2] - 1.0) / 4.0).expand_as(fwd)
+        feats = torch.stack([fwd / 40.0, left / 40.0, up], -1)
+        feats = torch.cat([feats, size, yaw.sin()[..., None], yaw.cos()[..., None]], -1)
+        return feats, fwd > 0.5
+
+    def forward(self, cond: ImageCondition) -> tuple[torch.Tensor, torch.Tensor]:
+        b, v = cond.batch_size, cond.num_views
+        cam = self.camera(cond.camera)                                                  # [B, V, D]
+        pose = self.pose(fourier_features(cond.pose, self.bands))[:, None].expand(-1, v, -1)
+        text = self.text(cond.text)[:, None].expand(-1, v, -1)
+        feats, front = self.boxes_in_cameras(cond.box_geometry, cond.camera)         # [B, V, N, 8]
+        cls = self.box_class(cond.box_labels)[:, None].expand(-1, v, -1, -1)
+        box = self.box(torch.cat([cls, fourier_features(feats, self.bands)], -1))      # [B, V, N, D]
+        bmask = cond.box_mask[:, None] & front
+        pmask = cond.reference_mask[:, None].expand(-1, v)
+        tmask = cond.text_mask[:, None].expand(-1, v)
+        tokens = torch.cat([self.null.expand(b, v, 1, -1), cam[:, :, None], (pose * pmask[..., None])[:, :, None],
+                            (text * tmask[..., None])[:, :, None], box * bmask[..., None]], 2)
+        ones = torch.ones(b, v, 2, dtype=torch.bool, device=tokens.device)
+        mask = torch.cat([ones, pmask[..., None], tmask[..., None], bmask], 2)
+        return tokens.flatten(0, 1), mask.flatten(0, 1)

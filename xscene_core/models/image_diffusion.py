@@ -1,0 +1,383 @@
+"""Multi-view image diffusion with geometry guidance and reference-view extrapolation (X-Scene Sec. 3.3).
+
+A diffusers `UNet2DConditionModel` denoises the V views of a scene as one batch of B*V images:
+
+    noisy views [B, V, C, h, w] ─┐
+    geometry (semantic one-hot, depth, perspective boxes / map lines, object positional embedding)
+        ──GeometryEncoder (ConvNet)──▶ [B*V, F, h, w] ─┤
+    reference view of the preceding chunk [B, V, C, h, w] + "present" flag ─┤
+                                  concat ─▶ UNet (ring cross-view self-attention) ─▶ [B, V, C, h, w]
+    tokens [null, camera, relative pose, caption, boxes in the camera frame] ──cross-attention──▲
+
+1. Geometry guidance: the encoder's features enter the UNet's first convolution beside the noisy input.
+   A convolution over a concatenation is the sum of one convolution per part, so this is the paper's
+   "geometry features added to the noisy input"; the encoder is zero-preserving, so a dropped geometry
+   is an exact zero input.
+2. Cross-view consistency: every self-attention of the UNet (tiny: the lowest level and the mid block,
+   where tokens are few) lets each view's tokens also attend to its two ring neighbours' tokens (the six
+   cameras are in ring order FRONT_LEFT, FRONT, FRONT_RIGHT, BACK_RIGHT, BACK, BACK_LEFT). It reuses the
+   attention's own projections, so it adds no weights and a Stable Diffusion UNet keeps its meaning.
+3. Extrapolation: the reference chunk's view of the same camera is concatenated with the noisy input
+   (plus a 0/1 channel saying whether it is given) and the new chunk's pose in the reference frame is a
+   cross-attention token; without a reference both are zero / masked, so one model serves both uses.
+4. Global condition (global_condition=True): the caption embedding, the camera's features and the
+   reference flag go through an MLP into the UNet's timestep embedding (diffusers' "projection" class
+   embedding), so the style (time of day, weather) modulates every ResNet block at every resolution, not
+   only the lowest-resolution cross-attention. Its last layer starts at zero. (Our addition: with
+   attention only at the lowest level, the tiny model learned night / day brightness too slowly without it.)
+5. Condition dropout in training (geometry, boxes, caption, reference) and classifier-free guidance at
+   sampling (ImageCondition.unconditional: geometry, boxes and caption removed); UniPC with 20 steps.
+
+Image space: `space="pixel"` denoises RGB in [-1, 1] at the model resolution (tiny preset: 64 x 112, the
+choice measured in checkpoints/image_diffusion/MODEL_CARD.md); `space="latent"` denoises the latents of a
+Stable Diffusion AutoencoderKL loaded from a local folder (paper preset; `vae_path`).
+
+    model = ImageDiffusion.from_preset("tiny")
+    model = ImageDiffusion.from_preset("paper", unet_path="/models/sd21", vae_path="/models/sd21")  # local only
+    x = model.sample(cond, seed=0)               # [B, V, C, h, w] in the model's image space
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .image_condition import CAMERA_FEATURES, GeometryEncoder, ImageCondition, ImageTokens, resize_images
+from .pretrained import Pretrained
+
+TEXT_DIM = 384  # all-MiniLM-L6-v2
+GLOBAL_FEATURES = TEXT_DIM + CAMERA_FEATURES + 1  # caption, camera, reference flag
+
+_SCHEDULE_TINY = dict(num_train_timesteps=1000, beta_schedule="linear", beta_start=1e-4, beta_end=0.02,
+                      prediction_type="v_prediction", rescale_betas_zero_snr=True)
+# The one place that holds each preset's numbers. `tiny`: pixel space at 64 x 112 on a 2-core CPU, attention
+# only at the lowest level (DESIGN.md timings). `paper`: the Stable Diffusion 2.1 UNet (latents of 224 x 400
+# images, 28 x 50; 336 x 600 / 448 x 800 by sample_size) with its noise schedule.
+PRESETS: dict[str, dict] = {
+    "tiny": dict(space="pixel", image_channels=3, sample_size=(64, 112), block_out_channels=(32, 64, 96),
+                 layers_per_block=1, attention_levels=(False, False, True), attention_heads=4, norm_num_groups=16,
+                 token_dim=64, use_linear_projection=False, geometry_hidden=32, geometry_features=16, max_boxes=48,
+                 cross_view=True, global_condition=True, num_inference_steps=20, guidance_scale=1.2, vae_path="",
+                 vae_scale=1.0, **_SCHEDULE_TINY),
+    "paper": dict(space="latent", image_channels=4, sample_size=(28, 50), block_out_channels=(320, 640, 1280, 1280),
+                  layers_per_block=2, attention_levels=(True, True, True, False), attention_heads=(5, 10, 20, 20),
+                  norm_num_groups=32, token_dim=1024, use_linear_projection=True, geometry_hidden=64,
+                  geometry_features=320, max_boxes=64, cross_view=True, global_condition=True, num_inference_steps=20,
+                  guidance_scale=1.2,
+                  vae_path="", vae_scale=0.18215, num_train_timesteps=1000, beta_schedule="scaled_linear",
+                  beta_start=0.00085, beta_end=0.012, prediction_type="v_prediction", rescale_betas_zero_snr=False),
+}
+
+
+class _Views:
+    """The number of views of the batch in flight, shared with the ring attention processors."""
+
+    num_views = 1
+
+
+class RingAttnProcessor:
+    """Self-attention over a view's own tokens and its two ring neighbours' tokens.
+
+    hidden_states: [B*V, N, C] with views contiguous per scene; keys / values are [B*V, 3N, C] (previous
+    view, own, next view, ring order wrapping around). Uses the attention's own to_q / to_k / to_v / to_out.
+    """
+
+    def __init__(self, views: _Views) -> None:
+        self.views = views
+
+    def __call__(self, attn, hidden_states: torch.Tensor, encoder_hidden_states=None, attention_mask=None,
+                 temb=None, *args, **kwargs) -> torch.Tensor:
+        if encoder_hidden_states is not None or hidden_states.ndim != 3:
+            raise ValueError("RingAttnProcessor is for the self-attention (attn1) of transformer blocks")
+        bv, n, c = hidden_states.shape
+        v = self.views.num_views
+        x = hidden_states.view(bv // v, v, n, c)
+        ctx = torch.cat([x.roll(1, dims=1), x, x.roll(-1, dims=1)], 2).flatten(0, 1)   # [B*V, 3N, C]
+        q, k, val = attn.to_q(hidden_states), attn.to_k(ctx), attn.to_v(ctx)
+        h = attn.heads
+        split = lambda t: t.view(bv, -1, h, t.shape[-1] // h).transpose(1, 2)  # noqa: E731
+        out = F.scaled_dot_product_attention(split(q), split(k), split(val))
+        out = out.transpose(1, 2).reshape(bv, n, -1)
+        out = attn.to_out[1](attn.to_out[0](out))
+        if attn.residual_connection:
+            out = out + hidden_states
+        return out / attn.rescale_output_factor
+
+
+class ImageDiffusion(Pretrained, nn.Module):
+    """Multi-view image denoiser conditioned on geometry, tokens and an optional reference view.
+
+    space: "pixel" (RGB in [-1, 1]) or "latent" (AutoencoderKL latents x vae_scale from vae_path);
+    image_channels: C of the denoised image; sample_size: (h, w) of the model resolution; UNet:
+    block_out_channels, layers_per_block, attention_levels (per level: self + cross attention; the mid
+    block always has them), attention_heads (an int or one per level), norm_num_groups,
+    use_linear_projection; token_dim: width of the cross-attention tokens; geometry_hidden /
+    geometry_features: the GeometryEncoder's width and output channels; max_boxes: box tokens kept per
+    scene (nearest to the ego); cross_view: ring neighbour attention in every self-attention;
+    global_condition: caption + camera + reference flag added to the timestep embedding; the noise
+    schedule (num_train_timesteps, beta_schedule, beta_start, beta_end, prediction_type,
+    rescale_betas_zero_snr) shared by all samplers; num_inference_steps, guidance_scale: sampling
+    defaults; vae_path: local folder of a Stable Diffusion checkpoint whose "vae" subfolder encodes the
+    latent space ("" for pixel space).
+    """
+
+    def __init__(self, space: str = "pixel", image_channels: int = 3, sample_size: Sequence[int] = (64, 112),
+                 block_out_channels: Sequence[int] = (32, 64, 96), layers_per_block: int = 1,
+                 attention_levels: Sequence[bool] = (False, False, True), attention_heads: int | Sequence[int] = 4,
+                 norm_num_groups: int = 16, token_dim: int = 64, use_linear_projection: bool = False,
+                 geometry_hidden: int = 32, geometry_features: int = 16, max_boxes: int = 48, cross_view: bool = True,
+                 global_condition: bool = False, num_inference_steps: int = 20, guidance_scale: float = 1.2, vae_path: str = "", vae_scale: float = 1.0,
+                 num_train_timesteps: int = 1000, beta_schedule: str = "linear", beta_start: float = 1e-4,
+                 beta_end: float = 0.02, prediction_type: str = "v_prediction", rescale_betas_zero_snr: bool = True) -> None:
+        super().__init__()
+        from diffusers import UNet2DConditionModel
+
+        if space not in ("pixel", "latent"):
+            raise ValueError(f"space must be 'pixel' or 'latent', got {space!r}")
+        if len(attention_levels) != len(block_out_channels):
+            raise ValueError("attention_levels needs one flag per entry of block_out_channels")
+        if prediction_type not in ("epsilon", "v_prediction", "sample"):
+            raise ValueError("prediction_type must be epsilon, v_prediction or sample")
+        heads = attention_heads if isinstance(attention_heads, int) else [int(v) for v in attention_heads]
+        self.config = dict(
+            space=space, image_channels=int(image_channels), sample_size=[int(v) for v in sample_size],
+            block_out_channels=[int(v) for v in block_out_channels], layers_per_block=int(layers_per_block),
+            attention_levels=[bool(v) for v in attention_levels], attention_heads=heads,
+            norm_num_groups=int(norm_num_groups), token_dim=int(token_dim), use_linear_projection=bool(use_linear_projection),
+            geometry_hidden=int(geometry_hidden), geometry_features=int(geometry_features), max_boxes=int(max_boxes),
+            cross_view=bool(cross_view), global_condition=bool(global_condition),
+            num_inference_steps=int(num_inference_steps), guidance_scale=float(guidance_scale),
+            vae_path=str(vae_path), vae_scale=float(vae_scale), num_train_timesteps=int(num_train_timesteps),
+            beta_schedule=str(beta_schedule), beta_start=float(beta_start), beta_end=float(beta_end),
+            prediction_type=str(prediction_type), rescale_betas_zero_snr=bool(rescale_betas_zero_snr))
+        self.image_channels = int(image_channels)
+        self.sample_size = tuple(self.config["sample_size"])
+        self.stride = 2 ** (len(block_out_channels) - 1)
+        self.geometry = GeometryEncoder(geometry_hidden, geometry_features)
+        self.tokens = ImageTokens(token_dim, TEXT_DIM)
+        down = tuple("CrossAttnDownBlock2D" if a else "DownBlock2D" for a in attention_levels)
+        up = tuple("CrossAttnUpBlock2D" if a else "UpBlock2D" for a in reversed(attention_levels))
+        self.unet = UNet2DConditionModel(
+            sample_size=self.sample_size, in_channels=self.extra_in_channels + self.image_channels,
+            out_channels=self.image_channels, down_block_types=down, up_block_types=up,
+            mid_block_type="UNetMidBlock2DCrossAttn", block_out_channels=tuple(block_out_channels),
+            layers_per_block=layers_per_block, norm_num_groups=norm_num_groups, cross_attention_dim=token_dim,
+            attention_head_dim=heads,  # diffusers' name for the number of heads (as Stable Diffusion 2.x uses it)
+            use_linear_projection=use_linear_projection,
+            **(dict(class_embed_type="projection", projection_class_embeddings_input_dim=GLOBAL_FEATURES)
+               if global_condition else {}))
+        if global_condition:  # starts as a no-op, so a pretrained UNet keeps its behaviour at initialisation
+            nn.init.zeros_(self.unet.class_embedding.linear_2.weight)
+            nn.init.zeros_(self.unet.class_embedding.linear_2.bias)
+        self._views = _Views()
+        self._set_cross_view()
+
+    @property
+    def extra_in_channels(self) -> int:
+        """Channels concatenated after the noisy input: geometry features, reference view, reference flag."""
+        return self.config["geometry_features"] + self.image_channels + 1
+
+    def _set_cross_view(self) -> None:
+        if not self.config["cross_view"]:
+            return
+        procs = self.unet.attn_processors
+        ring = RingAttnProcessor(self._views)
+        self.unet.set_attn_processor({k: (ring if k.endswith("attn1.processor") else p) for k, p in procs.items()})
+
+    # -- construction -----------------------------------------------------------------------------------
+    @classmethod
+    def from_preset(cls, name: str, unet_path: str | None = None, **overrides) -> "ImageDiffusion":
+        """A preset's model; unet_path (paper preset) initialises the UNet from a local Stable Diffusion
+        folder's "unet" subfolder (never downloaded)."""
+        if name not in PRESETS:
+            raise ValueError(f"unknown preset {name!r}; use one of {', '.join(PRESETS)}")
+        model = cls(**{**PRESETS[name], **overrides})
+        if unet_path:
+            model.load_stable_diffusion_unet(unet_path)
+        return model
+
+    def load_stable_diffusion_unet(self, path: str) -> None:
+        """Copy a local Stable Diffusion UNet's weights (path/unet) into this UNet. Its first convolution
+        keeps the pretrained filters on the noisy latent; the filters on the concatenated condition
+        channels start at zero (as does the global-condition MLP), so at initialisation the model is the
+        pretrained UNet except that its self-attention also sees the ring neighbours' tokens."""
+        from diffusers import UNet2DConditionModel
+
+        if not (Path(path) / "unet").is_dir():
+            raise ValueError(f"{path}: no 'unet' subfolder (a local Stable Diffusion 2.1 folder is expected)")
+        sd = UNet2DConditionModel.from_pretrained(path, subfolder="unet", local_files_only=True).state_dict()
+        own = self.unet.state_dict()
+        w = sd["conv_in.weight"]
+        conv = torch.zeros_like(own["conv_in.weight"])
+        conv[:, : w.shape[1]] = w
+        sd["conv_in.weight"] = conv
+        sd.update({k: v for k, v in own.items() if k.startswith("class_embedding.")})  # ours, zero-initialised
+        mismatch = [k for k, v in sd.items() if k in own and own[k].shape != v.shape]
+        if mismatch:
+            raise ValueError(f"{path}: the UNet does not match the paper preset ({mismatch[:3]} ...)")
+        self.unet.load_state_dict(sd, strict=True)
+
+    @property
+    def device(self) -> torch.device:
+        return self.tokens.null.device
+
+    def scheduler(self, kind: str = "unipc"):
+        """A diffusers scheduler over this model's noise schedule: "ddpm" (training), "ddim" or "unipc"."""
+        from diffusers import DDIMScheduler, DDPMScheduler, UniPCMultistepScheduler
+
+        c = self.config
+        common = dict(num_train_timesteps=c["num_train_timesteps"], beta_schedule=c["beta_schedule"],
+                      beta_start=c["beta_start"], beta_end=c["beta_end"], prediction_type=c["prediction_type"],
+                      rescale_betas_zero_snr=c["rescale_betas_zero_snr"], timestep_spacing="trailing")
+        if kind == "ddpm":
+            return DDPMScheduler(**common, clip_sample=False)
+        if kind == "ddim":
+            return DDIMScheduler(**common, clip_sample=False, set_alpha_to_one=True)
+        if kind == "unipc":
+            return UniPCMultistepScheduler(**common)
+        raise ValueError(f"unknown scheduler {kind!r}; use ddpm, ddim or unipc")
+
+    # -- the network ----------------------------------------------------------------------------------
+    def forward(self, sample: torch.Tensor, timestep: torch.Tensor | int, cond: ImageCondition) -> torch.Tensor:
+        """sample: noisy views float [B, V, C, h, w]; timestep: long [B] or a scalar; cond: B scenes of V
+        views at (h, w). Returns the model output [B, V, C, h, w] (v, epsilon or x0 per prediction_type)."""
+        b, v, c, h, w = sample.shape
+        if c != self.image_channels or (cond.batch_size, cond.num_views) != (b, v) or cond.semantic.shape[-2:] != (h, w):
+            raise ValueError(f"sample {list(sample.shape)} does not match the model ({self.image_channels} channels) "
+                             f"or the condition ({cond.batch_size} x {cond.num_views} views at "
+                             f"{tuple(cond.semantic.shape[-2:])})")
+        ref_on = cond.reference_mask.to(sample.dtype).view(b, 1, 1, 1, 1)
+        ref = torch.cat([cond.reference * ref_on, ref_on.expand(b, v, 1, h, w)], 2)
+        x = torch.cat([sample.flatten(0, 1), self.geometry(cond), ref.flatten(0, 1)], 1)
+        ph, pw = (-h) % self.stride, (-w) % self.stride
+        if ph or pw:  # pad to a multiple of the UNet's total stride (cropped off after)
+            x = F.pad(x, (0, pw, 0, ph), mode="replicate")
+        tokens, mask = self.tokens(cond)
+        t = torch.as_tensor(timestep, device=sample.device).reshape(-1)
+        t = t.expand(b) if t.numel() == 1 else t
+        self._views.num_views = v
+        glob = None
+        if self.config["global_condition"]:
+            text = (cond.text * cond.text_mask.to(cond.text.dtype)[:, None])[:, None].expand(-1, v, -1)
+            glob = torch.cat([text, cond.camera, ref_on.view(b, 1, 1).expand(-1, v, 1)], -1).flatten(0, 1)
+        out = self.unet(x, t.repeat_interleave(v), encoder_hidden_states=tokens, encoder_attention_mask=mask,
+                        class_labels=glob).sample
+        return out[..., :h, :w].reshape(b, v, c, h, w)
+
+    def guided(self, cond: ImageCondition, guidance: float) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+        """fn(x, t) -> model output with classifier-free guidance (one batched pass for both branches)."""
+        if guidance == 1.0:
+            return lambda x, t: self(x, t, cond)
+        both = ImageCondition.cat([cond, cond.unconditional()])
+
+        def fn(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            out_c, out_u = self(torch.cat([x, x]), torch.cat([t, t]), both).chunk(2)
+            return out_u + guidance * (out_c - out_u)
+
+        return fn
+
+    @torch.no_grad()
+    def sample(self, cond: ImageCondition, seed: int | torch.Generator = 0, guidance: float | None = None,
+               steps: int | None = None, scheduler: str = "unipc",
+               callback: Callable[[int, int], bool | None] | None = None) -> torch.Tensor:
+        """Views float [B, V, C, h, w] in the model's image space for a condition batch. Deterministic in
+        `seed`. guidance / steps default to the config. callback(i, n) after each step; returning False
+        raises SamplingInterrupted."""
+        from diffusers.utils.torch_utils import randn_tensor
+
+        was_training = self.training
+        self.eval()
+        try:
+            gen = seed if isinstance(seed, torch.Generator) else torch.Generator().manual_seed(int(seed))
+            guidance = self.config["guidance_scale"] if guidance is None else float(guidance)
+            steps = self.config["num_inference_steps"] if steps is None else int(steps)
+            sched = self.scheduler(scheduler)
+            sched.set_timesteps(steps, device=self.device)
+            fn = self.guided(cond.to(self.device), guidance)
+            shape = (cond.batch_size, cond.num_views, self.image_channels, *cond.semantic.shape[-2:])
+            x = randn_tensor(shape, generator=gen, device=self.device) * sched.init_noise_sigma
+            for i, t in enumerate(sched.timesteps):
+                out = fn(sched.scale_model_input(x, t), t.expand(x.shape[0]))
+                x = sched.step(out, t, x).prev_sample
+                if callback is not None and callback(i + 1, steps) is False:
+                    raise SamplingInterrupted(f"sampling interrupted after {i + 1} of {steps} steps")
+            return x
+        finally:
+            self.train(was_training)
+
+
+class ImageCodec:
+    """The model's image space: pixels in [-1, 1] (space "pixel"), or latents of a local Stable
+    Diffusion AutoencoderKL x vae_scale (space "latent", loaded from config vae_path on first use)."""
+
+    def __init__(self, model: ImageDiffusion) -> None:
+        self.config = model.config
+        self.size = model.sample_size
+        self._vae = None
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        """(h, w) of the RGB images the model space corresponds to."""
+        f = 1 if self.config["space"] == "pixel" else 8
+        return self.size[0] * f, self.size[1] * f
+
+    def _autoencoder(self):
+        if self._vae is None:
+            from diffusers import AutoencoderKL
+
+            path = self.config["vae_path"]
+            if not path or not (Path(path) / "vae").is_dir():
+                raise ValueError(f"latent-space model needs a local Stable Diffusion folder with vae/ (vae_path={path!r})")
+            self._vae = AutoencoderKL.from_pretrained(path, subfolder="vae", local_files_only=True).eval()
+        return self._vae
+
+    @torch.no_grad()
+    def encode(self, images: np.ndarray) -> torch.Tensor:
+        """uint8 [V, H, W, 3] (any size) -> float [V, C, h, w] in the model space."""
+        x = torch.from_numpy(resize_images(images, self.image_size, smooth=False)).float().permute(0, 3, 1, 2) / 127.5 - 1
+        return self.encode_tensor(x)
+
+    @torch.no_grad()
+    def encode_tensor(self, x: torch.Tensor) -> torch.Tensor:
+        """float [N, 3, H, W] in [-1, 1] at image_size -> float [N, C, h, w] in the model space."""
+        if self.config["space"] == "pixel":
+            return x
+        vae = self._autoencoder().to(x.device)
+        return vae.encode(x).latent_dist.mean * self.config["vae_scale"]
+
+    @torch.no_grad()
+    def decode(self, x: torch.Tensor) -> np.ndarray:
+        """float [V, C, h, w] in the model space -> uint8 [V, H, W, 3] at image_size."""
+        if self.config["space"] == "latent":
+            x = self._autoencoder().to(x.device).decode(x / self.config["vae_scale"]).sample
+        return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+
+
+class SamplingInterrupted(RuntimeError):
+    """Raised by ImageDiffusion.sample when the step callback returns False."""
+
+
+def diffusion_loss(model: ImageDiffusion, scheduler, x0: torch.Tensor, cond: ImageCondition, timesteps: torch.Tensor,
+                   noise: torch.Tensor, snr_gamma: float = 0.0) -> torch.Tensor:
+    """Min-SNR-weighted MSE of one batch: x0 float [B, V, C, h, w] in the model's image space, timesteps
+    long [B] (one per scene: its views share the noise level), noise like x0."""
+    b = x0.shape[0]
+    acp = scheduler.alphas_cumprod.to(x0.device)[timesteps].view(b, 1, 1, 1, 1)
+    xt = acp.sqrt() * x0 + (1 - acp).sqrt() * noise
+    pt = model.config["prediction_type"]
+    target = noise if pt == "epsilon" else x0 if pt == "sample" else acp.sqrt() * noise - (1 - acp).sqrt() * x0
+    pred = model(xt, timesteps, cond)
+    per = ((pred - target) ** 2).mean(dim=(1, 2, 3, 4))
+    if snr_gamma > 0:
+        a = acp.view(b)
+        snr = a / (1 - a).clamp(min=1e-8)
+        clipped = snr.clamp(max=snr_gamma)
+        w = clipped / (snr + 1) if pt == "v_prediction" else clipped / snr.clamp(min=1e-8) if pt == "epsilon" else clipped
+        per = per * w
+    return per.mean()

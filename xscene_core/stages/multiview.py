@@ -1,0 +1,191 @@
+"""MultiView stage: RenderedViews x SceneDescription (x Layout) -> MultiViewImages by multi-view image
+diffusion with geometry guidance, and reference-view extrapolation for extending the world.
+
+    stage = MultiViewStage.from_pretrained()             # checkpoints/image_diffusion
+    images = stage(views, chunk.description, chunk.layout, seed=0)
+    new = stage.extrapolate(new_views, desc, new_layout, reference=images, T_ref_new=T, seed=0)
+
+The model runs at its own resolution (tiny preset: 64 x 112): the renders are resized to it (nearest
+ids and depths; map lines and box edges kept by max-pooling) and the generated views are upsampled
+(bicubic) to the rig's size, so the output has the same rig and size as `views`. Layout and reference
+are in the rig's world frame (the chunk frame). CLI:
+
+    python -m xscene_core.stages.multiview --out DIR --environment downtown --time night --weather rainy
+
+writes the six generated views, their mosaic and the preview-look mosaic of the same chunk.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from ..models.image_condition import ImageCondition, resize_images, view_condition_arrays
+from ..models.image_diffusion import ImageCodec, ImageDiffusion, SamplingInterrupted
+from ..types.images import MultiViewImages, RenderedViews
+from ..types.layout import Layout
+from ..types.scene import SceneDescription
+
+_REPO = Path(__file__).resolve().parents[2]
+DEFAULT_CHECKPOINT = _REPO / "checkpoints" / "image_diffusion"
+
+
+class MultiViewInterrupted(RuntimeError):
+    """Raised by MultiViewStage when interrupt() was called or the step callback returned False."""
+
+
+class MultiViewStage:
+    """Renders -> generated camera images.
+
+    model: an ImageDiffusion; num_inference_steps / guidance_scale: sampling settings (None: the model's
+    defaults, UniPC 20 steps and its guidance scale); threads: torch CPU threads while sampling, restored
+    afterwards (None leaves the setting alone).
+    """
+
+    def __init__(self, model: ImageDiffusion, num_inference_steps: int | None = None,
+                 guidance_scale: float | None = None, threads: int | None = 2) -> None:
+        self.model = model.eval()
+        self.codec = ImageCodec(model)
+        self.num_inference_steps = num_inference_steps
+        self.guidance_scale = guidance_scale
+        self.threads = threads
+        self._interrupt = False
+
+    @classmethod
+    def from_pretrained(cls, folder: str | Path = DEFAULT_CHECKPOINT, **kwargs) -> "MultiViewStage":
+        return cls(ImageDiffusion.from_pretrained(folder), **kwargs)
+
+    def interrupt(self) -> None:
+        """Ask a running call to stop after the current denoising step (it raises MultiViewInterrupted)."""
+        self._interrupt = True
+
+    def check_inputs(self, views: RenderedViews, description: SceneDescription | None = None,
+                     layout: Layout | None = None, reference: MultiViewImages | None = None,
+                     T_ref_new: np.ndarray | None = None) -> None:
+        """Raise ValueError with a clear message when the inputs cannot be generated from."""
+        if not isinstance(views, RenderedViews):
+            raise ValueError(f"MultiViewStage: views must be RenderedViews, got {type(views).__name__}")
+        if description is not None and not isinstance(description, SceneDescription):
+            raise ValueError(f"MultiViewStage: description must be a SceneDescription or None, got {type(description).__name__}")
+        if layout is not None and not isinstance(layout, Layout):
+            raise ValueError(f"MultiViewStage: layout must be a Layout or None, got {type(layout).__name__}")
+        sizes = {(c.height, c.width) for c in views.rig.cameras}
+        if len(sizes) != 1:
+            raise ValueError(f"MultiViewStage: every camera must have the same image size, got {sorted(sizes)}")
+        if reference is not None:
+            if not isinstance(reference, MultiViewImages):
+                raise ValueError(f"MultiViewStage: reference must be MultiViewImages, got {type(reference).__name__}")
+            if reference.rig.names != views.rig.names:
+                raise ValueError(f"MultiViewStage: the reference has cameras {reference.rig.names}, the views "
+                                 f"{views.rig.names}; extrapolation pairs views camera by camera")
+            T = np.asarray(T_ref_new, dtype=np.float64) if T_ref_new is not None else None
+            if T is None or T.shape != (4, 4) or not np.isfinite(T).all() or not np.allclose(T[3], [0, 0, 0, 1]):
+                raise ValueError("MultiViewStage: T_ref_new must be a finite rigid transform float [4, 4] (the new "
+                                 "chunk's pose in the reference chunk's frame)")
+            R = T[:3, :3]
+            if not np.allclose(R @ R.T, np.eye(3), atol=1e-4):
+                raise ValueError("MultiViewStage: T_ref_new has no rotation part (R R^T != I)")
+
+    def condition(self, views: RenderedViews, description: SceneDescription | None = None,
+                  layout: Layout | None = None, reference: MultiViewImages | None = None,
+                  T_ref_new: np.ndarray | None = None) -> ImageCondition:
+        """The model's condition batch (one scene) of the inputs, at the model resolution."""
+        from ..llm.embedder import embed
+
+        arrays = view_condition_arrays(views.semantic, views.depth, layout, views.rig, self.model.sample_size)
+        text = embed([description.caption()])[0] if description is not None else None
+        ref = self.codec.encode(reference.images).numpy() if reference is not None else None
+        return ImageCondition.collate([arrays], [text], [ref], [T_ref_new if reference is not None else None],
+                                      self.model.image_channels, self.model.config["max_boxes"])
+
+    def generate(self, cond: ImageCondition, seed: int = 0,
+                 step_callback: Callable[[int, int], object] | None = None) -> np.ndarray:
+        """uint8 [V, h, w, 3] views at the model's image size for a prepared condition (one scene)."""
+        def on_step(step: int, total: int) -> bool:
+            if step_callback is not None and step_callback(step, total) is False:
+                return False
+            return not self._interrupt
+
+        threads = torch.get_num_threads()
+        if self.threads is not None and self.model.device.type == "cpu":
+            torch.set_num_threads(self.threads)
+        try:
+            x = self.model.sample(cond, seed, self.guidance_scale, self.num_inference_steps, callback=on_step)
+        except SamplingInterrupted as stop:
+            raise MultiViewInterrupted(f"image sampling interrupted ({stop})") from None
+        finally:
+            torch.set_num_threads(threads)
+        return self.codec.decode(x[0])
+
+    def _run(self, views, description, layout, reference, T_ref_new, seed, step_callback) -> MultiViewImages:
+        # 1. Validate.
+        self.check_inputs(views, description, layout, reference, T_ref_new)
+        self._interrupt = False
+        # 2. Conditions at the model resolution (geometry maps, tokens, reference view).
+        cond = self.condition(views, description, layout, reference, T_ref_new)
+        # 3. Denoise all views together (UniPC, classifier-free guidance).
+        small = self.generate(cond, seed, step_callback)
+        # 4. Back to the rig's size.
+        cam = views.rig.cameras[0]
+        return MultiViewImages(resize_images(small, (cam.height, cam.width), smooth=True), views.rig)
+
+    def __call__(self, views: RenderedViews, description: SceneDescription | None = None, layout: Layout | None = None,
+                 seed: int = 0, step_callback: Callable[[int, int], object] | None = None) -> MultiViewImages:
+        """Camera images of the rendered views (same rig and size). description gives the caption (style:
+        time of day, weather, environment); layout (rig's world frame) the perspective box / map-line maps
+        and the box tokens; both optional. step_callback(step, total) after each denoising step; returning
+        False (or interrupt()) raises MultiViewInterrupted. Deterministic in seed."""
+        return self._run(views, description, layout, None, None, seed, step_callback)
+
+    def extrapolate(self, views: RenderedViews, description: SceneDescription | None, layout: Layout | None,
+                    reference: MultiViewImages, T_ref_new: np.ndarray, seed: int = 0,
+                    step_callback: Callable[[int, int], object] | None = None) -> MultiViewImages:
+        """Camera images of a new chunk that continue the appearance of `reference` (the views of the chunk
+        it extends, same cameras): each view is conditioned on the reference view of its camera and on
+        T_ref_new float [4, 4], the new chunk's pose in the reference chunk's frame."""
+        if reference is None:
+            raise ValueError("MultiViewStage.extrapolate: a reference MultiViewImages is required")
+        return self._run(views, description, layout, reference, T_ref_new, seed, step_callback)
+
+
+def main(argv: list[str] | None = None) -> None:
+    from PIL import Image
+
+    from ..data.world import Style, SyntheticWorld
+    from ..types.cameras import DEFAULT_IMAGE_SIZE
+    from .render import RenderStage, _mosaic, default_rig
+
+    p = argparse.ArgumentParser(description="Generate the six camera images of a synthetic chunk by image diffusion.")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--seed", type=int, default=0, help="synthetic world seed (and the sampling seed)")
+    p.add_argument("--environment", default=None, help="environment of the chunk (e.g. downtown)")
+    p.add_argument("--time", default=None, help="time of day (dawn, morning, noon, afternoon, dusk, night)")
+    p.add_argument("--weather", default=None, help="weather (sunny, cloudy, overcast, rainy, foggy, snowy)")
+    p.add_argument("--size", type=int, nargs=2, default=DEFAULT_IMAGE_SIZE, metavar=("H", "W"), help="image size")
+    p.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT), help="ImageDiffusion folder")
+    args = p.parse_args(argv)
+    if (args.time is None) != (args.weather is None):
+        p.error("--time and --weather go together")
+    world = SyntheticWorld(args.seed, Style(args.time, args.weather) if args.time else None)
+    x, y = world.find_location(args.environment) if args.environment else (0.0, 0.0)
+    chunk = world.chunk(x, y)
+    render = RenderStage(default_rig(tuple(args.size)), backend="torch")
+    views = render(chunk.occupancy)
+    stage = MultiViewStage.from_pretrained(args.checkpoint)
+    images = stage(views, chunk.description, chunk.layout, seed=args.seed)
+    preview = render.preview(views, chunk.description, chunk.layout, seed=args.seed, occupancy=chunk.occupancy)
+    out = Path(args.out)
+    paths = images.save(out)
+    Image.fromarray(_mosaic(images.images, views.rig.names)).save(out / "mosaic.png")
+    Image.fromarray(_mosaic(preview.images, views.rig.names)).save(out / "preview_mosaic.png")
+    d = chunk.description
+    print(f"{d.time_of_day} {d.weather} {d.environment}: wrote {len(paths)} views, mosaic.png and preview_mosaic.png "
+          f"under {out}")
+
+
+if __name__ == "__main__":
+    main()

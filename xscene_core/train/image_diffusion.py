@@ -1,0 +1,303 @@
+"""Train the multi-view image diffusion model on the synthetic world with the preview look as target:
+
+    python -m xscene_core.train.image_diffusion --preset tiny --out runs/imgdiff [--max-minutes M] [--resume]
+    python -m xscene_core.train.image_diffusion --preset paper --unet-path /models/sd21 --vae-path /models/sd21 ...
+
+Data: xscene_core.data.image_dataset caches (train worlds for training, a few val worlds for the
+validation loss; test worlds are left to xscene_core.eval.image_metrics). Every cached file found under
+the cache's train folder is used, so a cache built in shards trains as one (files finished while training
+runs are added at each evaluation; the batches of a resumed run then differ from an uninterrupted one).
+
+Each step: --batch scenes (all their views at once, so the ring cross-view attention sees a whole rig),
+one of the cached looks per scene, the preceding chunk's same look as the reference view with
+probability --p-reference; DDPM forward noise at one uniform timestep per scene; the geometry, the boxes
+and the caption are dropped per scene (--drop-*) and all three together with --drop-all so the
+unconditional branch of classifier-free guidance is learned; the loss is the MSE to the v target.
+AdamW, linear warm-up then cosine decay (over --steps or the --max-minutes wall time), an EMA of the
+weights. OUT/log.jsonl gets a line every --log-every steps; the EMA validation loss on fixed (scene,
+timestep, noise) triples every --eval-every steps; OUT/checkpoint/ (weights, EMA, optimizer state, step;
+safetensors + JSON) every --ckpt-every steps and on SIGINT / SIGTERM; --resume continues from it.
+OUT/best/ and OUT/final/ hold EMA weights (save_pretrained folders).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shutil
+import signal
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..data.image_dataset import LOOKS, ImageDataset, cache_dir
+from ..models.image_diffusion import PRESETS, ImageCodec, ImageDiffusion, diffusion_loss
+from .common import (RunLog, add_config_args, apply_config_args, learning_rate, optimizer_state, optimizer_tensors,
+                     swap_in)
+
+
+@dataclass
+class TrainConfig:
+    """Training settings (the model's own settings are its preset)."""
+
+    steps: int = 4000
+    """optimiser steps in all (the cosine schedule spans them)"""
+    batch: int = 1
+    """scenes per step (each with all its views)"""
+    lr: float = 6e-4
+    weight_decay: float = 0.01
+    warmup: int = 100
+    min_lr_ratio: float = 0.05
+    grad_clip: float = 1.0
+    ema_decay: float = 0.995
+    """EMA decay (warmed up as min(decay, (1 + step) / (10 + step)))"""
+    p_reference: float = 0.5
+    """probability that a scene gets its reference view (extrapolation)"""
+    drop_geometry: float = 0.1
+    drop_boxes: float = 0.1
+    drop_text: float = 0.1
+    drop_all: float = 0.1
+    """probability of dropping geometry, boxes and caption together"""
+    snr_gamma: float = 0.0
+    """min-SNR weighting (0 = plain v loss, which keeps weight on the high-noise steps)"""
+    high_noise_share: float = 0.0
+    """share of scenes whose timestep is drawn from the upper half of the schedule only (a fine-tuning knob:
+    the global brightness and colour of a view are decided there)"""
+    seed: int = 0
+    log_every: int = 10
+    eval_every: int = 200
+    ckpt_every: int = 50
+    val_samples: int = 8
+
+
+TRAIN_PRESETS: dict[str, dict] = {
+    "tiny": dict(),
+    "paper": dict(steps=100000, batch=8, lr=5e-5, warmup=1000, eval_every=2000, ckpt_every=1000, val_samples=64,
+                  ema_decay=0.9999),
+}
+
+
+def make_batch(data: ImageDataset, step: int, cfg: TrainConfig, model: ImageDiffusion, T: int, encode=None):
+    """(targets, conditions with dropout, timesteps, noise) of one step; deterministic in (seed, step)."""
+    rng = np.random.default_rng([cfg.seed, step])
+    idx = rng.integers(len(data), size=cfg.batch)
+    look = rng.integers(LOOKS, size=cfg.batch)
+    with_ref = rng.random(cfg.batch) < cfg.p_reference
+    x0, cond = data.batch(idx, look, with_ref, model.config["max_boxes"], encode, model.image_channels)
+    every = torch.from_numpy(rng.random(cfg.batch) >= cfg.drop_all)
+    keep = [torch.from_numpy(rng.random(cfg.batch) >= p) & every for p in (cfg.drop_geometry, cfg.drop_boxes, cfg.drop_text)]
+    cond = cond.drop(*keep)
+    gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
+    t = torch.randint(0, T, (cfg.batch,), generator=gen)
+    high = torch.from_numpy(rng.random(cfg.batch) < cfg.high_noise_share)
+    t = torch.where(high, T // 2 + t // 2, t)
+    noise = torch.randn(x0.shape, generator=gen)
+    return x0, cond, t, noise
+
+
+def save_checkpoint(out: Path, model: ImageDiffusion, ema: dict, opt, step: int, extra: dict) -> None:
+    """OUT/checkpoint/: model, ema.safetensors, optimizer.safetensors, train_state.json (swapped in whole)."""
+    from safetensors.torch import save_file
+
+    tmp = out / "checkpoint.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    save_file({k: v.contiguous() for k, v in ema.items()}, str(tmp / "ema.safetensors"))
+    tensors, meta = optimizer_tensors(opt)
+    save_file(tensors, str(tmp / "optimizer.safetensors"))
+    (tmp / "train_state.json").write_text(json.dumps({"step": step, "optimizer": meta, **extra}, indent=1))
+    swap_in(tmp, out / "checkpoint")
+
+
+def load_checkpoint(out: Path):
+    from safetensors.torch import load_file
+
+    d = out / "checkpoint"
+    model = ImageDiffusion.from_pretrained(d)
+    ema = load_file(str(d / "ema.safetensors"))
+    state = json.loads((d / "train_state.json").read_text())
+    return model, ema, optimizer_state(load_file(str(d / "optimizer.safetensors")), state.pop("optimizer")), state
+
+
+def save_ema(model: ImageDiffusion, ema: dict, directory: Path) -> None:
+    raw = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    model.load_state_dict(ema)
+    model.save_pretrained(directory)
+    model.load_state_dict(raw)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--preset", choices=sorted(PRESETS), default="tiny")
+    ap.add_argument("--cache", type=Path, default=Path("runs/image_cache"), help="xscene_core.data.image_dataset cache")
+    ap.add_argument("--val-worlds", type=int, default=2, help="val worlds of the validation loss")
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--resume", action="store_true")
+    ap.add_argument("--init", type=Path, default=None,
+                    help="start a new run from the weights of an ImageDiffusion folder (matching names and shapes; "
+                         "parameters the folder lacks keep their initialisation)")
+    ap.add_argument("--unet-path", default=None, help="paper preset: local Stable Diffusion 2.1 folder for the UNet")
+    ap.add_argument("--vae-path", default=None, help="paper preset: local Stable Diffusion folder whose vae/ encodes")
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--max-minutes", type=float, default=None, help="wall-time budget over all resumed runs")
+    add_config_args(ap, TrainConfig)
+    args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    log = RunLog(args.out)
+    cfg = apply_config_args(TrainConfig(**TRAIN_PRESETS.get(args.preset, {})), args)
+    latent = PRESETS[args.preset]["space"] == "latent"
+    if latent and not args.vae_path:
+        sys.exit("the paper preset works in a Stable Diffusion latent space: give --vae-path (a local folder)")
+    # images at the codec's size, conditions at the model's (the same in pixel space)
+    size = tuple(PRESETS[args.preset]["sample_size"])
+    image_size = (size[0] * 8, size[1] * 8) if latent else size
+    train_paths = sorted(cache_dir(args.cache, image_size, "train", size).glob("w*_*[0-9].npz"))
+    val_paths = sorted(cache_dir(args.cache, image_size, "val", size).glob("w*_*[0-9].npz"))
+    val_worlds = sorted({p.name.split("_")[0] for p in val_paths})[: args.val_worlds]
+    val_paths = [p for p in val_paths if p.name.split("_")[0] in val_worlds]
+    if not train_paths or not val_paths:
+        sys.exit(f"no cached samples under {args.cache} for images {image_size}, conditions {size}: run "
+                 f"xscene_core.data.image_dataset (--size {image_size[0]} {image_size[1]} --cond-size {size[0]} {size[1]}) first")
+    train, val = ImageDataset.load(train_paths), ImageDataset.load(val_paths)
+    train_dir = cache_dir(args.cache, image_size, "train", size)
+
+    device = torch.device(args.device)
+    if args.resume and (args.out / "checkpoint").exists():
+        model, ema, opt_state, state = load_checkpoint(args.out)
+        step, best, elapsed_before = int(state["step"]), float(state.get("best_val_loss", math.inf)), float(state.get("elapsed_s", 0))
+        log(f"resumed from {args.out / 'checkpoint'} at step {step}")
+    else:
+        torch.manual_seed(cfg.seed)
+        model = ImageDiffusion.from_preset(args.preset, unet_path=args.unet_path,
+                                           **({"vae_path": str(args.vae_path)} if latent else {}))
+        ema, opt_state, step, best, elapsed_before = None, None, 0, math.inf, 0.0
+        if args.init is not None:
+            from safetensors.torch import load_file
+
+            own = model.state_dict()
+            weights = {k: v for k, v in load_file(str(args.init / "model.safetensors")).items()
+                       if k in own and own[k].shape == v.shape}
+            model.load_state_dict(weights, strict=False)
+            log({"event": "init", "from": str(args.init), "loaded": len(weights),
+                 "kept_initialisation": sorted(set(own) - set(weights))})
+    model.to(device).train()
+    codec = ImageCodec(model)
+    encode = (lambda x: codec.encode_tensor(x.to(device)).cpu()) if latent else None
+    ema = {k: v.detach().clone().float().to(device) for k, v in (ema or model.state_dict()).items()}
+    decay = [p for n, p in model.named_parameters() if p.ndim > 1 and "embed" not in n]
+    no_decay = [p for n, p in model.named_parameters() if not (p.ndim > 1 and "embed" not in n)]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+                            lr=cfg.lr)
+    if opt_state is not None:
+        opt.load_state_dict(opt_state)
+    sched = model.scheduler("ddpm")
+    T = sched.config.num_train_timesteps
+    log({"event": "start", "step": step, "preset": args.preset, "train_scenes": len(train), "val_scenes": len(val),
+         "params": sum(p.numel() for p in model.parameters()), "threads": torch.get_num_threads(),
+         "config": asdict(cfg), "model": model.config})
+
+    # fixed validation triples: (scene, look, reference?, timestep, noise)
+    vrng = np.random.default_rng(12345)
+    vidx = vrng.integers(len(val), size=cfg.val_samples)
+    vlook = vrng.integers(LOOKS, size=cfg.val_samples)
+    vref = np.arange(cfg.val_samples) % 2 == 0
+    vt = torch.linspace(0, T - 1, cfg.val_samples).long()
+    vgen = torch.Generator().manual_seed(12345)
+
+    @torch.no_grad()
+    def evaluate() -> dict:
+        raw = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        model.load_state_dict(ema)
+        model.eval()
+        t0, total = time.time(), 0.0
+        vgen.manual_seed(12345)
+        for i in range(cfg.val_samples):
+            x0, cond = val.batch(vidx[i:i + 1], vlook[i:i + 1], vref[i:i + 1], model.config["max_boxes"], encode,
+                                 model.image_channels)
+            noise = torch.randn(x0.shape, generator=vgen)
+            total += float(diffusion_loss(model, sched, x0.to(device), cond.to(device), vt[i:i + 1].to(device),
+                                          noise.to(device)))
+        model.load_state_dict(raw)
+        model.train()
+        return {"val_loss": total / cfg.val_samples, "eval_s": time.time() - t0}
+
+    stop = {"signal": None}
+    signal.signal(signal.SIGINT, lambda s, f: stop.update(signal=s))
+    signal.signal(signal.SIGTERM, lambda s, f: stop.update(signal=s))
+    t_start = time.time()
+    budget = 60 * args.max_minutes if args.max_minutes else None
+    elapsed = lambda: elapsed_before + time.time() - t_start  # noqa: E731
+
+    def checkpoint() -> None:
+        save_checkpoint(args.out, model, ema, opt, step, {"best_val_loss": best, "elapsed_s": elapsed(),
+                                                           "train_config": asdict(cfg)})
+
+    def run_eval() -> None:
+        nonlocal best
+        m = evaluate()
+        log({"step": step, **m})
+        if m["val_loss"] < best:
+            best = m["val_loss"]
+            save_ema(model, ema, args.out / "best")
+
+    def finish(reason: str) -> None:
+        run_eval()
+        checkpoint()
+        save_ema(model, ema, args.out / "final")
+        log({"event": "done", "reason": reason, "step": step, "best_val_loss": best, "elapsed_s": elapsed()})
+
+    t_last, since, loss_sum = time.time(), 0, 0.0
+    while step < cfg.steps:
+        lr = learning_rate(step, cfg, elapsed() / budget if budget else 0.0)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        x0, cond, t, noise = make_batch(train, step, cfg, model, T, encode)
+        loss = diffusion_loss(model, sched, x0.to(device), cond.to(device), t.to(device), noise.to(device), cfg.snr_gamma)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        gnorm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip))
+        opt.step()
+        step += 1
+        d = min(cfg.ema_decay, (1 + step) / (10 + step))
+        with torch.no_grad():
+            for k, v in model.state_dict().items():
+                if v.dtype.is_floating_point:
+                    ema[k].mul_(d).add_(v.detach(), alpha=1 - d)
+                else:
+                    ema[k].copy_(v)
+        since += 1
+        loss_sum += float(loss.detach())
+        if step % cfg.log_every == 0 or step == cfg.steps:
+            now = time.time()
+            log({"step": step, "loss": loss_sum / since, "grad_norm": gnorm, "lr": lr,
+                 "steps_per_s": since / (now - t_last), "elapsed_s": elapsed()})
+            t_last, since, loss_sum = now, 0, 0.0
+        if step % cfg.eval_every == 0 and step < cfg.steps:
+            new = sorted(set(train_dir.glob("w*_*[0-9].npz")) - set(train_paths))
+            if new:  # a cache still being built in the background: take what is finished
+                train.samples += ImageDataset.load(new).samples
+                train_paths += new
+                log({"step": step, "train_scenes": len(train)})
+            run_eval()
+            t_last = time.time()
+        if budget is not None and elapsed() > budget:
+            log(f"time budget of {args.max_minutes} min spent at step {step}")
+            finish("time budget")
+            return
+        if step % cfg.ckpt_every == 0 or stop["signal"] is not None:
+            checkpoint()
+        if stop["signal"] is not None:
+            log(f"stopped at step {step} (signal {stop['signal']}); continue with --resume")
+            return
+    finish("steps")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
