@@ -10,7 +10,7 @@ def test_bench_writes_json(tmp_path, capsys):
     bench.main(["--json", str(out), "--repeats", "1", "--no-markdown"])
     data = json.loads(out.read_text())
     assert {"world_chunk_s", "describe_s", "layout_s", "render_s", "preview_s", "occupancy_s", "extend_s",
-            "chunk_total_preview_s", "gaussians_s", "peak_rss_gb"} <= set(data)
+            "chunk_total_preview_s", "gaussians_s", "images_s", "chunk_total_s", "peak_rss_gb"} <= set(data)
     assert 0 < data["world_chunk_s"] < 60
     assert "| `world_chunk_s` |" in capsys.readouterr().out
 
@@ -28,6 +28,7 @@ def test_quality_writes_json(tmp_path):
     assert 0.8 < data["outpaint_overlap_agreement"] <= 1 and 0 <= data["outpaint_seam_drivable_iou"] <= 1
     assert 0.9 < data["edit_far_unchanged"] <= 1
     assert 15 < data["splat_psnr"] < 60
+    assert 0 <= data["image_alignment_miou"] <= 1 and 0 < data["image_cross_view_consistency"] <= 1
 
 
 def test_partial_runs_replace_only_their_rows():

@@ -125,7 +125,28 @@ def gaussian_rows(repeats: int) -> list[Row]:
                 "lift one chunk to Gaussians: surface patches coloured from its six 224x400 views, no refinement")]
 
 
-GROUPS = {"core": core_rows, "occupancy": occupancy_rows, "gaussians": gaussian_rows}
+def image_rows(repeats: int) -> list[Row]:
+    """images_s and chunk_total_s; absent (no rows) while no image diffusion checkpoint is installed."""
+    from ..stages.multiview import DEFAULT_CHECKPOINT, MultiViewStage
+
+    if not (DEFAULT_CHECKPOINT / "model.safetensors").exists():
+        return []
+    from ..generator import Generator
+    from ..stages.render import RenderStage
+    from .controllability import test_scenes
+
+    _, chunk = next(test_scenes(1))
+    views = RenderStage()(chunk.occupancy)
+    stage = MultiViewStage.from_pretrained()
+    images_s = median_time(lambda: stage(views, chunk.description, chunk.layout, seed=0), repeats)
+    gen = Generator(multiview=stage)
+    total_s = median_time(lambda: gen.generate("a rainy night on a downtown crossroad with parked cars", seed=0,
+                                               images="diffusion"), max(1, repeats // 2))
+    return [Row("images_s", images_s, "s", "< 20 s", "six views by multi-view image diffusion (UniPC 20 steps, guidance)"),
+            Row("chunk_total_s", total_s, "s", "< 30 s", "prompt -> describe, layout, occupancy, six views, diffusion images")]
+
+
+GROUPS = {"core": core_rows, "occupancy": occupancy_rows, "gaussians": gaussian_rows, "images": image_rows}
 
 
 def main(argv: list[str] | None = None) -> None:

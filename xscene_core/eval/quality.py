@@ -161,8 +161,28 @@ def splat_rows(args) -> list[Row]:
                 f"held-out chunks, {sp['splat_gaussians']:.0f} Gaussians per chunk")]
 
 
+def image_rows(args) -> list[Row]:
+    from ..stages.multiview import DEFAULT_CHECKPOINT
+    from .image_metrics import measure_images
+
+    if not (DEFAULT_CHECKPOINT / "model.safetensors").exists():
+        return []  # no image model installed: the keys are absent
+    im = measure_images(args.world_chunks, seed=0, log=lambda *a: None)
+    n = f"{args.world_chunks} held-out chunks"
+    return [
+        Row("image_alignment_miou", im["image_alignment_miou"], "", "reported",
+            f"segmenter (trained on val preview renders) on the generated views vs the conditioning semantic map; preview "
+            f"renders (ceiling) {im['image_alignment_miou_preview']:.3f}, geometry condition zeroed (floor) "
+            f"{im['image_alignment_miou_no_geometry']:.3f}; {n}"),
+        Row("image_cross_view_consistency", im["image_cross_view_consistency"], "", "reported",
+            f"1 - mean absolute RGB difference of ring neighbours on pixels both see (depth-checked); preview renders "
+            f"{im['image_cross_view_consistency_preview']:.3f}; extrapolated views vs the reference's overlap PSNR "
+            f"{im['image_extrapolation_psnr']:.2f} dB (without the reference {im['image_extrapolation_psnr_no_reference']:.2f}); {n}"),
+    ]
+
+
 GROUPS = {"words": words_rows, "layout": layout_rows, "vae": vae_rows, "control": control_rows, "world": world_rows,
-          "splat": splat_rows}
+          "splat": splat_rows, "images": image_rows}
 
 
 def main(argv: list[str] | None = None) -> None:
