@@ -171,19 +171,9 @@ class OccupancyDiffusion(Pretrained, nn.Module):
 
     def scheduler(self, kind: str = "ddim"):
         """A diffusers scheduler over this model's noise schedule: "ddpm" (training), "ddim" or "unipc"."""
-        from diffusers import DDIMScheduler, DDPMScheduler, UniPCMultistepScheduler
+        from .schedulers import make_scheduler
 
-        c = self.config
-        common = dict(num_train_timesteps=c["num_train_timesteps"], beta_schedule=c["beta_schedule"],
-                      beta_start=c["beta_start"], beta_end=c["beta_end"], prediction_type=c["prediction_type"],
-                      timestep_spacing="trailing")
-        if kind == "ddpm":
-            return DDPMScheduler(**common, clip_sample=False)
-        if kind == "ddim":
-            return DDIMScheduler(**common, clip_sample=False, set_alpha_to_one=True)
-        if kind == "unipc":
-            return UniPCMultistepScheduler(**common)
-        raise ValueError(f"unknown scheduler {kind!r}; use ddpm, ddim or unipc")
+        return make_scheduler(kind, self.config)
 
     # -- the network ----------------------------------------------------------------------------------
     def forward(self, sample: torch.Tensor, timestep: torch.Tensor | int, cond: OccupancyCondition) -> torch.Tensor:
