@@ -25,6 +25,7 @@ from xscene_core.types.scene import DescribedScene, SceneDescription, SceneGraph
 from xscene_core.types.world import DIRECTIONS, Chunk, ChunkIndex, WorldMap
 
 from .jobs import JobContext, StagePool, Worker
+from .pending import PendingEdits
 from .viewer import Selection, Viewer, ViewerCallbacks
 
 ORIGIN = ChunkIndex(0, 0)
@@ -49,7 +50,7 @@ class EditorSession:
                  session: Session | None = None) -> None:
         self.pool = pool
         self.session = session or Session.create(sessions_root)
-        self.pending: dict[ChunkIndex, Layout] = {}
+        self.pending = PendingEdits()
         self.selection = Selection(ORIGIN)
         self.words: DescribedScene | None = None  # the description + graph shown in the text boxes
         self.words_version = 0
@@ -144,7 +145,7 @@ class EditorSession:
         with self._lock:
             if self.chunk(index) is None:
                 raise ValueError(f"there is no chunk {index} to edit")
-            self.pending[index] = layout
+            self.pending.set(index, layout, note)
             self.message = f"{note} ({sum(1 for _ in self.pending)} chunk(s) edited): press Regenerate to apply."
         self.changed()
 
@@ -210,10 +211,27 @@ class EditorSession:
 
     # -- history and files -------------------------------------------------------------------------------------
     def undo(self) -> None:
-        self._history(self.session.undo, "Undid")
+        """Take back the last pending edit, or (with none) the last change to the world."""
+        if not self._pending_step(self.pending.undo, "Undid"):
+            self._history(self.session.undo, "Undid")
 
     def redo(self) -> None:
-        self._history(self.session.redo, "Redid")
+        """Put back the last pending edit taken back, or the last world change taken back."""
+        if not self._pending_step(self.pending.redo, "Redid"):
+            if self.pending:  # a world redo replaces the chunks these edits were made on
+                raise RuntimeError("regenerate or discard the pending edits before redoing a change to the world")
+            self._history(self.session.redo, "Redid")
+
+    def _pending_step(self, step, verb: str) -> bool:
+        with self._lock:
+            note = step()
+            if note is None:
+                return False
+            self.selection = Selection(self.selection.chunk or ORIGIN)  # the selected box may be gone
+            left = f" ({len(self.pending)} chunk(s) edited, not regenerated yet)" if self.pending else ""
+            self.message = f"{verb} '{note}'{left}."
+        self.changed()
+        return True
 
     def _history(self, step, verb: str) -> None:
         self._require_idle()
@@ -377,8 +395,7 @@ class EditorSession:
                 world.chunks[index] = new
             with self._lock:
                 for index in edits:
-                    if self.pending.get(index) is edits[index]:
-                        del self.pending[index]
+                    self.pending.applied(index, edits[index])
             self._set_world(world)
             self._lift(ctx, world)
             return "Regenerated. " + " | ".join(notes)
@@ -401,7 +418,7 @@ class EditorSession:
             world = WorldCopy.of(self.world)
             world.chunks[index] = new
             with self._lock:
-                self.pending.pop(index, None)
+                self.pending.applied(index)
                 if index == ORIGIN and new.graph is not None:
                     self.words = DescribedScene(new.description, new.graph)
                     self.words_version += 1

@@ -303,6 +303,8 @@ def panels(es: EditorSession, request: gr.Request, editor: Editor) -> list:
     lane_value = lanes[sel.lane] if layout and sel.lane is not None and sel.lane < len(lanes) else None
     put("lane", (tuple(lanes), lane_value), gr.update(choices=lanes, value=lane_value))
     undo, redo = es.session.history()
+    edit_undo, edit_redo = es.pending.history()
+    undo, redo = (edit_undo or undo), (edit_redo or (redo if not es.pending else []))  # what the buttons would do
     pending = f" - {len(es.pending)} chunk(s) with edits to regenerate" if es.pending else ""
     put("history", f"Undo: {undo[-1] if undo else '-'} | Redo: {redo[-1] if redo else '-'}{pending} | "
                    f"autosaved to `{es.session.folder}`")

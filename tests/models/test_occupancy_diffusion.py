@@ -156,8 +156,8 @@ def test_flip_boxes_mirrors_like_the_volume():
 
 def test_training_step_and_checkpoint_round_trip(tmp_path):
     from xscene_core.data.latent_dataset import LatentDataset
-    from xscene_core.train.occupancy_diffusion import (TrainConfig, diffusion_loss, load_checkpoint, make_batch,
-                                                       save_checkpoint)
+    from xscene_core.train.ema_training import load_checkpoint, save_checkpoint
+    from xscene_core.train.occupancy_diffusion import TrainConfig, diffusion_loss, make_batch
 
     model = tiny_model().train()
     rng = np.random.default_rng(0)
@@ -166,9 +166,10 @@ def test_training_step_and_checkpoint_round_trip(tmp_path):
                          rng.standard_normal((3, 384)).astype(np.float32), ["a"] * 3, GRID)
     cfg = TrainConfig(batch=2, drop_bev=0.5)
     sched = model.scheduler("ddpm")
-    lat, cond, t, noise = make_batch(data, 7, cfg, model, 1000)
-    lat2, cond2, t2, _ = make_batch(data, 7, cfg, model, 1000)
+    lat, cond, t, noise, weight = make_batch(data, 7, cfg, model, 1000)
+    lat2, cond2, t2, _, _ = make_batch(data, 7, cfg, model, 1000)
     assert torch.equal(lat, lat2) and torch.equal(t, t2) and torch.equal(cond.bev, cond2.bev)  # resumable batches
+    assert weight is None  # box_weight 0: plain MSE
     opt = torch.optim.AdamW(model.parameters(), 1e-3)
     loss = diffusion_loss(model, sched, lat, cond, t, noise, snr_gamma=5.0)
     loss.backward()
@@ -176,12 +177,40 @@ def test_training_step_and_checkpoint_round_trip(tmp_path):
     assert torch.isfinite(loss)
     ema = {k: v.detach().clone() for k, v in model.state_dict().items()}
     save_checkpoint(tmp_path, model, ema, opt, 1, {"best_val_loss": 1.0})
-    m2, ema2, opt_state, state = load_checkpoint(tmp_path)
+    m2, ema2, opt_state, state = load_checkpoint(tmp_path, OccupancyDiffusion)
     assert state["step"] == 1 and set(ema2) == set(ema)
     opt2 = torch.optim.AdamW(m2.parameters(), 1e-3)
     opt2.load_state_dict(opt_state)
     a, b = opt.state_dict()["state"], opt2.state_dict()["state"]
     assert all(torch.equal(a[i]["exp_avg"], b[i]["exp_avg"]) for i in a)
+
+
+def test_footprint_weight_raises_the_loss_under_objects_only():
+    from xscene_core.ops.condition_maps import AREA_CHANNELS
+    from xscene_core.train.occupancy_diffusion import diffusion_loss, footprint_weight
+
+    model = tiny_model()
+    X, Y, _ = model.plane_shape
+    bev = torch.zeros(2, 15, 32, 32)
+    bev[:, 0] = 1.0                                  # drivable everywhere: not an object
+    bev[0, len(AREA_CHANNELS) + 1, 4:6, 10:12] = 0.3  # a small footprint (partial coverage) in sample 0
+    w = footprint_weight(model, bev, 4.0)
+    assert w.shape == (2, 1, *model.latent_shape[1:])
+    assert torch.all(w[1] == 1.0) and w[0].max() == 5.0
+    assert torch.all(w[0, 0, 2:3, 5:6] == 5.0) and int((w[0] == 5.0).sum()) == 1  # 32 -> 16 cells: one cell
+    # unit weights give the plain loss; the footprint weight changes it (the mean is taken under it)
+    sched = model.scheduler("ddpm")
+    lat = torch.zeros(2, *model.latent_shape)
+    from xscene_core.models.condition_encoders import OccupancyCondition
+
+    cond = OccupancyCondition.from_arrays([b.numpy() for b in bev], [np.zeros((0, 7), np.float32)] * 2,
+                                          [np.zeros(0, np.int64)] * 2, [TEXT, TEXT], 384, 8)
+    t, noise = torch.tensor([10, 10]), torch.randn(2, *model.latent_shape, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        plain = diffusion_loss(model, sched, lat, cond, t, noise)
+        unit = diffusion_loss(model, sched, lat, cond, t, noise, cell_weight=torch.ones_like(w))
+        weighted = diffusion_loss(model, sched, lat, cond, t, noise, cell_weight=w)
+    assert torch.allclose(plain, unit) and not torch.allclose(plain, weighted)
 
 
 def test_controllability_metrics_on_hand_made_volumes():

@@ -257,6 +257,34 @@ def test_training_entry_point_runs_and_resumes(tmp_path):
     assert steps == [1, 2, 3]
 
 
+def test_decoder_only_training_keeps_the_encoder_and_its_hash(tmp_path):
+    from safetensors.torch import load_file
+
+    from xscene_core.data.latent_dataset import vae_hash
+    from xscene_core.data.occ3d import write_labels_npz
+    from xscene_core.train.triplane_vae import main
+
+    lab = np.full((200, 200, 16), semantics.FREE, np.uint8)
+    lab[:, :, 0] = np.random.default_rng(1).integers(11, 15, size=(200, 200))
+    write_labels_npz(tmp_path / "data" / "train" / "c0" / "labels.npz", Occupancy(lab))
+    common = ["--preset", "tiny", "--data", str(tmp_path / "data"), "--points", "2000", "--val-chunks", "0",
+              "--threads", "1", "--steps", "2", "--lr", "1e-2", "--warmup", "0"]
+    main(common + ["--out", str(tmp_path / "a")])
+    start = tmp_path / "a" / "final"
+    with pytest.raises(SystemExit, match="--init"):
+        main(common + ["--out", str(tmp_path / "bad"), "--freeze-encoder"])
+    main(common + ["--out", str(tmp_path / "b"), "--init", str(start), "--freeze-encoder"])
+    before, after = load_file(str(start / "model.safetensors")), load_file(str(tmp_path / "b" / "final" / "model.safetensors"))
+    m = TriplaneVAE.from_pretrained(start)
+    enc = [k for k in before if m.is_encoder_parameter(k)]
+    assert enc and all(torch.equal(before[k], after[k]) for k in enc)
+    assert any(not torch.equal(before[k], after[k]) for k in before if k not in enc)  # the decoder did learn
+    # the hash names the latent space: a new decoder keeps it, a new encoder changes it
+    assert vae_hash(tmp_path / "b" / "final") == vae_hash(start)
+    main(common + ["--out", str(tmp_path / "c"), "--init", str(start)])
+    assert vae_hash(tmp_path / "c" / "final") != vae_hash(start)
+
+
 def test_shipped_checkpoint_loads_and_decodes_ground_and_air():
     from pathlib import Path
 

@@ -117,8 +117,18 @@ def test_shipped_models_belong_together(tmp_path):
 
     from xscene_core.stages.occupancy import DEFAULT_DIFFUSION, DEFAULT_VAE
 
-    vae = tmp_path / "vae"
-    shutil.copytree(DEFAULT_VAE, vae)
-    (vae / "config.json").write_text((vae / "config.json").read_text().replace("\n", "\n "))
+    from safetensors.torch import load_file, save_file
+
+    def vae_with(tensor: str):
+        """A copy of the shipped VAE with one tensor nudged."""
+        d = tmp_path / tensor
+        shutil.copytree(DEFAULT_VAE, d)
+        w = load_file(str(d / "model.safetensors"))
+        w[tensor] = w[tensor] + 1e-3
+        save_file(w, str(d / "model.safetensors"))
+        return d
+
+    # another encoder means another latent space: refused; a retrained decoder keeps the latents: accepted
     with pytest.raises(ValueError, match="not the VAE"):
-        OccupancyStage.from_pretrained(DEFAULT_DIFFUSION, vae)
+        OccupancyStage.from_pretrained(DEFAULT_DIFFUSION, vae_with("stem.weight"))
+    OccupancyStage.from_pretrained(DEFAULT_DIFFUSION, vae_with("head.weight"))

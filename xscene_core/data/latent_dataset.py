@@ -9,8 +9,8 @@ Two caches under one folder, so that a new VAE re-encodes without regenerating t
         latents float16 [4, C, X'+Z', Y'+Z']: the rolled-out VAE latent of the chunk and of its x-, y- and
         xy-mirrored volumes (flip order FLIPS); float16 for storage only, training computes in fp32
 
-`vae_hash` is a digest of the VAE's config.json and model.safetensors, so retraining the VAE never reads
-stale latents; WORLD_VERSION changes whenever the same seed starts to give different chunks. Chunks are
+`vae_hash` is a digest of the VAE's encoder (settings and weights), so retraining the encoder never reads
+stale latents while a retrained decoder keeps them; WORLD_VERSION changes whenever the same seed starts to give different chunks. Chunks are
 taken from the first N worlds of a split (`xscene_core.data.splits`: train / val / test never share a
 world), `per_world` locations per world cycling through the environments. A dataset folder written by
 `xscene_core.data.build` (or real data in that layout) plugs in with `--data`.
@@ -38,12 +38,25 @@ FLIPS = ((False, False), (True, False), (False, True), (True, True))  # (mirror 
 
 
 def vae_hash(vae_dir: str | Path) -> str:
-    """12 hex digits of the SHA-256 of a VAE folder's config.json and model.safetensors."""
-    h = hashlib.sha256()
-    for name in ("config.json", "model.safetensors"):
-        with open(Path(vae_dir) / name, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
+    """12 hex digits of the SHA-256 of a VAE folder's encoder: the latent-shaping settings of config.json
+    (models.triplane_vae.ENCODER_CONFIG) and the encoder's tensors in model.safetensors (ENCODER_MODULES).
+    The decoder is left out on purpose: retraining it (train.triplane_vae --freeze-encoder) keeps every
+    latent, the cache and the diffusion models trained on them valid."""
+    import json
+
+    from safetensors import safe_open
+
+    from ..models.triplane_vae import ENCODER_CONFIG, ENCODER_MODULES
+
+    vae_dir = Path(vae_dir)
+    config = json.loads((vae_dir / "config.json").read_text())
+    h = hashlib.sha256(json.dumps({k: config.get(k) for k in ENCODER_CONFIG}, sort_keys=True).encode())
+    with safe_open(str(vae_dir / "model.safetensors"), framework="pt") as f:
+        for key in sorted(k for k in f.keys() if k.split(".", 1)[0] in ENCODER_MODULES):
+            t = f.get_tensor(key).contiguous()
+            h.update(key.encode())
+            h.update(str(tuple(t.shape)).encode())
+            h.update(t.numpy().tobytes())
     return h.hexdigest()[:12]
 
 

@@ -35,6 +35,13 @@ from .. import semantics
 from ..types.occupancy import Occupancy, Triplane
 from .pretrained import Pretrained
 
+# Submodules that map labels to the latent planes: the latent space a diffusion model is trained in is
+# theirs alone, so the decoder can be retrained without invalidating that model (data.latent_dataset.vae_hash).
+ENCODER_MODULES = ("embed", "stem", "down", "enc_planes")
+# Constructor settings that shape the latent (the rest only shape the decoder).
+ENCODER_CONFIG = ("grid_shape", "plane_shape", "num_classes", "embed_dim", "encoder_channels", "latent_channels",
+                  "variational")
+
 PRESETS: dict[str, dict] = {
     # trains on a 2-core CPU: planes at the paper's resolution, 8 channels, a light encoder and decoder
     "tiny": dict(grid_shape=(200, 200, 16), plane_shape=(100, 100, 16), num_classes=semantics.NUM_CLASSES,
@@ -232,6 +239,16 @@ class TriplaneVAE(Pretrained, nn.Module):
     @property
     def device(self) -> torch.device:
         return self.head.weight.device
+
+    def is_encoder_parameter(self, name: str) -> bool:
+        """Whether a state-dict key belongs to the encoder (ENCODER_MODULES)."""
+        return name.split(".", 1)[0] in ENCODER_MODULES
+
+    def freeze_encoder(self) -> None:
+        """Stop gradients into the encoder, so training changes the decoder only and the latent space stays."""
+        for name, p in self.named_parameters():
+            if self.is_encoder_parameter(name):
+                p.requires_grad_(False)
 
     # -- encoder -------------------------------------------------------------------------------------
     def _check_labels(self, labels) -> torch.Tensor:

@@ -15,10 +15,14 @@ import torch
 
 
 def add_config_args(ap: argparse.ArgumentParser, config_cls) -> None:
-    """One optional --flag per field of a dataclass (default None = keep the preset's value)."""
+    """One optional --flag per field of a dataclass (default None = keep the preset's value); a bool field's
+    flag alone means true, or takes 1/0, true/false, yes/no."""
     for f in fields(config_cls):
-        kind = (lambda s: s.lower() in ("1", "true", "yes")) if isinstance(f.default, bool) else type(f.default)
-        ap.add_argument("--" + f.name.replace("_", "-"), type=kind, default=None)
+        name = "--" + f.name.replace("_", "-")
+        if isinstance(f.default, bool):
+            ap.add_argument(name, type=lambda s: s.lower() in ("1", "true", "yes"), nargs="?", const=True, default=None)
+        else:
+            ap.add_argument(name, type=type(f.default), default=None)
 
 
 def apply_config_args(cfg, args: argparse.Namespace):

@@ -23,12 +23,7 @@ OUT/best/ and OUT/final/ hold EMA weights (save_pretrained folders).
 from __future__ import annotations
 
 import argparse
-import json
-import math
-import shutil
-import signal
 import sys
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -37,8 +32,8 @@ import torch
 
 from ..data.image_dataset import LOOKS, ImageDataset, cache_dir
 from ..models.image_diffusion import PRESETS, ImageCodec, ImageDiffusion, diffusion_loss
-from .common import (RunLog, add_config_args, apply_config_args, learning_rate, optimizer_state, optimizer_tensors,
-                     swap_in)
+from .common import RunLog, add_config_args, apply_config_args
+from .ema_training import EmaTraining
 
 
 @dataclass
@@ -100,37 +95,6 @@ def make_batch(data: ImageDataset, step: int, cfg: TrainConfig, model: ImageDiff
     return x0, cond, t, noise
 
 
-def save_checkpoint(out: Path, model: ImageDiffusion, ema: dict, opt, step: int, extra: dict) -> None:
-    """OUT/checkpoint/: model, ema.safetensors, optimizer.safetensors, train_state.json (swapped in whole)."""
-    from safetensors.torch import save_file
-
-    tmp = out / "checkpoint.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    save_file({k: v.contiguous() for k, v in ema.items()}, str(tmp / "ema.safetensors"))
-    tensors, meta = optimizer_tensors(opt)
-    save_file(tensors, str(tmp / "optimizer.safetensors"))
-    (tmp / "train_state.json").write_text(json.dumps({"step": step, "optimizer": meta, **extra}, indent=1))
-    swap_in(tmp, out / "checkpoint")
-
-
-def load_checkpoint(out: Path):
-    from safetensors.torch import load_file
-
-    d = out / "checkpoint"
-    model = ImageDiffusion.from_pretrained(d)
-    ema = load_file(str(d / "ema.safetensors"))
-    state = json.loads((d / "train_state.json").read_text())
-    return model, ema, optimizer_state(load_file(str(d / "optimizer.safetensors")), state.pop("optimizer")), state
-
-
-def save_ema(model: ImageDiffusion, ema: dict, directory: Path) -> None:
-    raw = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    model.load_state_dict(ema)
-    model.save_pretrained(directory)
-    model.load_state_dict(raw)
-
-
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--preset", choices=sorted(PRESETS), default="tiny")
@@ -170,14 +134,11 @@ def main(argv: list[str] | None = None) -> None:
 
     device = torch.device(args.device)
     if args.resume and (args.out / "checkpoint").exists():
-        model, ema, opt_state, state = load_checkpoint(args.out)
-        step, best, elapsed_before = int(state["step"]), float(state.get("best_val_loss", math.inf)), float(state.get("elapsed_s", 0))
-        log(f"resumed from {args.out / 'checkpoint'} at step {step}")
+        run = EmaTraining.resume(args.out, log, cfg, ImageDiffusion, device, args.max_minutes)
     else:
         torch.manual_seed(cfg.seed)
         model = ImageDiffusion.from_preset(args.preset, unet_path=args.unet_path,
                                            **({"vae_path": str(args.vae_path)} if latent else {}))
-        ema, opt_state, step, best, elapsed_before = None, None, 0, math.inf, 0.0
         if args.init is not None:
             from safetensors.torch import load_file
 
@@ -187,19 +148,13 @@ def main(argv: list[str] | None = None) -> None:
             model.load_state_dict(weights, strict=False)
             log({"event": "init", "from": str(args.init), "loaded": len(weights),
                  "kept_initialisation": sorted(set(own) - set(weights))})
-    model.to(device).train()
+        run = EmaTraining(args.out, log, cfg, model, device, args.max_minutes)
+    model = run.model
     codec = ImageCodec(model)
     encode = (lambda x: codec.encode_tensor(x.to(device)).cpu()) if latent else None
-    ema = {k: v.detach().clone().float().to(device) for k, v in (ema or model.state_dict()).items()}
-    decay = [p for n, p in model.named_parameters() if p.ndim > 1 and "embed" not in n]
-    no_decay = [p for n, p in model.named_parameters() if not (p.ndim > 1 and "embed" not in n)]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-                            lr=cfg.lr)
-    if opt_state is not None:
-        opt.load_state_dict(opt_state)
     sched = model.scheduler("ddpm")
     T = sched.config.num_train_timesteps
-    log({"event": "start", "step": step, "preset": args.preset, "train_scenes": len(train), "val_scenes": len(val),
+    log({"event": "start", "step": run.step, "preset": args.preset, "train_scenes": len(train), "val_scenes": len(val),
          "params": sum(p.numel() for p in model.parameters()), "threads": torch.get_num_threads(),
          "config": asdict(cfg), "model": model.config})
 
@@ -211,12 +166,8 @@ def main(argv: list[str] | None = None) -> None:
     vt = torch.linspace(0, T - 1, cfg.val_samples).long()
     vgen = torch.Generator().manual_seed(12345)
 
-    @torch.no_grad()
     def evaluate() -> dict:
-        raw = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        model.load_state_dict(ema)
-        model.eval()
-        t0, total = time.time(), 0.0
+        total = 0.0
         vgen.manual_seed(12345)
         for i in range(cfg.val_samples):
             x0, cond = val.batch(vidx[i:i + 1], vlook[i:i + 1], vref[i:i + 1], model.config["max_boxes"], encode,
@@ -224,79 +175,20 @@ def main(argv: list[str] | None = None) -> None:
             noise = torch.randn(x0.shape, generator=vgen)
             total += float(diffusion_loss(model, sched, x0.to(device), cond.to(device), vt[i:i + 1].to(device),
                                           noise.to(device)))
-        model.load_state_dict(raw)
-        model.train()
-        return {"val_loss": total / cfg.val_samples, "eval_s": time.time() - t0}
+        return {"val_loss": total / cfg.val_samples}
 
-    stop = {"signal": None}
-    signal.signal(signal.SIGINT, lambda s, f: stop.update(signal=s))
-    signal.signal(signal.SIGTERM, lambda s, f: stop.update(signal=s))
-    t_start = time.time()
-    budget = 60 * args.max_minutes if args.max_minutes else None
-    elapsed = lambda: elapsed_before + time.time() - t_start  # noqa: E731
-
-    def checkpoint() -> None:
-        save_checkpoint(args.out, model, ema, opt, step, {"best_val_loss": best, "elapsed_s": elapsed(),
-                                                           "train_config": asdict(cfg)})
-
-    def run_eval() -> None:
-        nonlocal best
-        m = evaluate()
-        log({"step": step, **m})
-        if m["val_loss"] < best:
-            best = m["val_loss"]
-            save_ema(model, ema, args.out / "best")
-
-    def finish(reason: str) -> None:
-        run_eval()
-        checkpoint()
-        save_ema(model, ema, args.out / "final")
-        log({"event": "done", "reason": reason, "step": step, "best_val_loss": best, "elapsed_s": elapsed()})
-
-    t_last, since, loss_sum = time.time(), 0, 0.0
-    while step < cfg.steps:
-        lr = learning_rate(step, cfg, elapsed() / budget if budget else 0.0)
-        for g in opt.param_groups:
-            g["lr"] = lr
+    def loss_at(step: int) -> torch.Tensor:
         x0, cond, t, noise = make_batch(train, step, cfg, model, T, encode)
-        loss = diffusion_loss(model, sched, x0.to(device), cond.to(device), t.to(device), noise.to(device), cfg.snr_gamma)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        gnorm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip))
-        opt.step()
-        step += 1
-        d = min(cfg.ema_decay, (1 + step) / (10 + step))
-        with torch.no_grad():
-            for k, v in model.state_dict().items():
-                if v.dtype.is_floating_point:
-                    ema[k].mul_(d).add_(v.detach(), alpha=1 - d)
-                else:
-                    ema[k].copy_(v)
-        since += 1
-        loss_sum += float(loss.detach())
-        if step % cfg.log_every == 0 or step == cfg.steps:
-            now = time.time()
-            log({"step": step, "loss": loss_sum / since, "grad_norm": gnorm, "lr": lr,
-                 "steps_per_s": since / (now - t_last), "elapsed_s": elapsed()})
-            t_last, since, loss_sum = now, 0, 0.0
-        if step % cfg.eval_every == 0 and step < cfg.steps:
-            new = sorted(set(train_dir.glob("w*_*[0-9].npz")) - set(train_paths))
-            if new:  # a cache still being built in the background: take what is finished
-                train.samples += ImageDataset.load(new).samples
-                train_paths += new
-                log({"step": step, "train_scenes": len(train)})
-            run_eval()
-            t_last = time.time()
-        if budget is not None and elapsed() > budget:
-            log(f"time budget of {args.max_minutes} min spent at step {step}")
-            finish("time budget")
-            return
-        if step % cfg.ckpt_every == 0 or stop["signal"] is not None:
-            checkpoint()
-        if stop["signal"] is not None:
-            log(f"stopped at step {step} (signal {stop['signal']}); continue with --resume")
-            return
-    finish("steps")
+        return diffusion_loss(model, sched, x0.to(device), cond.to(device), t.to(device), noise.to(device), cfg.snr_gamma)
+
+    def take_new_samples(step: int) -> None:
+        new = sorted(set(train_dir.glob("w*_*[0-9].npz")) - set(train_paths))
+        if new:  # a cache still being built in the background: take what is finished
+            train.samples += ImageDataset.load(new).samples
+            train_paths.extend(new)
+            log({"step": step, "train_scenes": len(train)})
+
+    run.train(loss_at, evaluate, take_new_samples)
 
 
 if __name__ == "__main__":

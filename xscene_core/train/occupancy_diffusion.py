@@ -15,7 +15,8 @@ of the training latents, set at the start and stored in the model config); DDPM 
 timesteps; the BEV map, the boxes and the caption are each dropped per sample (--drop-bev / --drop-boxes /
 --drop-text) so the model also learns the unconditional branch of classifier-free guidance; the loss is
 the MSE to the prediction target (v by default) over the plane cells (the rolled-out map's padded
-corner excluded), min-SNR-gamma weighted. AdamW, linear warm-up then cosine decay, an EMA of the weights.
+corner excluded), min-SNR-gamma weighted, and --box-weight raises it under object footprints. The loop
+(AdamW, warm-up then cosine decay, EMA, checkpoints) is train.ema_training's.
 
 Every --log-every steps a line goes to OUT/log.jsonl and stdout; every --eval-every steps the validation
 loss of the EMA weights on fixed (chunk, timestep, noise) triples. OUT/checkpoint/ (weights, EMA,
@@ -28,24 +29,21 @@ the last EMA weights (save_pretrained folders).
 from __future__ import annotations
 
 import argparse
-import json
-import math
-import shutil
-import signal
 import sys
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from ..data.latent_dataset import FLIPS, LatentDataset, load_split, vae_hash
 from ..models.condition_encoders import OccupancyCondition
 from ..models.occupancy_diffusion import PRESETS, OccupancyDiffusion
+from ..ops.condition_maps import AREA_CHANNELS
 from ..types.scene import ENVIRONMENTS
-from .common import (RunLog, add_config_args, apply_config_args, learning_rate, optimizer_state, optimizer_tensors,
-                     swap_in)
+from .common import RunLog, add_config_args, apply_config_args
+from .ema_training import EmaTraining
 
 
 @dataclass
@@ -74,6 +72,9 @@ class TrainConfig:
     """probability of dropping the caption of a sample"""
     snr_gamma: float = 5.0
     """min-SNR loss weighting (0 disables)"""
+    box_weight: float = 0.0
+    """extra loss weight on the xy-plane cells under an object's footprint (1 + box_weight there): objects
+    cover a few per cent of the map, and thin ones are otherwise the last thing the model learns"""
     flips: bool = True
     """train on the x / y mirrored copies too"""
     seed: int = 0
@@ -91,17 +92,31 @@ TRAIN_PRESETS: dict[str, dict] = {
 
 
 # -- loss ----------------------------------------------------------------------------------------------
+def footprint_weight(model: OccupancyDiffusion, bev: torch.Tensor, box_weight: float) -> torch.Tensor:
+    """Per-cell loss weight float [B, 1, H, W] of the rolled-out map: 1 + box_weight on the xy-plane cells
+    that any object footprint of the BEV map bev [B, Cb, X, Y] touches, 1 elsewhere."""
+    X, Y, _ = model.plane_shape
+    H, W = model.latent_shape[1:]
+    objects = bev[:, len(AREA_CHANNELS):].amax(dim=1, keepdim=True)
+    touched = (F.adaptive_max_pool2d(objects, (X, Y)) > 0).to(bev.dtype)
+    return 1.0 + box_weight * F.pad(touched, (0, W - Y, 0, H - X))
+
+
 def diffusion_loss(model: OccupancyDiffusion, scheduler, latents: torch.Tensor, cond: OccupancyCondition,
-                   timesteps: torch.Tensor, noise: torch.Tensor, snr_gamma: float = 0.0) -> torch.Tensor:
+                   timesteps: torch.Tensor, noise: torch.Tensor, snr_gamma: float = 0.0,
+                   cell_weight: torch.Tensor | None = None) -> torch.Tensor:
     """Weighted MSE of one batch: latents float [B, C, H, W] in VAE units, timesteps long [B], noise like
-    latents. The padded corner of the rolled-out map is left out."""
+    latents, cell_weight float [B, 1, H, W] or None (footprint_weight; the mean is taken under it). The
+    padded corner of the rolled-out map is left out."""
     x0 = model.normalize(latents)
     xt = scheduler.add_noise(x0, noise, timesteps)
     pt = model.config["prediction_type"]
     target = noise if pt == "epsilon" else x0 if pt == "sample" else scheduler.get_velocity(x0, noise, timesteps)
     pred = model(xt, timesteps, cond)
-    cells = model._corner.to(pred.dtype)
-    per = ((pred - target) ** 2 * cells).sum(dim=(1, 2, 3)) / (cells.sum() * pred.shape[1])
+    cells = model._corner.to(pred.dtype).expand(pred.shape[0], 1, *pred.shape[2:])
+    if cell_weight is not None:
+        cells = cells * cell_weight
+    per = ((pred - target) ** 2 * cells).sum(dim=(1, 2, 3)) / (cells.sum(dim=(1, 2, 3)) * pred.shape[1])
     if snr_gamma > 0:
         acp = scheduler.alphas_cumprod.to(pred.device)[timesteps]
         snr = acp / (1 - acp)
@@ -112,55 +127,20 @@ def diffusion_loss(model: OccupancyDiffusion, scheduler, latents: torch.Tensor, 
 
 
 def make_batch(data: LatentDataset, step: int, cfg: TrainConfig, model: OccupancyDiffusion, num_timesteps: int):
-    """(latents, conditions with dropout, timesteps, noise) of one step; deterministic in (seed, step), so a
-    resumed run sees the same batches."""
+    """(latents, conditions with dropout, timesteps, noise, per-cell loss weight or None) of one step;
+    deterministic in (seed, step), so a resumed run sees the same batches. The weight follows the footprints
+    of the full layout, also where dropout hides it from the model."""
     rng = np.random.default_rng([cfg.seed, step])
     idx = rng.integers(len(data), size=cfg.batch)
     flip = rng.integers(len(FLIPS), size=cfg.batch) if cfg.flips else np.zeros(cfg.batch, np.int64)
     lat, cond = data.batch(idx, flip, model.config["max_boxes"])
+    weight = footprint_weight(model, cond.bev, cfg.box_weight) if cfg.box_weight > 0 else None
     keep = [torch.from_numpy(rng.random(cfg.batch) >= p) for p in (cfg.drop_bev, cfg.drop_boxes, cfg.drop_text)]
     cond = cond.drop(*keep)
     gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
     t = torch.randint(0, num_timesteps, (cfg.batch,), generator=gen)
     noise = torch.randn(lat.shape, generator=gen)
-    return lat, cond, t, noise
-
-
-# -- checkpoints (safetensors + JSON only) ---------------------------------------------------------------
-def save_checkpoint(out: Path, model: OccupancyDiffusion, ema: dict[str, torch.Tensor], opt: torch.optim.Optimizer,
-                    step: int, extra: dict) -> None:
-    """OUT/checkpoint/: the raw model (save_pretrained), ema.safetensors, optimizer.safetensors and
-    train_state.json; written beside and swapped in, so a crash leaves the previous checkpoint intact."""
-    from safetensors.torch import save_file
-
-    tmp = out / "checkpoint.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    save_file({k: v.contiguous() for k, v in ema.items()}, str(tmp / "ema.safetensors"))
-    tensors, meta = optimizer_tensors(opt)
-    save_file(tensors, str(tmp / "optimizer.safetensors"))
-    (tmp / "train_state.json").write_text(json.dumps({"step": step, "optimizer": meta, **extra}, indent=1))
-    swap_in(tmp, out / "checkpoint")
-
-
-def load_checkpoint(out: Path) -> tuple[OccupancyDiffusion, dict[str, torch.Tensor], dict, dict]:
-    """(model, ema weights, optimizer state dict, train state) from OUT/checkpoint."""
-    from safetensors.torch import load_file
-
-    d = out / "checkpoint"
-    model = OccupancyDiffusion.from_pretrained(d)
-    ema = load_file(str(d / "ema.safetensors"))
-    state = json.loads((d / "train_state.json").read_text())
-    opt_state = optimizer_state(load_file(str(d / "optimizer.safetensors")), state.pop("optimizer"))
-    return model, ema, opt_state, state
-
-
-def save_ema(model: OccupancyDiffusion, ema: dict[str, torch.Tensor], directory: Path) -> None:
-    """save_pretrained of the model with its EMA weights (the training weights are restored after)."""
-    raw = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    model.load_state_dict(ema)
-    model.save_pretrained(directory)
-    model.load_state_dict(raw)
+    return lat, cond, t, noise, weight
 
 
 # -- main ----------------------------------------------------------------------------------------------
@@ -194,15 +174,13 @@ def main(argv: list[str] | None = None) -> None:
     val = load_split(args.cache, "val", args.vae, args.val_worlds, args.data, args.per_world, log)
     source = f"dataset {args.data}" if args.data else f"synthetic world: {args.worlds or 60} train worlds x {args.per_world}"
 
-    # model, optimiser, state
+    # model and its training state
     device = torch.device(args.device)
     if args.resume and (args.out / "checkpoint").exists():
-        model, ema, opt_state, state = load_checkpoint(args.out)
-        if model.config["vae_hash"] not in ("", vae_hash(args.vae)):
-            sys.exit(f"{args.out / 'checkpoint'} was trained on latents of another VAE (hash {model.config['vae_hash']}, "
+        run = EmaTraining.resume(args.out, log, cfg, OccupancyDiffusion, device, args.max_minutes)
+        if run.model.config["vae_hash"] not in ("", vae_hash(args.vae)):
+            sys.exit(f"{args.out / 'checkpoint'} was trained on latents of another VAE (hash {run.model.config['vae_hash']}, "
                      f"{args.vae} is {vae_hash(args.vae)}); start a new run folder")
-        step, best, elapsed_before = int(state["step"]), float(state.get("best_val_loss", math.inf)), float(state.get("elapsed_s", 0.0))
-        log(f"resumed from {args.out / 'checkpoint'} at step {step}")
     else:
         if args.resume:
             log(f"no checkpoint in {args.out}; starting fresh")
@@ -210,18 +188,11 @@ def main(argv: list[str] | None = None) -> None:
         model = OccupancyDiffusion.from_preset(args.preset)
         model.config["latent_scale"] = 1.0 / train.latent_std()
         model.config["vae_hash"] = vae_hash(args.vae)
-        ema, opt_state, step, best, elapsed_before = None, None, 0, math.inf, 0.0
-    model.to(device).train()
-    ema = {k: v.detach().clone().float().to(device) for k, v in (ema or model.state_dict()).items()}
-    decay = [p for n, p in model.named_parameters() if p.ndim > 1 and "embed" not in n]
-    no_decay = [p for n, p in model.named_parameters() if not (p.ndim > 1 and "embed" not in n)]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-                            lr=cfg.lr)
-    if opt_state is not None:
-        opt.load_state_dict(opt_state)
+        run = EmaTraining(args.out, log, cfg, model, device, args.max_minutes)
+    model = run.model
     sched = model.scheduler("ddpm")
     T = sched.config.num_train_timesteps
-    log({"event": "start", "step": step, "preset": args.preset, "source": source, "vae": str(args.vae),
+    log({"event": "start", "step": run.step, "preset": args.preset, "source": source, "vae": str(args.vae),
          "train_chunks": len(train), "val_chunks": len(val), "params": sum(p.numel() for p in model.parameters()),
          "threads": torch.get_num_threads(), "latent_scale": model.config["latent_scale"], "config": asdict(cfg),
          "model": model.config})
@@ -233,88 +204,21 @@ def main(argv: list[str] | None = None) -> None:
     vt = torch.linspace(0, T - 1, cfg.val_samples).long()
     vnoise = torch.randn((cfg.val_samples, *model.latent_shape), generator=vgen)
 
-    @torch.no_grad()
     def evaluate() -> dict:
-        raw = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        model.load_state_dict(ema)
-        model.eval()
-        t0, total = time.time(), 0.0
+        total = 0.0
         for s in range(0, cfg.val_samples, cfg.batch):
             sl = slice(s, s + cfg.batch)
             lat, cond = val.batch(vidx[sl], None, model.config["max_boxes"])
             total += float(diffusion_loss(model, sched, lat.to(device), cond.to(device), vt[sl].to(device),
                                           vnoise[sl].to(device))) * len(vidx[sl])
-        model.load_state_dict(raw)
-        model.train()
-        return {"val_loss": total / cfg.val_samples, "eval_s": time.time() - t0}
+        return {"val_loss": total / cfg.val_samples}
 
-    stop = {"signal": None}
-    signal.signal(signal.SIGINT, lambda s, f: stop.update(signal=s))
-    signal.signal(signal.SIGTERM, lambda s, f: stop.update(signal=s))
-    t_start = time.time()
-    budget = 60 * args.max_minutes if args.max_minutes else None
+    def loss_at(step: int) -> torch.Tensor:
+        lat, cond, t, noise, weight = make_batch(train, step, cfg, model, T)
+        return diffusion_loss(model, sched, lat.to(device), cond.to(device), t.to(device), noise.to(device),
+                              cfg.snr_gamma, None if weight is None else weight.to(device))
 
-    def elapsed() -> float:
-        return elapsed_before + time.time() - t_start
-
-    def checkpoint() -> None:
-        save_checkpoint(args.out, model, ema, opt, step, {"best_val_loss": best, "elapsed_s": elapsed(),
-                                                           "train_config": asdict(cfg)})
-
-    def run_eval() -> None:
-        nonlocal best
-        m = evaluate()
-        log({"step": step, **m})
-        if m["val_loss"] < best:
-            best = m["val_loss"]
-            save_ema(model, ema, args.out / "best")
-
-    def finish(reason: str) -> None:
-        run_eval()
-        checkpoint()
-        save_ema(model, ema, args.out / "final")
-        log({"event": "done", "reason": reason, "step": step, "best_val_loss": best, "elapsed_s": elapsed()})
-
-    t_last, since, loss_sum = time.time(), 0, 0.0
-    while step < cfg.steps:
-        lr = learning_rate(step, cfg, elapsed() / budget if budget else 0.0)
-        for g in opt.param_groups:
-            g["lr"] = lr
-        lat, cond, t, noise = make_batch(train, step, cfg, model, T)
-        loss = diffusion_loss(model, sched, lat.to(device), cond.to(device), t.to(device), noise.to(device), cfg.snr_gamma)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        gnorm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip))
-        opt.step()
-        step += 1
-        d = min(cfg.ema_decay, (1 + step) / (10 + step))
-        with torch.no_grad():
-            for k, v in model.state_dict().items():
-                if v.dtype.is_floating_point:
-                    ema[k].mul_(d).add_(v.detach(), alpha=1 - d)
-                else:
-                    ema[k].copy_(v)
-        since += 1
-        loss_sum += float(loss.detach())
-        if step % cfg.log_every == 0 or step == cfg.steps:
-            now = time.time()
-            log({"step": step, "loss": loss_sum / since, "grad_norm": gnorm, "lr": lr,
-                 "steps_per_s": since / (now - t_last), "elapsed_s": elapsed()})
-            t_last, since, loss_sum = now, 0, 0.0
-        if step % cfg.eval_every == 0 and step < cfg.steps:
-            run_eval()
-            t_last = time.time()
-        if budget is not None and elapsed() > budget:
-            log(f"time budget of {args.max_minutes} min spent at step {step}")
-            finish("time budget")
-            return
-        if step % cfg.ckpt_every == 0 or stop["signal"] is not None:
-            checkpoint()
-        if stop["signal"] is not None:
-            log(f"stopped at step {step} (signal {stop['signal']}); checkpoint in {args.out / 'checkpoint'}, "
-                f"continue with --resume")
-            return
-    finish("steps")
+    run.train(loss_at, evaluate)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
     python -m xscene_core.train.triplane_vae --preset tiny --worlds 24 --out runs/vae [--steps N] [--resume]
     python -m xscene_core.train.triplane_vae --preset tiny --data DATASET_DIR --out runs/vae
+    python -m xscene_core.train.triplane_vae --init checkpoints/triplane_vae --freeze-encoder --worlds 24 --out runs/vae_dec
 
 Training chunks come from a dataset folder written by `python -m xscene_core.data.build` (its train/ and
 val/ chunk folders) or are generated from the first N `train` worlds of the synthetic world (one chunk
@@ -14,7 +15,9 @@ the loss is class-weighted cross-entropy (weights (max f / f)^(1/3) of the train
 Every --log-every steps a line goes to OUT/log.jsonl and stdout; every --eval-every steps the val mIoU/IoU
 too. OUT/checkpoint/ (model + optimizer + step) is written every --ckpt-every steps and on SIGINT/SIGTERM;
 --resume continues from it (a different --steps on resume reshapes the rest of the cosine schedule).
---max-minutes sets a wall-time budget over all resumed runs: the schedule then also decays with the time spent
+--init starts from a trained VAE; with --freeze-encoder only the decoder learns, so the latent space (and
+data.latent_dataset.vae_hash, which digests the encoder alone) is unchanged and a diffusion model trained on
+it keeps working with the better decoder. --max-minutes sets a wall-time budget over all resumed runs: the schedule then also decays with the time spent
 and training ends when it is spent. OUT/best/ holds the weights with the best val mIoU, OUT/final/ the last
 ones (both save_pretrained folders). --device cuda (the default when CUDA is present) trains on a GPU.
 
@@ -32,7 +35,7 @@ import shutil
 import signal
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -48,6 +51,7 @@ from ..models.triplane_vae import PRESETS, TriplaneVAE, index_to_points
 from ..types.scene import ENVIRONMENTS
 from .common import (RunLog, add_config_args, apply_config_args, learning_rate, optimizer_state, optimizer_tensors,
                      swap_in)
+from .ema_training import adamw
 
 
 @dataclass
@@ -73,6 +77,8 @@ class TrainConfig:
     """final learning rate as a share of the peak"""
     grad_clip: float = 1.0
     lovasz_weight: float = 1.0
+    freeze_encoder: bool = False
+    """train the decoder only (start from --init): the latents, and the diffusion models trained on them, stay valid"""
     seed: int = 0
     log_every: int = 10
     eval_every: int = 200
@@ -248,6 +254,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--cache", type=Path, default=Path("runs/vae_cache"), help="cache of generated chunks")
     ap.add_argument("--out", type=Path, required=True, help="run folder (log, checkpoints)")
     ap.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
+    ap.add_argument("--init", type=Path, default=None,
+                    help="start a new run from the weights of this VAE folder (its config replaces the preset's)")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (1 is fastest on a busy 2-core machine)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu or cuda (default: cuda when present)")
     ap.add_argument("--max-minutes", type=float, default=None,
@@ -272,15 +280,19 @@ def main(argv: list[str] | None = None) -> None:
         if args.resume:
             log(f"no checkpoint in {args.out}; starting fresh")
         torch.manual_seed(cfg.seed)
-        model, state, step, best, elapsed_before = TriplaneVAE.from_preset(args.preset), None, 0, -1.0, 0.0
+        model = TriplaneVAE.from_pretrained(args.init) if args.init else TriplaneVAE.from_preset(args.preset)
+        state, step, best, elapsed_before = None, 0, -1.0, 0.0
+    if cfg.freeze_encoder:
+        if not (args.init or args.resume):
+            sys.exit("--freeze-encoder needs --init VAE_DIR (a trained encoder to keep)")
+        model.freeze_encoder()
     device = torch.device(args.device)
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     model.to(device).train()
-    decay = [p for n, p in model.named_parameters() if p.ndim > 1 and "embed" not in n]
-    no_decay = [p for n, p in model.named_parameters() if not (p.ndim > 1 and "embed" not in n)]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = adamw(model, cfg)
     if state is not None:
         opt.load_state_dict(state["optimizer"])
 
@@ -297,7 +309,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit("no training chunks found")
     val = [val[i] for i in range(min(len(val), cfg.val_chunks))]
     weights = class_weights(train).to(device)
-    log({"event": "start", "step": step, "preset": args.preset, "source": source, "train_chunks": len(train),
+    log({"event": "start", "step": step, "preset": args.preset, "init": str(args.init or ""), "source": source, "train_chunks": len(train),
          "val_chunks": len(val), "params": sum(p.numel() for p in model.parameters()), "threads": torch.get_num_threads(),
          "config": asdict(cfg), "model": model.config})
 
@@ -349,7 +361,7 @@ def main(argv: list[str] | None = None) -> None:
         losses = vae_loss(model, labels, points, targets, weights, cfg.lovasz_weight)
         opt.zero_grad(set_to_none=True)
         losses["loss"].backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
         opt.step()
         step += 1
         steps_since += 1
