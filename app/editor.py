@@ -18,6 +18,7 @@ import numpy as np
 
 from xscene_core import semantics
 from xscene_core.generator import DEFAULT_DESCRIPTION
+from xscene_core.ops.lane_edit import bend_lane
 from xscene_core.session import Session
 from xscene_core.types.gaussians import GaussianScene
 from xscene_core.types.layout import Box, Layout
@@ -61,8 +62,8 @@ class EditorSession:
         self._lock = threading.RLock()
         self.worker = Worker(pool, self._job_changed)
         self._told: object = None  # the finished job whose message was shown
-        self.viewer = Viewer(ViewerCallbacks(self._viewer_select, self._viewer_move, self._viewer_extend), host,
-                             viewer_port)
+        self.viewer = Viewer(ViewerCallbacks(self._viewer_select, self._viewer_move, self._viewer_extend,
+                                             self._viewer_bend), host, viewer_port)
         if self.session.world is not None:
             self._words_from_world()
             self.changed(redraw=True)
@@ -135,6 +136,14 @@ class EditorSession:
         yaw = world_yaw - math.atan2(T[1, 0], T[0, 0])
         self.update_box(index, i, replace(box, center=(local[0], local[1], box.center[2]), yaw=_wrap(yaw)))
 
+    def _viewer_bend(self, index: ChunkIndex, lane: int, point: int, world_xyz: tuple[float, float, float]) -> None:
+        chunk = self.chunk(index)
+        if chunk is None:
+            return
+        local = np.linalg.inv(chunk.T_world_chunk) @ np.array([*world_xyz, 1.0])
+        old = self.layouts()[index].lanes[lane].points[point]
+        self.bend_lane(index, lane, point, float(local[0] - old[0]), float(local[1] - old[1]))
+
     def _viewer_extend(self, origin: ChunkIndex, direction: str) -> None:
         try:
             self.extend(origin, direction)
@@ -197,6 +206,16 @@ class EditorSession:
         lanes[i] = replace(lanes[i], points=lanes[i].points + np.array([dx, dy]))
         self.selection = Selection(index, None, i)
         self._edit_layout(index, replace(layout, lanes=tuple(lanes)), f"lane {i} moved by ({dx:g}, {dy:g}) m")
+
+    def bend_lane(self, index: ChunkIndex, i: int, point: int, dx: float, dy: float) -> None:
+        """Drag point `point` of lane i by (dx, dy) metres; its neighbours along the lane follow
+        (ops.lane_edit.bend_lane)."""
+        layout = self.layouts()[index]
+        lanes = list(layout.lanes)
+        lanes[i] = bend_lane(lanes[i], point, (dx, dy))
+        self.selection = Selection(index, None, i)
+        self._edit_layout(index, replace(layout, lanes=tuple(lanes)),
+                          f"lane {i} bent at point {point} by ({dx:.1f}, {dy:.1f}) m")
 
     def delete_lane(self, index: ChunkIndex, i: int) -> None:
         layout = self.layouts()[index]

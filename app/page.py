@@ -132,7 +132,7 @@ def build(editor: Editor) -> gr.Blocks:
                         intent_btn = gr.Button("Apply the edit", elem_id="apply-intent")
                         with gr.Row():
                             regen_btn = gr.Button("Regenerate", variant="primary", elem_id="regenerate")
-                            discard_btn = gr.Button("Discard edits")
+                            discard_btn = gr.Button("Discard edits", elem_id="discard")
                     with gr.Tab("World", id="tab-world"):
                         gr.Markdown("Extend from the chunk selected in *Edit* (or click an orange arrow in the viewer).")
                         with gr.Row():

@@ -7,6 +7,7 @@ Scene tree (viser names nodes by path):
     /world/chunk_0_1/lanes           lane centre lines
     /world/arrows/east_of_chunk_0_1  an arrow at a free neighbour cell (click to outpaint it)
     /world/gizmo                     transform controls on the selected box
+    /world/lane_handles/0            transform controls on points of the selected lane (drag to bend it)
     /roam/splats                     the Gaussians of the whole world (roam mode)
 Chunks overlap by half (stride 40 m, 80 m chunks); each voxel is drawn by the chunk whose stride cell
 holds it, so an overlap is drawn once. Only what changed is sent again (a chunk's voxels when its chunk
@@ -24,6 +25,7 @@ import numpy as np
 import viser
 
 from xscene_core import semantics
+from xscene_core.ops.lane_edit import lane_handles
 from xscene_core.types.gaussians import GaussianScene
 from xscene_core.types.layout import Layout
 from xscene_core.types.occupancy import Occupancy
@@ -48,11 +50,13 @@ class Selection:
 @dataclass(frozen=True)
 class ViewerCallbacks:
     """What the viewer reports (called from viser's threads): a box clicked, a box moved with the gizmo
-    (chunk, box, world x, y, z, world yaw), an extension arrow clicked (origin chunk, direction)."""
+    (chunk, box, world x, y, z, world yaw), an extension arrow clicked (origin chunk, direction), a lane
+    handle dragged (chunk, lane, lane point, world x, y, z of the point's new place)."""
 
     select_box: Callable[[ChunkIndex, int], None]
     move_box: Callable[[ChunkIndex, int, tuple[float, float, float], float], None]
     extend: Callable[[ChunkIndex, str], None]
+    bend_lane: Callable[[ChunkIndex, int, int, tuple[float, float, float]], None] = lambda *a: None
 
 
 def yaw_quaternion(yaw: float) -> tuple[float, float, float, float]:
@@ -116,8 +120,9 @@ class Viewer:
         self.server.initial_camera.position = (-55.0, -55.0, 60.0)
         self.server.initial_camera.look_at = (0.0, 0.0, 0.0)
         self.server.gui.configure_theme(control_layout="floating", control_width="small", show_logo=False)
-        self.server.gui.add_markdown("Click a box to select it, drag the gizmo to move or turn it; click an orange "
-                                     "arrow to extend the world. In roam mode fly with WASD, Q/E and the mouse.")
+        self.server.gui.add_markdown("Click a box to select it, drag the gizmo to move or turn it; pick a lane on "
+                                     "the page and drag its handles to bend it; click an orange arrow to extend "
+                                     "the world. In roam mode fly with WASD, Q/E and the mouse.")
         self._lock = threading.RLock()
         self._frame = self.server.scene.add_frame("/world", show_axes=False)
         self._voxels_key: dict[ChunkIndex, tuple] = {}
@@ -126,6 +131,8 @@ class Viewer:
         self._arrows: dict[str, object] = {}
         self._gizmo = None
         self._gizmo_key: tuple | None = None
+        self._lane_handles: dict[int, object] = {}  # lane point index -> its transform controls
+        self._lane_key: tuple | None = None
         self._roam_key: object = None
         self.mode = "edit"
 
@@ -154,6 +161,7 @@ class Viewer:
                 self._show_layout(index, chunk, layouts.get(index, chunk.layout), selection)
             self._show_arrows(world)
             self._show_gizmo(chunks, layouts, selection)
+            self._show_lane_handles(chunks, layouts, selection)
 
     def _show_voxels(self, world: WorldMap, index: ChunkIndex, chunk: Chunk) -> None:
         key = (id(chunk), id(chunk.occupancy), tuple(sorted(world.chunks)))
@@ -268,6 +276,37 @@ class Viewer:
             pos = tuple(float(v) for v in self._gizmo.position)
             yaw = quaternion_yaw(self._gizmo.wxyz)
         self.callbacks.move_box(index, i, pos, yaw)
+
+    def _show_lane_handles(self, chunks: dict[ChunkIndex, Chunk], layouts: dict[ChunkIndex, Layout],
+                           selection: Selection) -> None:
+        """Translation handles (in the ground plane) on the ends and the middle of the selected lane."""
+        chunk = chunks.get(selection.chunk) if selection.chunk is not None else None
+        layout = layouts.get(selection.chunk, chunk.layout if chunk else None) if chunk else None
+        lane = (layout.lanes[selection.lane] if layout is not None and selection.lane is not None
+                and selection.lane < len(layout.lanes) else None)
+        key = (selection.chunk, selection.lane, lane) if lane is not None else None
+        if key is not None and key == self._lane_key:
+            return
+        self.server.scene.remove_by_name("/world/lane_handles")
+        self._lane_handles, self._lane_key = {}, key
+        if lane is None:
+            return
+        self.server.scene.add_frame("/world/lane_handles", show_axes=False)
+        for k in lane_handles(lane):
+            pos = _to_world(chunk.T_world_chunk, np.array([[*lane.points[k], 0.3]]))[0]
+            handle = self.server.scene.add_transform_controls(
+                f"/world/lane_handles/{k}", scale=3.0, position=pos, active_axes=(True, True, False),
+                disable_rotations=True, depth_test=False)
+            handle.on_drag_end(lambda _e, k=k: self._lane_handle_moved(k))
+            self._lane_handles[k] = handle
+
+    def _lane_handle_moved(self, point: int) -> None:
+        with self._lock:
+            if self._lane_key is None or point not in self._lane_handles:
+                return
+            index, lane_i, _lane = self._lane_key
+            pos = tuple(float(v) for v in self._lane_handles[point].position)
+        self.callbacks.bend_lane(index, lane_i, point, pos)
 
     # -- roam mode --------------------------------------------------------------------------------------------
     def roam(self, key: object, gaussians: GaussianScene | None, stitched: Occupancy | None,

@@ -1,5 +1,6 @@
 """Browser tests of the editor's flows (slow: each generates or regenerates chunks on the CPU). One page
-is generated once and the flows continue on it: edit a box and regenerate, extend twice, roam, save,
+is generated once and the flows continue on it: edit a box and regenerate, undo pending edits one by one,
+select a lane (its handles show), extend twice, roam, save,
 restart the server and load; then two sessions side by side."""
 
 from __future__ import annotations
@@ -36,6 +37,29 @@ def test_edit_a_box_then_regenerate(page):
     assert "Regenerated" in page.inner_text("#message") and "regenerated" in page.inner_text("#message")
     assert f"({x + 3.0:.1f}," in page.locator("#box").inner_text() or chosen.split(":")[0] in pick(page, "box", 0)
     shot(page, "edit_box_regenerated")
+
+
+def test_pending_edits_undo_one_at_a_time_and_lane_handles(page):
+    tab(page, "Edit")
+    pick(page, "box", 0)
+    x = float(page.input_value("#box-x input"))
+    for dx in (1.0, 2.0):
+        set_number(page, "box-x", round(x + dx, 2))
+        click(page, "apply-box")
+        wait_message(page, "press Regenerate")
+    tab(page, "World")
+    click(page, "undo")
+    wait_message(page, "(1 chunk(s) edited, not regenerated yet)")  # the second edit went, the first stays
+    tab(page, "Edit")
+    assert abs(float(page.input_value("#box-x input")) - (x + 1.0)) < 0.05
+    tab(page, "World")
+    click(page, "undo")
+    wait_message(page, "changed'.")                                  # the first went too: nothing pending
+    assert "to regenerate" not in page.inner_text("#history")
+    tab(page, "Edit")
+    assert abs(float(page.input_value("#box-x input")) - x) < 0.05
+    pick(page, "lane", 0)
+    shot(page, "lane_handles", settle_s=4)                             # the selected lane with its three handles
 
 
 def test_extend_twice_then_roam(page):
