@@ -228,6 +228,11 @@ def test_controllability_metrics_on_hand_made_volumes():
 
     labels[box_voxels(car, grid)] = car.label
     assert box_realised_counts(labels, lay, grid) == (1, 2)
+    from xscene_core.eval.controllability import ControlTally
+
+    tally = ControlTally().add(labels, lay, area, grid).add(labels, lay, area, grid)
+    assert tally.box_realised == 0.5 and sum(t for _, t in tally.by_class.values()) == 4
+    assert f"car 2/{tally.by_class[car.label][1]}" in tally.by_class_text()
     inter, union = drivable_counts(labels, area)
     assert inter == union == area.sum()                      # the car is looked through
     labels[..., 5][area] = semantics.ID["manmade"]           # a roof over the road is not a road

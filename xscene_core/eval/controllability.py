@@ -22,7 +22,7 @@ ceiling a latent model can reach through this VAE.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
@@ -52,19 +52,27 @@ def box_voxels(box, grid: GridSpec) -> tuple[np.ndarray, ...] | None:
     return ix[inside], iy[inside], iz[inside]
 
 
-def box_realised_counts(labels: np.ndarray, layout: Layout, grid: GridSpec, threshold: float = 0.5) -> tuple[int, int]:
-    """(realised boxes, counted boxes) of one occupancy labels uint8 [X, Y, Z] against its layout."""
+def box_realised_by_class(labels: np.ndarray, layout: Layout, grid: GridSpec,
+                          threshold: float = 0.5) -> dict[int, tuple[int, int]]:
+    """{class id: (realised boxes, counted boxes)} of one occupancy labels uint8 [X, Y, Z] against its
+    layout (boxes with their centre inside the grid and at least one voxel centre inside them)."""
     (lx, ly, _), (ux, uy, _) = grid.lower, grid.upper
-    done = total = 0
+    out: dict[int, tuple[int, int]] = {}
     for box in layout.boxes:
         if not (lx <= box.center[0] < ux and ly <= box.center[1] < uy):
             continue
         vox = box_voxels(box, grid)
         if vox is None:
             continue
-        total += 1
-        done += int(np.mean(labels[vox] == box.label) >= threshold)
-    return done, total
+        d, t = out.get(box.label, (0, 0))
+        out[box.label] = (d + int(np.mean(labels[vox] == box.label) >= threshold), t + 1)
+    return out
+
+
+def box_realised_counts(labels: np.ndarray, layout: Layout, grid: GridSpec, threshold: float = 0.5) -> tuple[int, int]:
+    """(realised boxes, counted boxes) of one occupancy labels uint8 [X, Y, Z] against its layout."""
+    per = box_realised_by_class(labels, layout, grid, threshold).values()
+    return sum(d for d, _ in per), sum(t for _, t in per)
 
 
 def layout_drivable(layout: Layout, grid: GridSpec) -> np.ndarray:
@@ -100,13 +108,21 @@ class ControlTally:
     boxes_total: int = 0
     inter: int = 0
     union: int = 0
+    by_class: dict[int, tuple[int, int]] = field(default_factory=dict)
 
     def add(self, labels: np.ndarray, layout: Layout, area: np.ndarray, grid: GridSpec) -> "ControlTally":
-        d, t = box_realised_counts(labels, layout, grid)
+        for label, (d, t) in box_realised_by_class(labels, layout, grid).items():
+            d0, t0 = self.by_class.get(label, (0, 0))
+            self.by_class[label] = (d0 + d, t0 + t)
+            self.boxes_done, self.boxes_total = self.boxes_done + d, self.boxes_total + t
         i, u = drivable_counts(labels, area)
-        self.boxes_done, self.boxes_total, self.inter, self.union = (self.boxes_done + d, self.boxes_total + t,
-                                                                     self.inter + i, self.union + u)
+        self.inter, self.union = self.inter + i, self.union + u
         return self
+
+    def by_class_text(self) -> str:
+        """'car 122/128, pedestrian 62/93, ...' (most boxes first)."""
+        rows = sorted(self.by_class.items(), key=lambda kv: -kv[1][1])
+        return ", ".join(f"{semantics.NAMES[k]} {d}/{t}" for k, (d, t) in rows)
 
     @property
     def box_realised(self) -> float:
@@ -141,14 +157,15 @@ def test_scenes(n_chunks: int, seed: int = 0, split: str = "test") -> Iterator[t
 
 
 def measure_controllability(model, vae, n_chunks: int = 6, seed: int = 0, guidance: float | None = None,
-                            steps: int | None = None, references: bool = True, log=None) -> dict:
+                            steps: int | None = None, references: bool = True, log=None, split: str = "test") -> dict:
     """box_realised, drivable_iou, drivable_iou_no_layout of an OccupancyDiffusion + TriplaneVAE on
-    `n_chunks` held-out test chunks (sample seed = chunk number), plus *_gt and *_vae references."""
+    `n_chunks` held-out chunks of `split` (test; val to choose settings; sample seed = chunk number), plus
+    *_gt and *_vae references and box_realised_by_class ("car 122/128, ...")."""
     import torch
 
     tallies = {k: ControlTally() for k in ("gen", "none", "gt", "vae")}
     t_sample, n = 0.0, 0
-    for i, (ws, chunk) in enumerate(test_scenes(n_chunks, seed)):
+    for i, (ws, chunk) in enumerate(test_scenes(n_chunks, seed, split)):
         grid, layout = chunk.occupancy.grid, chunk.layout
         caption = chunk.description.caption() if chunk.description is not None else None
         area = layout_drivable(layout, grid)
@@ -172,7 +189,8 @@ def measure_controllability(model, vae, n_chunks: int = 6, seed: int = 0, guidan
     out = {"box_realised": tallies["gen"].box_realised, "drivable_iou": tallies["gen"].drivable_iou,
            "drivable_iou_no_layout": tallies["none"].drivable_iou,
            "box_realised_no_layout": tallies["none"].box_realised,
-           "boxes_counted": tallies["gen"].boxes_total, "chunks": n, "sample_s": t_sample / max(n, 1)}
+           "boxes_counted": tallies["gen"].boxes_total, "chunks": n, "sample_s": t_sample / max(n, 1),
+           "box_realised_by_class": tallies["gen"].by_class_text()}
     if references:
         out.update(box_realised_gt=tallies["gt"].box_realised, drivable_iou_gt=tallies["gt"].drivable_iou,
                    box_realised_vae=tallies["vae"].box_realised, drivable_iou_vae=tallies["vae"].drivable_iou)
@@ -192,6 +210,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--vae", type=Path, required=True, help="the TriplaneVAE folder it was trained with")
     ap.add_argument("--chunks", type=int, default=6, help="held-out test chunks")
     ap.add_argument("--seed", type=int, default=0, help="first test world seed")
+    ap.add_argument("--split", choices=("test", "val"), default="test",
+                    help="test: the reported figures; val: for choosing settings such as the guidance")
     ap.add_argument("--guidance", type=float, default=None)
     ap.add_argument("--steps", type=int, default=None)
     ap.add_argument("--threads", type=int, default=None)
@@ -201,7 +221,8 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(args.threads)
     model = OccupancyDiffusion.from_pretrained(args.model)
     vae = TriplaneVAE.from_pretrained(args.vae)
-    figures = measure_controllability(model, vae, args.chunks, args.seed, args.guidance, args.steps, log=print)
+    figures = measure_controllability(model, vae, args.chunks, args.seed, args.guidance, args.steps, log=print,
+                                      split=args.split)
     from .report import print_figures
 
     print_figures(figures, args.json)

@@ -125,7 +125,8 @@ def control_rows(args) -> list[Row]:
                                   TriplaneVAE.from_pretrained(CHECKPOINTS / "triplane_vae"), n_chunks=args.control_chunks)
     n = f"{args.control_chunks} held-out chunks, decoded occupancy before any copy of the layout"
     return [
-        Row("box_realised", ctl["box_realised"], "", ">= 0.90", f"layout boxes at least half filled by their class; {n}"),
+        Row("box_realised", ctl["box_realised"], "", ">= 0.90", f"layout boxes at least half filled by their class; {n}; "
+            f"per class {ctl['box_realised_by_class']}"),
         Row("drivable_iou", ctl["drivable_iou"], "", ">= 0.80", f"decoded driveable columns vs the layout's road area; {n}"),
         Row("drivable_iou_no_layout", ctl["drivable_iou_no_layout"], "", "far lower", "same with the layout condition zeroed"),
     ]
