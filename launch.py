@@ -159,7 +159,7 @@ def editor(args: argparse.Namespace) -> None:
     from app.page import CSS, build
     from app.server import Editor
 
-    ed = Editor(args.data, host=args.host, viewer_port=args.viewer_port)
+    ed = Editor(args.data, host=args.host, viewer_port=args.viewer_port, share=args.share)
     ed.pool.preload()  # the stages load in the background; the page is usable at once
     demo = build(ed)
     demo.queue(default_concurrency_limit=16)
@@ -179,8 +179,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--host", default="127.0.0.1", help="address the editor binds (0.0.0.0 for every interface)")
     ap.add_argument("--port", type=int, default=7860, help="port of the page")
     ap.add_argument("--viewer-port", type=int, default=8100, help="first port of the per-session 3D viewers")
-    ap.add_argument("--share", action="store_true", help="also serve the page on a public gradio.live link "
-                    "(the 3D viewer is served from --host and needs it to be reachable)")
+    ap.add_argument("--share", action="store_true", help="also serve the page on a public gradio.live link, and "
+                    "each 3D viewer on a public viser link (needs the internet; without it the viewer stays on --host)")
     ap.add_argument("--data", type=Path, default=Path.home() / ".xscene",
                     help="folder for autosaves (sessions/) and saved worlds (worlds/)")
     sub = ap.add_subparsers(dest="command")

@@ -48,7 +48,7 @@ class EditorSession:
     worker thread all call in. `version` grows with every change the page should show."""
 
     def __init__(self, pool: StagePool, sessions_root: Path, host: str = "127.0.0.1", viewer_port: int = 8100,
-                 session: Session | None = None) -> None:
+                 session: Session | None = None, share: bool = False) -> None:
         self.pool = pool
         self.session = session or Session.create(sessions_root)
         self.pending = PendingEdits()
@@ -63,7 +63,7 @@ class EditorSession:
         self.worker = Worker(pool, self._job_changed)
         self._told: object = None  # the finished job whose message was shown
         self.viewer = Viewer(ViewerCallbacks(self._viewer_select, self._viewer_move, self._viewer_extend,
-                                             self._viewer_bend), host, viewer_port)
+                                             self._viewer_bend), host, viewer_port, share)
         if self.session.world is not None:
             self._words_from_world()
             self.changed(redraw=True)

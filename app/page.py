@@ -267,7 +267,8 @@ def panels(es: EditorSession, request: gr.Request, editor: Editor) -> list:
             out[key] = update if update is not None else value
 
     host = (request.headers.get("host") or "127.0.0.1").rsplit(":", 1)[0] if request else "127.0.0.1"
-    put("viewer", (host, es.viewer.port), f"<iframe src='http://{host}:{es.viewer.port}/' title='3D viewer'></iframe>")
+    url = es.viewer.url(host)
+    put("viewer", url, f"<iframe src='{url}' title='3D viewer'></iframe>")
     put("progress", progress_html(es))
     put("message", es.message)
     if shown.get("words") != es.words_version:

@@ -30,7 +30,7 @@ class Editor:
     """data_dir holds sessions/ (autosaves, one folder per browser session) and worlds/ (named saves)."""
 
     def __init__(self, data_dir: Path, host: str = "127.0.0.1", viewer_port: int = 8100,
-                 pool: StagePool | None = None) -> None:
+                 pool: StagePool | None = None, share: bool = False) -> None:
         self.data_dir = Path(data_dir).expanduser()
         self.sessions_dir = self.data_dir / "sessions"
         self.worlds_dir = self.data_dir / "worlds"
@@ -39,6 +39,7 @@ class Editor:
             d.mkdir(parents=True, exist_ok=True)
         self.host = host
         self.viewer_port = viewer_port
+        self.share = share  # each session's viewer also asks viser for a public link
         self.pool = pool or StagePool()
         self.sessions: dict[str, EditorSession] = {}
         self._lock = threading.Lock()
@@ -51,7 +52,8 @@ class Editor:
             if es is None:
                 if len(self.sessions) >= MAX_SESSIONS:
                     raise RuntimeError(f"the editor serves at most {MAX_SESSIONS} sessions at once; close a tab")
-                es = EditorSession(self.pool, self.sessions_dir, self._viewer_host(), self.viewer_port)
+                es = EditorSession(self.pool, self.sessions_dir, self._viewer_host(), self.viewer_port,
+                                   share=self.share)
                 self.sessions[key] = es
             return es
 

@@ -111,12 +111,18 @@ def _arrow_mesh(length: float = 8.0, width: float = 5.0) -> tuple[np.ndarray, np
 
 class Viewer:
     """One viser server showing one session's world. host/port: where to serve (port is the first free
-    one from `port` up); callbacks: ViewerCallbacks."""
+    one from `port` up); callbacks: ViewerCallbacks; share: also ask viser's relay for a public link
+    (`share_url` once it answers, None until then or when it cannot be reached), for pages served with
+    gradio's --share, whose visitors cannot reach `host`."""
 
-    def __init__(self, callbacks: ViewerCallbacks, host: str = "127.0.0.1", port: int = 8100) -> None:
+    def __init__(self, callbacks: ViewerCallbacks, host: str = "127.0.0.1", port: int = 8100,
+                 share: bool = False) -> None:
         self.callbacks = callbacks
         self.server = viser.ViserServer(host=host, port=port, label="xscene viewer", verbose=False)
         self.port = self.server.get_port()
+        self.share_url: str | None = None
+        if share:  # the relay may take seconds or never answer: never hold the page up for it
+            threading.Thread(target=self._request_share_url, daemon=True, name="viewer-share").start()
         self.server.initial_camera.position = (-55.0, -55.0, 60.0)
         self.server.initial_camera.look_at = (0.0, 0.0, 0.0)
         self.server.gui.configure_theme(control_layout="floating", control_width="small", show_logo=False)
@@ -135,6 +141,16 @@ class Viewer:
         self._lane_key: tuple | None = None
         self._roam_key: object = None
         self.mode = "edit"
+
+    def _request_share_url(self) -> None:
+        try:
+            self.share_url = self.server.request_share_url(verbose=False)
+        except Exception:  # noqa: BLE001 - no network, relay down: the local address still works
+            self.share_url = None
+
+    def url(self, host: str) -> str:
+        """Where a browser that reached the page at `host` finds this viewer."""
+        return self.share_url or f"http://{host}:{self.port}/"
 
     @property
     def clients(self) -> int:

@@ -31,3 +31,14 @@ def test_lane_handles_follow_the_selection_and_report_drags():
         assert viewer._lane_handles == {}
     finally:
         viewer.close()
+
+
+def test_the_viewer_address_falls_back_to_the_local_port_without_a_share_link():
+    viewer = Viewer(ViewerCallbacks(lambda *a: None, lambda *a: None, lambda *a: None), port=8420, share=False)
+    try:
+        assert viewer.share_url is None
+        assert viewer.url("example.org") == f"http://example.org:{viewer.port}/"
+        viewer.share_url = "https://abc.share.viser.studio"  # what the relay answers when it can be reached
+        assert viewer.url("example.org") == "https://abc.share.viser.studio"
+    finally:
+        viewer.close()
