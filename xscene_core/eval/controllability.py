@@ -157,7 +157,8 @@ def test_scenes(n_chunks: int, seed: int = 0, split: str = "test") -> Iterator[t
 
 
 def measure_controllability(model, vae, n_chunks: int = 6, seed: int = 0, guidance: float | None = None,
-                            steps: int | None = None, references: bool = True, log=None, split: str = "test") -> dict:
+                            steps: int | None = None, references: bool = True, log=None, split: str = "test",
+                            scheduler: str = "ddim") -> dict:
     """box_realised, drivable_iou, drivable_iou_no_layout of an OccupancyDiffusion + TriplaneVAE on
     `n_chunks` held-out chunks of `split` (test; val to choose settings; sample seed = chunk number), plus
     *_gt and *_vae references and box_realised_by_class ("car 122/128, ...")."""
@@ -171,10 +172,10 @@ def measure_controllability(model, vae, n_chunks: int = 6, seed: int = 0, guidan
         area = layout_drivable(layout, grid)
         t0 = time.time()
         text = model.condition(None, caption).text[0].cpu().numpy() if caption else None  # embed once
-        gen = model.sample(layout, text, seed=i, guidance=guidance, steps=steps)
+        gen = model.sample(layout, text, seed=i, guidance=guidance, steps=steps, scheduler=scheduler)
         t_sample += time.time() - t0
         n += 1
-        none = model.sample(None, text, seed=i, guidance=guidance, steps=steps)
+        none = model.sample(None, text, seed=i, guidance=guidance, steps=steps, scheduler=scheduler)
         with torch.no_grad():
             vols = vae.decode_volume(model.unroll(torch.cat([gen, none]))).cpu().numpy()
         tallies["gen"].add(vols[0], layout, area, grid)
@@ -214,6 +215,8 @@ def main(argv: list[str] | None = None) -> None:
                     help="test: the reported figures; val: for choosing settings such as the guidance")
     ap.add_argument("--guidance", type=float, default=None)
     ap.add_argument("--steps", type=int, default=None)
+    ap.add_argument("--scheduler", choices=("ddim", "unipc"), default="ddim")
+    ap.add_argument("--no-references", action="store_true", help="skip the ground-truth and VAE reference figures")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
@@ -221,8 +224,8 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(args.threads)
     model = OccupancyDiffusion.from_pretrained(args.model)
     vae = TriplaneVAE.from_pretrained(args.vae)
-    figures = measure_controllability(model, vae, args.chunks, args.seed, args.guidance, args.steps, log=print,
-                                      split=args.split)
+    figures = measure_controllability(model, vae, args.chunks, args.seed, args.guidance, args.steps,
+                                      not args.no_references, print, args.split, args.scheduler)
     from .report import print_figures
 
     print_figures(figures, args.json)

@@ -52,6 +52,7 @@ from .image_condition import CAMERA_FEATURES, GeometryEncoder, ImageCondition, I
 from .pretrained import Pretrained
 
 TEXT_DIM = 384  # all-MiniLM-L6-v2
+PROJECT_ROOT = Path(__file__).resolve().parents[2]  # shipped relative vae_paths are relative to it
 GLOBAL_FEATURES = TEXT_DIM + CAMERA_FEATURES + 1  # caption, camera, reference flag
 
 _SCHEDULE_TINY = dict(num_train_timesteps=1000, beta_schedule="linear", beta_start=1e-4, beta_end=0.02,
@@ -65,12 +66,20 @@ PRESETS: dict[str, dict] = {
                  token_dim=64, use_linear_projection=False, geometry_hidden=32, geometry_features=16, max_boxes=48,
                  cross_view=True, global_condition=True, num_inference_steps=20, guidance_scale=1.2, vae_path="",
                  vae_scale=1.0, **_SCHEDULE_TINY),
+    # the tiny UNet on the latents of the small autoencoder trained here (models.image_autoencoder): 128 x 224
+    # images as 32 x 56 x 4 latents; vae_scale is set from the training latents when a run starts
+    "tiny_latent": dict(space="latent", image_channels=4, sample_size=(32, 56), block_out_channels=(32, 64, 96),
+                        layers_per_block=1, attention_levels=(False, False, True), attention_heads=4,
+                        norm_num_groups=16, token_dim=64, use_linear_projection=False, geometry_hidden=32,
+                        geometry_features=16, max_boxes=48, cross_view=True, global_condition=True,
+                        num_inference_steps=20, guidance_scale=1.2, vae_path="checkpoints/image_autoencoder",
+                        vae_scale=1.0, vae_factor=4, **_SCHEDULE_TINY),
     "paper": dict(space="latent", image_channels=4, sample_size=(28, 50), block_out_channels=(320, 640, 1280, 1280),
                   layers_per_block=2, attention_levels=(True, True, True, False), attention_heads=(5, 10, 20, 20),
                   norm_num_groups=32, token_dim=1024, use_linear_projection=True, geometry_hidden=64,
                   geometry_features=320, max_boxes=64, cross_view=True, global_condition=True, num_inference_steps=20,
                   guidance_scale=1.2,
-                  vae_path="", vae_scale=0.18215, num_train_timesteps=1000, beta_schedule="scaled_linear",
+                  vae_path="", vae_scale=0.18215, vae_factor=8, num_train_timesteps=1000, beta_schedule="scaled_linear",
                   beta_start=0.00085, beta_end=0.012, prediction_type="v_prediction", rescale_betas_zero_snr=False),
 }
 
@@ -123,8 +132,9 @@ class ImageDiffusion(Pretrained, nn.Module):
     global_condition: caption + camera + reference flag added to the timestep embedding; the noise
     schedule (num_train_timesteps, beta_schedule, beta_start, beta_end, prediction_type,
     rescale_betas_zero_snr) shared by all samplers; num_inference_steps, guidance_scale: sampling
-    defaults; vae_path: local folder of a Stable Diffusion checkpoint whose "vae" subfolder encodes the
-    latent space ("" for pixel space).
+    defaults; vae_path: local folder whose "vae" subfolder holds the AutoencoderKL of the latent space (a
+    Stable Diffusion checkpoint, or models.image_autoencoder's; a relative path is also looked up from the
+    project root; "" for pixel space); vae_scale: latent multiplier; vae_factor: its image / latent size.
     """
 
     def __init__(self, space: str = "pixel", image_channels: int = 3, sample_size: Sequence[int] = (64, 112),
@@ -133,7 +143,7 @@ class ImageDiffusion(Pretrained, nn.Module):
                  norm_num_groups: int = 16, token_dim: int = 64, use_linear_projection: bool = False,
                  geometry_hidden: int = 32, geometry_features: int = 16, max_boxes: int = 48, cross_view: bool = True,
                  global_condition: bool = False, num_inference_steps: int = 20, guidance_scale: float = 1.2, vae_path: str = "", vae_scale: float = 1.0,
-                 num_train_timesteps: int = 1000, beta_schedule: str = "linear", beta_start: float = 1e-4,
+                 vae_factor: int = 8, num_train_timesteps: int = 1000, beta_schedule: str = "linear", beta_start: float = 1e-4,
                  beta_end: float = 0.02, prediction_type: str = "v_prediction", rescale_betas_zero_snr: bool = True) -> None:
         super().__init__()
         from diffusers import UNet2DConditionModel
@@ -153,7 +163,7 @@ class ImageDiffusion(Pretrained, nn.Module):
             geometry_hidden=int(geometry_hidden), geometry_features=int(geometry_features), max_boxes=int(max_boxes),
             cross_view=bool(cross_view), global_condition=bool(global_condition),
             num_inference_steps=int(num_inference_steps), guidance_scale=float(guidance_scale),
-            vae_path=str(vae_path), vae_scale=float(vae_scale), num_train_timesteps=int(num_train_timesteps),
+            vae_path=str(vae_path), vae_scale=float(vae_scale), vae_factor=int(vae_factor), num_train_timesteps=int(num_train_timesteps),
             beta_schedule=str(beta_schedule), beta_start=float(beta_start), beta_end=float(beta_end),
             prediction_type=str(prediction_type), rescale_betas_zero_snr=bool(rescale_betas_zero_snr))
         self.image_channels = int(image_channels)
@@ -303,8 +313,8 @@ class ImageDiffusion(Pretrained, nn.Module):
 
 
 class ImageCodec:
-    """The model's image space: pixels in [-1, 1] (space "pixel"), or latents of a local Stable
-    Diffusion AutoencoderKL x vae_scale (space "latent", loaded from config vae_path on first use)."""
+    """The model's image space: pixels in [-1, 1] (space "pixel"), or latents of a local AutoencoderKL x
+    vae_scale (space "latent", loaded from config vae_path on first use)."""
 
     def __init__(self, model: ImageDiffusion) -> None:
         self.config = model.config
@@ -314,17 +324,22 @@ class ImageCodec:
     @property
     def image_size(self) -> tuple[int, int]:
         """(h, w) of the RGB images the model space corresponds to."""
-        f = 1 if self.config["space"] == "pixel" else 8
+        f = 1 if self.config["space"] == "pixel" else self.config.get("vae_factor", 8)
         return self.size[0] * f, self.size[1] * f
 
     def _autoencoder(self):
         if self._vae is None:
-            from diffusers import AutoencoderKL
+            from .image_autoencoder import downsample_factor, load_autoencoder
 
             path = self.config["vae_path"]
-            if not path or not (Path(path) / "vae").is_dir():
-                raise ValueError(f"latent-space model needs a local Stable Diffusion folder with vae/ (vae_path={path!r})")
-            self._vae = AutoencoderKL.from_pretrained(path, subfolder="vae", local_files_only=True).eval()
+            if not path:
+                raise ValueError("latent-space model without a vae_path (a local folder with vae/)")
+            if not Path(path).is_absolute() and not Path(path).exists() and (PROJECT_ROOT / path).exists():
+                path = str(PROJECT_ROOT / path)
+            self._vae = load_autoencoder(path)
+            if downsample_factor(self._vae) != self.image_size[0] // self.size[0]:
+                raise ValueError(f"{path}/vae downsamples {downsample_factor(self._vae)}x, the model expects "
+                                 f"vae_factor {self.config.get('vae_factor', 8)}")
         return self._vae
 
     @torch.no_grad()

@@ -1,6 +1,8 @@
 """Train the multi-view image diffusion model on the synthetic world with the preview look as target:
 
     python -m xscene_core.train.image_diffusion --preset tiny --out runs/imgdiff [--max-minutes M] [--resume]
+    python -m xscene_core.train.image_diffusion --preset tiny_latent --out runs/imgdiff_latent   (after
+        xscene_core.train.image_autoencoder has written checkpoints/image_autoencoder)
     python -m xscene_core.train.image_diffusion --preset paper --unet-path /models/sd21 --vae-path /models/sd21 ...
 
 Data: xscene_core.data.image_dataset caches (train worlds for training, a few val worlds for the
@@ -95,6 +97,16 @@ def make_batch(data: ImageDataset, step: int, cfg: TrainConfig, model: ImageDiff
     return x0, cond, t, noise
 
 
+def latent_scale(codec: ImageCodec, data: ImageDataset, scenes: int = 16) -> float:
+    """1 / std of the autoencoder's latents (before any scale) over the preview views of up to `scenes`
+    evenly spread training scenes."""
+    picks = np.unique(np.linspace(0, len(data) - 1, min(scenes, len(data))).round().astype(int))
+    images = np.concatenate([data.samples[int(i)].preview[0] for i in picks])           # [N, H, W, 3]
+    scale = codec.config["vae_scale"]
+    z = codec.encode_tensor(torch.from_numpy(images).float().permute(0, 3, 1, 2) / 127.5 - 1) / scale
+    return float(1.0 / z.std().clamp(min=1e-6))
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--preset", choices=sorted(PRESETS), default="tiny")
@@ -116,12 +128,15 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(args.threads)
     log = RunLog(args.out)
     cfg = apply_config_args(TrainConfig(**TRAIN_PRESETS.get(args.preset, {})), args)
-    latent = PRESETS[args.preset]["space"] == "latent"
-    if latent and not args.vae_path:
-        sys.exit("the paper preset works in a Stable Diffusion latent space: give --vae-path (a local folder)")
+    preset = PRESETS[args.preset]
+    latent = preset["space"] == "latent"
+    vae_path = str(args.vae_path or preset["vae_path"])
+    if latent and not vae_path:
+        sys.exit(f"the {args.preset} preset works in a latent space: give --vae-path (a local folder with vae/)")
     # images at the codec's size, conditions at the model's (the same in pixel space)
-    size = tuple(PRESETS[args.preset]["sample_size"])
-    image_size = (size[0] * 8, size[1] * 8) if latent else size
+    size = tuple(preset["sample_size"])
+    factor = preset.get("vae_factor", 8) if latent else 1
+    image_size = (size[0] * factor, size[1] * factor)
     train_paths = sorted(cache_dir(args.cache, image_size, "train", size).glob("w*_*[0-9].npz"))
     val_paths = sorted(cache_dir(args.cache, image_size, "val", size).glob("w*_*[0-9].npz"))
     val_worlds = sorted({p.name.split("_")[0] for p in val_paths})[: args.val_worlds]
@@ -138,7 +153,10 @@ def main(argv: list[str] | None = None) -> None:
     else:
         torch.manual_seed(cfg.seed)
         model = ImageDiffusion.from_preset(args.preset, unet_path=args.unet_path,
-                                           **({"vae_path": str(args.vae_path)} if latent else {}))
+                                           **({"vae_path": vae_path} if latent else {}))
+        if latent and args.preset != "paper":  # our own autoencoder: scale its latents to unit variance
+            model.config["vae_scale"] = latent_scale(ImageCodec(model), train)
+            log({"event": "vae_scale", "vae_scale": model.config["vae_scale"]})
         if args.init is not None:
             from safetensors.torch import load_file
 
