@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> None:
     val_x = to_tensor(val[np.sort(vpick)]).to(device)
     log({"event": "start", "step": run.step, "train_views": len(train), "val_views": len(val_x), "factor": f,
          "params": sum(p.numel() for p in ae.parameters()), "threads": torch.get_num_threads(),
-         "config": asdict(cfg), "model": dict(ae.config)})
+         "config": asdict(cfg), "model": {k: v for k, v in ae.config.items() if not k.startswith("_")}})
 
     def loss_at(step: int) -> torch.Tensor:
         rng = np.random.default_rng([cfg.seed, step])
