@@ -274,6 +274,7 @@ def test_decoder_only_training_keeps_the_encoder_and_its_hash(tmp_path):
     with pytest.raises(SystemExit, match="--init"):
         main(common + ["--out", str(tmp_path / "bad"), "--freeze-encoder"])
     main(common + ["--out", str(tmp_path / "b"), "--init", str(start), "--freeze-encoder"])
+    main([*common[:-6], "--steps", "3", "--lr", "1e-2", "--out", str(tmp_path / "b"), "--resume"])  # stays decoder-only
     before, after = load_file(str(start / "model.safetensors")), load_file(str(tmp_path / "b" / "final" / "model.safetensors"))
     m = TriplaneVAE.from_pretrained(start)
     enc = [k for k in before if m.is_encoder_parameter(k)]

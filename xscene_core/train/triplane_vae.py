@@ -275,6 +275,8 @@ def main(argv: list[str] | None = None) -> None:
         step = int(state["step"])
         best = float(state.get("best_val_miou", -1.0))
         elapsed_before = float(state.get("elapsed_s", 0.0))
+        # a decoder-only run stays one: its optimizer holds the decoder's parameters alone
+        cfg.freeze_encoder = cfg.freeze_encoder or json.loads(state.get("train_config", "{}")).get("freeze_encoder", False)
         log(f"resumed from {args.out / 'checkpoint'} at step {step}")
     else:
         if args.resume:
