@@ -246,7 +246,10 @@ class EditorSession:
             note = step()
             if note is None:
                 return False
-            self.selection = Selection(self.selection.chunk or ORIGIN)  # the selected box may be gone
+            sel, layout = self.selection, self.layouts().get(self.selection.chunk)
+            if layout is None or (sel.box is not None and sel.box >= len(layout.boxes)) or (
+                    sel.lane is not None and sel.lane >= len(layout.lanes)):
+                self.selection = Selection(sel.chunk or ORIGIN)  # the selected box or lane is gone
             left = f" ({len(self.pending)} chunk(s) edited, not regenerated yet)" if self.pending else ""
             self.message = f"{verb} '{note}'{left}."
         self.changed()
