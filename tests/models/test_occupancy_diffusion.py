@@ -239,3 +239,22 @@ def test_controllability_metrics_on_hand_made_volumes():
     labels[..., 0][~area] = semantics.ID["driveable_surface"]  # stray voxels under free columns do count
     cols = drivable_columns(labels)
     assert not cols[area].any() and cols[~area].all()
+
+
+def test_class_factors_give_rare_classes_more_footprint_weight():
+    from xscene_core.ops.condition_maps import AREA_CHANNELS
+    from xscene_core.train.occupancy_diffusion import footprint_class_factors, footprint_weight
+
+    A = len(AREA_CHANNELS)
+    bev = np.zeros((3, 15, 32, 32), np.uint8)
+    bev[:, A + 3, :8, :8] = 255           # a common class: 64 cells in each map
+    bev[0, A + 1, 20:22, 20:22] = 255     # a rare one: 4 cells in one map
+    f = footprint_class_factors(bev, 0.5, 10.0)
+    assert f.shape == (15 - A,)
+    assert f[3] == 1.0 and torch.isclose(f[1], torch.tensor((192 / 4) ** 0.5))
+    assert f[0] == 10.0                   # absent from the set: the cap
+    assert torch.all(footprint_class_factors(bev, 0.0, 10.0) == 1.0)
+    model = tiny_model()
+    w = footprint_weight(model, torch.from_numpy(bev[:1]).float() / 255, 2.0, f)
+    assert w[0, 0, 0, 0] == 1.0 + 2.0 and torch.isclose(w[0, 0, 10, 10], 1.0 + 2.0 * f[1])
+    assert w[0, 0, 15, 15] == 1.0

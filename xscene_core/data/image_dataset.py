@@ -14,6 +14,11 @@ One file per (world, location), written once and reused (a resumable cache; dele
             (the world chunk at -offset), T_ref_new float32 [4, 4]: this chunk's pose in that chunk's frame
 
 Chunks come from the first N worlds of a split (xscene_core.data.splits), one location per environment.
+Time of day and weather (the caption and the preview look follow them): with --styles cycle (the
+default) location k of the w-th world gets TIMES_OF_DAY[(w + k) % 6] and WEATHERS[(w + 2k) % 6], so every
+6 consecutive worlds hold all 36 pairs once and each environment meets every time and every weather;
+with --styles world each world keeps the style its seed draws (the cache the shipped image model was
+trained on: 35 worlds gave 19 of the 36 pairs, no fog, few sunny noons). The two go to separate folders.
 The rig is the default nuScenes ring (stages.render.default_rig). Offsets of the reference chunk are the
 WorldMap's 40 m stride along x or y (the extension step of the editor).
 
@@ -31,11 +36,26 @@ import numpy as np
 import torch
 
 from ..models.image_condition import ViewArrays, resize_images, view_condition_arrays
-from ..types.scene import ENVIRONMENTS
+from ..types.scene import ENVIRONMENTS, TIMES_OF_DAY, WEATHERS
 from .splits import world_seeds
 
 LOOKS = 2  # preview seeds per location: sun azimuth, facades and lit windows vary, geometry does not
 EXTENSION_OFFSETS = ((40.0, 0.0), (-40.0, 0.0), (0.0, 40.0), (0.0, -40.0))
+STYLE_MODES = ("cycle", "world")
+DEFAULT_STYLES = "cycle"
+
+
+def location_style(world_index: int, k: int, styles: str = DEFAULT_STYLES):
+    """The Style (time of day, weather) of location k of the world_index-th world of a split: "cycle" walks
+    all 36 pairs over every 6 consecutive worlds (see the module docstring); "world" gives None (the
+    world's own style)."""
+    from .world import Style
+
+    if styles not in STYLE_MODES:
+        raise ValueError(f"styles must be one of {STYLE_MODES}, got {styles!r}")
+    if styles == "world":
+        return None
+    return Style(TIMES_OF_DAY[(world_index + k) % len(TIMES_OF_DAY)], WEATHERS[(world_index + 2 * k) % len(WEATHERS)])
 
 
 def _world_version() -> int:
@@ -44,12 +64,17 @@ def _world_version() -> int:
     return WORLD_VERSION
 
 
-def cache_dir(cache: Path, size: tuple[int, int], split: str, cond_size: tuple[int, int] | None = None) -> Path:
-    """Folder of one split for images of `size` and conditions of `cond_size` (default: the same; a
-    latent-space model has conditions at the latent size)."""
+def cache_dir(cache: Path, size: tuple[int, int], split: str, cond_size: tuple[int, int] | None = None,
+              styles: str = DEFAULT_STYLES) -> Path:
+    """Folder of one split for images of `size`, conditions of `cond_size` (default: the same; a
+    latent-space model has conditions at the latent size) and style mode `styles` (STYLE_MODES)."""
+    if styles not in STYLE_MODES:
+        raise ValueError(f"styles must be one of {STYLE_MODES}, got {styles!r}")
     name = f"{size[0]}x{size[1]}"
     if cond_size is not None and tuple(cond_size) != tuple(size):
         name += f"_c{cond_size[0]}x{cond_size[1]}"
+    if styles != "world":  # "world" keeps the folder name of the caches built before the modes existed
+        name += f"_{styles}"
     return Path(cache) / f"world-v{_world_version()}" / name / split
 
 
@@ -67,21 +92,22 @@ def render_looks(chunk, size: tuple[int, int], seeds: list[int]) -> tuple[np.nda
 
 
 def build_sample(world, k: int, size: tuple[int, int], rng: np.random.Generator,
-                 cond_size: tuple[int, int] | None = None) -> dict | None:
+                 cond_size: tuple[int, int] | None = None, style=None) -> dict | None:
     """The cached arrays of location k (environment ENVIRONMENTS[k]) of a world, or None when the world
-    has no such environment. The caption embedding is added by the caller (batched)."""
+    has no such environment; style: the Style of this location and its reference chunk (None: the
+    world's). The caption embedding is added by the caller (batched)."""
     from ..stages.render import default_rig
 
     try:
         x, y = world.find_location(ENVIRONMENTS[k % len(ENVIRONMENTS)], start=k)
     except ValueError:
         return None
-    chunk = world.chunk(x, y)
+    chunk = world.chunk(x, y, style=style)
     seeds = [int(s) for s in rng.integers(0, 2**31, LOOKS)]
     sem, depth, looks = render_looks(chunk, size, seeds)
     arrays = view_condition_arrays(sem, depth, chunk.layout, default_rig((2 * size[0], 2 * size[1])), cond_size or size)
     dx, dy = EXTENSION_OFFSETS[int(rng.integers(len(EXTENSION_OFFSETS)))]
-    ref = world.chunk(x - dx, y - dy)
+    ref = world.chunk(x - dx, y - dy, style=style)
     _, _, ref_looks = render_looks(ref, size, seeds)
     T = np.eye(4, dtype=np.float32)
     T[:2, 3] = (dx, dy)
@@ -92,13 +118,13 @@ def build_sample(world, k: int, size: tuple[int, int], rng: np.random.Generator,
 
 
 def build_split(cache: Path, split: str, n_worlds: int, size: tuple[int, int], first_world: int = 0,
-                cond_size: tuple[int, int] | None = None, log=print) -> list[Path]:
+                cond_size: tuple[int, int] | None = None, log=print, styles: str = DEFAULT_STYLES) -> list[Path]:
     """Cache files of worlds [first_world, first_world + n_worlds) of a split (built where missing);
-    images at `size`, conditions at `cond_size` (default `size`)."""
+    images at `size`, conditions at `cond_size` (default `size`), time and weather per `styles`."""
     from ..llm.embedder import embed
     from .world import SyntheticWorld
 
-    out, paths, t0 = cache_dir(cache, size, split, cond_size), [], time.time()
+    out, paths, t0 = cache_dir(cache, size, split, cond_size, styles), [], time.time()
     seeds = world_seeds(split)
     for _ in range(first_world):
         next(seeds)
@@ -112,7 +138,8 @@ def build_split(cache: Path, split: str, n_worlds: int, size: tuple[int, int], f
             continue
         world, items = SyntheticWorld(seed), []
         for k, p in todo:
-            s = build_sample(world, k, size, np.random.default_rng([seed, k]), cond_size)
+            s = build_sample(world, k, size, np.random.default_rng([seed, k]), cond_size,
+                             location_style(first_world + w, k, styles))
             if s is not None:
                 items.append((p, s))
         for (p, s), t in zip(items, embed([str(s["caption"]) for _, s in items]) if items else []):
@@ -182,6 +209,13 @@ class ImageDataset:
         return targets, cond
 
 
+def add_styles_arg(ap: argparse.ArgumentParser) -> None:
+    """--styles for the cache builder and the trainers that read the cache."""
+    ap.add_argument("--styles", choices=STYLE_MODES, default=DEFAULT_STYLES,
+                    help="time of day and weather per location: cycle through all pairs, or each world's own "
+                         "(the cache of the shipped image model)")
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cache", type=Path, default=Path("runs/image_cache"))
@@ -191,12 +225,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--size", type=int, nargs=2, default=(64, 112), metavar=("H", "W"), help="image size")
     ap.add_argument("--cond-size", type=int, nargs=2, default=None, metavar=("H", "W"),
                     help="condition size (default: the image size; a latent model's latent size, e.g. 28 50 for 224 400)")
+    add_styles_arg(ap)
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     cond = tuple(args.cond_size) if args.cond_size else None
-    paths = build_split(args.cache, args.split, args.worlds, tuple(args.size), args.first_world, cond)
-    print(f"{args.split}: {len(paths)} samples under {cache_dir(args.cache, tuple(args.size), args.split, cond)}")
+    paths = build_split(args.cache, args.split, args.worlds, tuple(args.size), args.first_world, cond, styles=args.styles)
+    print(f"{args.split}: {len(paths)} samples under {cache_dir(args.cache, tuple(args.size), args.split, cond, args.styles)}")
 
 
 if __name__ == "__main__":

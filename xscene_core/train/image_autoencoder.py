@@ -25,7 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..data.image_dataset import ImageDataset, cache_dir
+from ..data.image_dataset import ImageDataset, add_styles_arg, cache_dir
 from ..models.image_autoencoder import PRESETS, build_autoencoder, downsample_factor
 from .common import RunLog, add_config_args, apply_config_args
 from .ema_training import EmaTraining
@@ -78,6 +78,7 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--preset", choices=sorted(PRESETS), default="tiny")
     ap.add_argument("--cache", type=Path, default=Path("runs/image_cache"), help="xscene_core.data.image_dataset cache")
+    add_styles_arg(ap)
     ap.add_argument("--size", type=int, nargs=2, default=(128, 224), metavar=("H", "W"), help="image size")
     ap.add_argument("--val-worlds", type=int, default=2)
     ap.add_argument("--out", type=Path, required=True)
@@ -103,12 +104,12 @@ def main(argv: list[str] | None = None) -> None:
     f = downsample_factor(ae)
     size = tuple(args.size)
     cond = (size[0] // f, size[1] // f)  # the cache of the latent diffusion preset that this autoencoder serves
-    paths = {split: sorted(cache_dir(args.cache, size, split, cond).glob("w*_*[0-9].npz")) for split in ("train", "val")}
+    paths = {split: sorted(cache_dir(args.cache, size, split, cond, args.styles).glob("w*_*[0-9].npz")) for split in ("train", "val")}
     val_worlds = sorted({p.name.split("_")[0] for p in paths["val"]})[: args.val_worlds]
     paths["val"] = [p for p in paths["val"] if p.name.split("_")[0] in val_worlds]
     if not paths["train"] or not paths["val"]:
         sys.exit(f"no cached samples under {args.cache} for images {size}, conditions {cond}: run "
-                 f"xscene_core.data.image_dataset --size {size[0]} {size[1]} --cond-size {cond[0]} {cond[1]} first")
+                 f"xscene_core.data.image_dataset --size {size[0]} {size[1]} --cond-size {cond[0]} {cond[1]} --styles {args.styles} first")
     train, val = all_views(ImageDataset.load(paths["train"])), all_views(ImageDataset.load(paths["val"]))
     vpick = np.random.default_rng(12345).choice(len(val), size=min(cfg.val_views, len(val)), replace=False)
     val_x = to_tensor(val[np.sort(vpick)]).to(device)

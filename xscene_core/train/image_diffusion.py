@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data.image_dataset import LOOKS, ImageDataset, cache_dir
+from ..data.image_dataset import LOOKS, ImageDataset, add_styles_arg, cache_dir
 from ..models.image_diffusion import PRESETS, ImageCodec, ImageDiffusion, diffusion_loss
 from .common import RunLog, add_config_args, apply_config_args
 from .ema_training import EmaTraining
@@ -111,6 +111,7 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--preset", choices=sorted(PRESETS), default="tiny")
     ap.add_argument("--cache", type=Path, default=Path("runs/image_cache"), help="xscene_core.data.image_dataset cache")
+    add_styles_arg(ap)
     ap.add_argument("--val-worlds", type=int, default=2, help="val worlds of the validation loss")
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--resume", action="store_true")
@@ -137,15 +138,16 @@ def main(argv: list[str] | None = None) -> None:
     size = tuple(preset["sample_size"])
     factor = preset.get("vae_factor", 8) if latent else 1
     image_size = (size[0] * factor, size[1] * factor)
-    train_paths = sorted(cache_dir(args.cache, image_size, "train", size).glob("w*_*[0-9].npz"))
-    val_paths = sorted(cache_dir(args.cache, image_size, "val", size).glob("w*_*[0-9].npz"))
+    train_paths = sorted(cache_dir(args.cache, image_size, "train", size, args.styles).glob("w*_*[0-9].npz"))
+    val_paths = sorted(cache_dir(args.cache, image_size, "val", size, args.styles).glob("w*_*[0-9].npz"))
     val_worlds = sorted({p.name.split("_")[0] for p in val_paths})[: args.val_worlds]
     val_paths = [p for p in val_paths if p.name.split("_")[0] in val_worlds]
     if not train_paths or not val_paths:
         sys.exit(f"no cached samples under {args.cache} for images {image_size}, conditions {size}: run "
-                 f"xscene_core.data.image_dataset (--size {image_size[0]} {image_size[1]} --cond-size {size[0]} {size[1]}) first")
+                 f"xscene_core.data.image_dataset (--size {image_size[0]} {image_size[1]} --cond-size {size[0]} {size[1]} "
+                 f"--styles {args.styles}) first")
     train, val = ImageDataset.load(train_paths), ImageDataset.load(val_paths)
-    train_dir = cache_dir(args.cache, image_size, "train", size)
+    train_dir = cache_dir(args.cache, image_size, "train", size, args.styles)
 
     device = torch.device(args.device)
     if args.resume and (args.out / "checkpoint").exists():

@@ -15,7 +15,8 @@ of the training latents, set at the start and stored in the model config); DDPM 
 timesteps; the BEV map, the boxes and the caption are each dropped per sample (--drop-bev / --drop-boxes /
 --drop-text) so the model also learns the unconditional branch of classifier-free guidance; the loss is
 the MSE to the prediction target (v by default) over the plane cells (the rolled-out map's padded
-corner excluded), min-SNR-gamma weighted, and --box-weight raises it under object footprints. The loop
+corner excluded), min-SNR-gamma weighted, and --box-weight raises it under object footprints (by more for
+rare classes with --class-balance). --init DIR starts a new phase from a trained model. The loop
 (AdamW, warm-up then cosine decay, EMA, checkpoints) is train.ema_training's.
 
 Every --log-every steps a line goes to OUT/log.jsonl and stdout; every --eval-every steps the validation
@@ -40,7 +41,7 @@ import torch.nn.functional as F
 from ..data.latent_dataset import FLIPS, LatentDataset, load_split, vae_hash
 from ..models.condition_encoders import OccupancyCondition
 from ..models.occupancy_diffusion import PRESETS, OccupancyDiffusion
-from ..ops.condition_maps import AREA_CHANNELS
+from ..ops.condition_maps import AREA_CHANNELS, BEV_CHANNELS
 from ..types.scene import ENVIRONMENTS
 from .common import RunLog, add_config_args, apply_config_args
 from .ema_training import EmaTraining
@@ -75,6 +76,12 @@ class TrainConfig:
     box_weight: float = 0.0
     """extra loss weight on the xy-plane cells under an object's footprint (1 + box_weight there): objects
     cover a few per cent of the map, and thin ones are otherwise the last thing the model learns"""
+    class_balance: float = 0.0
+    """exponent of the per-class factor on box_weight, (footprint cells of the commonest object class /
+    those of the class) ** class_balance over the training set: rare classes (bicycles cover 1 % of the
+    cells cars do) get more of the extra weight; 0 gives every class the same"""
+    class_weight_max: float = 10.0
+    """cap of that per-class factor (a class seen a handful of times should not dominate the loss)"""
     flips: bool = True
     """train on the x / y mirrored copies too"""
     seed: int = 0
@@ -92,14 +99,29 @@ TRAIN_PRESETS: dict[str, dict] = {
 
 
 # -- loss ----------------------------------------------------------------------------------------------
-def footprint_weight(model: OccupancyDiffusion, bev: torch.Tensor, box_weight: float) -> torch.Tensor:
-    """Per-cell loss weight float [B, 1, H, W] of the rolled-out map: 1 + box_weight on the xy-plane cells
-    that any object footprint of the BEV map bev [B, Cb, X, Y] touches, 1 elsewhere."""
+def footprint_class_factors(bev: np.ndarray, exponent: float, cap: float) -> torch.Tensor:
+    """Per-object-class factor float [K] (K object channels of the BEV maps bev [M, Cb, X, Y] of a training
+    set): (cells the commonest class's footprints touch / cells this class's touch) ** exponent, capped at
+    cap; a class absent from the set gets the cap. exponent 0 gives ones."""
+    counts = np.zeros(bev.shape[1] - len(AREA_CHANNELS))
+    for m in bev:                                          # one map at a time: the set is large
+        counts += (m[len(AREA_CHANNELS):] > 0).sum(axis=(1, 2))
+    ratio = np.where(counts > 0, counts.max() / np.maximum(counts, 1), np.inf)
+    return torch.tensor(np.minimum(ratio ** exponent, cap) if exponent > 0 else np.ones_like(counts), dtype=torch.float32)
+
+
+def footprint_weight(model: OccupancyDiffusion, bev: torch.Tensor, box_weight: float,
+                     class_factors: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-cell loss weight float [B, 1, H, W] of the rolled-out map: 1 + box_weight * factor on the xy-plane
+    cells that an object footprint of the BEV map bev [B, Cb, X, Y] touches (factor: the largest
+    class_factors [K] entry of the classes there, 1 without class_factors), 1 elsewhere."""
     X, Y, _ = model.plane_shape
     H, W = model.latent_shape[1:]
-    objects = bev[:, len(AREA_CHANNELS):].amax(dim=1, keepdim=True)
-    touched = (F.adaptive_max_pool2d(objects, (X, Y)) > 0).to(bev.dtype)
-    return 1.0 + box_weight * F.pad(touched, (0, W - Y, 0, H - X))
+    objects = bev[:, len(AREA_CHANNELS):]
+    touched = (F.adaptive_max_pool2d(objects, (X, Y)) > 0).to(bev.dtype)    # [B, K, X, Y]
+    factors = torch.ones(objects.shape[1]) if class_factors is None else class_factors
+    cell = (touched * factors.to(bev)[None, :, None, None]).amax(dim=1, keepdim=True)
+    return 1.0 + box_weight * F.pad(cell, (0, W - Y, 0, H - X))
 
 
 def diffusion_loss(model: OccupancyDiffusion, scheduler, latents: torch.Tensor, cond: OccupancyCondition,
@@ -126,15 +148,17 @@ def diffusion_loss(model: OccupancyDiffusion, scheduler, latents: torch.Tensor, 
     return per.mean()
 
 
-def make_batch(data: LatentDataset, step: int, cfg: TrainConfig, model: OccupancyDiffusion, num_timesteps: int):
+def make_batch(data: LatentDataset, step: int, cfg: TrainConfig, model: OccupancyDiffusion, num_timesteps: int,
+               class_factors: torch.Tensor | None = None):
     """(latents, conditions with dropout, timesteps, noise, per-cell loss weight or None) of one step;
     deterministic in (seed, step), so a resumed run sees the same batches. The weight follows the footprints
-    of the full layout, also where dropout hides it from the model."""
+    of the full layout, also where dropout hides it from the model (class_factors: footprint_class_factors
+    of the training set)."""
     rng = np.random.default_rng([cfg.seed, step])
     idx = rng.integers(len(data), size=cfg.batch)
     flip = rng.integers(len(FLIPS), size=cfg.batch) if cfg.flips else np.zeros(cfg.batch, np.int64)
     lat, cond = data.batch(idx, flip, model.config["max_boxes"])
-    weight = footprint_weight(model, cond.bev, cfg.box_weight) if cfg.box_weight > 0 else None
+    weight = footprint_weight(model, cond.bev, cfg.box_weight, class_factors) if cfg.box_weight > 0 else None
     keep = [torch.from_numpy(rng.random(cfg.batch) >= p) for p in (cfg.drop_bev, cfg.drop_boxes, cfg.drop_text)]
     cond = cond.drop(*keep)
     gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
@@ -156,6 +180,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--cache", type=Path, default=Path("runs/occdiff_cache"), help="chunk and latent cache")
     ap.add_argument("--out", type=Path, required=True, help="run folder (log, checkpoints)")
     ap.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
+    ap.add_argument("--init", type=Path, default=None,
+                    help="start from a trained model folder (its weights, a fresh optimiser and schedule): "
+                         "a new training phase of a shipped model, e.g. with another loss weighting")
     ap.add_argument("--threads", type=int, default=None, help="torch threads")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--max-minutes", type=float, default=None,
@@ -185,17 +212,24 @@ def main(argv: list[str] | None = None) -> None:
         if args.resume:
             log(f"no checkpoint in {args.out}; starting fresh")
         torch.manual_seed(cfg.seed)
-        model = OccupancyDiffusion.from_preset(args.preset)
-        model.config["latent_scale"] = 1.0 / train.latent_std()
+        if args.init:
+            model = OccupancyDiffusion.from_pretrained(args.init)
+            if model.config["vae_hash"] not in ("", vae_hash(args.vae)):
+                sys.exit(f"{args.init} was trained on latents of another VAE (hash {model.config['vae_hash']}, "
+                         f"{args.vae} is {vae_hash(args.vae)})")
+        else:
+            model = OccupancyDiffusion.from_preset(args.preset)
+            model.config["latent_scale"] = 1.0 / train.latent_std()
         model.config["vae_hash"] = vae_hash(args.vae)
         run = EmaTraining(args.out, log, cfg, model, device, args.max_minutes)
     model = run.model
     sched = model.scheduler("ddpm")
     T = sched.config.num_train_timesteps
-    log({"event": "start", "step": run.step, "preset": args.preset, "source": source, "vae": str(args.vae),
+    factors = footprint_class_factors(train.bev, cfg.class_balance, cfg.class_weight_max)
+    log({"event": "start", "step": run.step, "preset": args.preset, "init": str(args.init or ""), "source": source, "vae": str(args.vae),
          "train_chunks": len(train), "val_chunks": len(val), "params": sum(p.numel() for p in model.parameters()),
          "threads": torch.get_num_threads(), "latent_scale": model.config["latent_scale"], "config": asdict(cfg),
-         "model": model.config})
+         "model": model.config, "class_factors": dict(zip(BEV_CHANNELS[len(AREA_CHANNELS):], factors.tolist()))})
 
     # fixed validation triples
     vrng = np.random.default_rng(12345)
@@ -214,7 +248,7 @@ def main(argv: list[str] | None = None) -> None:
         return {"val_loss": total / cfg.val_samples}
 
     def loss_at(step: int) -> torch.Tensor:
-        lat, cond, t, noise, weight = make_batch(train, step, cfg, model, T)
+        lat, cond, t, noise, weight = make_batch(train, step, cfg, model, T, factors)
         return diffusion_loss(model, sched, lat.to(device), cond.to(device), t.to(device), noise.to(device),
                               cfg.snr_gamma, None if weight is None else weight.to(device))
 

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import semantics
-from ..data.image_dataset import cache_dir, load_sample
+from ..data.image_dataset import add_styles_arg, cache_dir, load_sample
 from ..models.image_diffusion import PRESETS
 from ..models.segmenter import Segmenter, confusion, miou
 from .common import RunLog, add_config_args, apply_config_args, learning_rate, optimizer_state, optimizer_tensors, swap_in
@@ -64,6 +64,7 @@ def load_views(paths: list[Path]) -> tuple[np.ndarray, np.ndarray]:
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cache", type=Path, default=Path("runs/image_cache"))
+    add_styles_arg(ap)
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--holdout-worlds", type=int, default=2)
     ap.add_argument("--resume", action="store_true")
@@ -76,7 +77,7 @@ def main(argv: list[str] | None = None) -> None:
     log = RunLog(args.out)
     cfg = apply_config_args(TrainConfig(), args)
     size = tuple(PRESETS["tiny"]["sample_size"])
-    paths = sorted(cache_dir(args.cache, size, "val").glob("w*_*[0-9].npz"))
+    paths = sorted(cache_dir(args.cache, size, "val", styles=args.styles).glob("w*_*[0-9].npz"))
     worlds = sorted({p.name.split("_")[0] for p in paths})
     hold = set(worlds[: args.holdout_worlds])
     if len(worlds) <= len(hold):

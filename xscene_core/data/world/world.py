@@ -238,15 +238,17 @@ class SyntheticWorld:
                 return float(x), float(y)
         raise ValueError(f"no {environment!r} location found in world {self.seed}")
 
-    def chunk(self, x: float, y: float, yaw: float = 0.0) -> Chunk:
-        """The chunk centred at world (x, y) (metres) with heading yaw (radians)."""
+    def chunk(self, x: float, y: float, yaw: float = 0.0, style: Style | None = None) -> Chunk:
+        """The chunk centred at world (x, y) (metres) with heading yaw (radians); its description carries
+        `style` (time of day and weather) when given, the world's own style otherwise (a dataset may vary
+        them per location; the geometry does not depend on them)."""
         T, bbox = self._pose(x, y, yaw)
         occ = Occupancy(self._rasterize(T, bbox), self.grid)
         layout = self._layout(T, bbox)
         chunk = Chunk(T, occ, layout)
         env = self.environment_at(x, y)
         chunk.graph = graph_of(layout, self.grid)
-        chunk.description = describe_chunk(layout, occ, env, self.style, chunk.graph)
+        chunk.description = describe_chunk(layout, occ, env, style or self.style, chunk.graph)
         return chunk
 
     def layout_at(self, x: float, y: float, yaw: float = 0.0) -> Layout:
