@@ -303,18 +303,3 @@ def test_shipped_checkpoint_loads_and_decodes_ground_and_air():
     pred = m.decode(planes, pts).argmax(-1)[0].tolist()
     assert [p != semantics.FREE for p in pred] == [True, False, False, False]
 
-
-def test_class_balanced_queries_favour_the_rare_class():
-    from xscene_core.train.triplane_vae import sample_queries
-
-    road, bike = semantics.ID["driveable_surface"], semantics.ID["bicycle"]
-    lab = torch.full((32, 32, 8), semantics.FREE, dtype=torch.long)
-    lab[:, :, 0] = road                     # 1024 road voxels
-    lab[3:5, 3:5, 1:3] = bike               # 8 bicycle voxels
-    def bikes(balance):
-        idx = sample_queries(lab, 400, torch.Generator().manual_seed(1), 0.25, 0.25, balance)
-        vals = lab[idx[:, 0], idx[:, 1], idx[:, 2]]
-        assert idx.shape == (400, 3) and int((vals != semantics.FREE).sum()) == 100
-        assert len(set(map(tuple, idx.tolist()))) == 400            # no voxel twice
-        return int((vals == bike).sum())
-    assert bikes(0.0) <= 4 and bikes(1.0) == 8                      # uniform: ~1; balanced: all of them

@@ -68,10 +68,6 @@ class TrainConfig:
     """share of the query points given to occupied voxels (all of them when fewer)"""
     near_share: float = 0.25
     """share given to free voxels next to an occupied one; the rest are random free voxels"""
-    class_balance: float = 0.0
-    """when a volume has more occupied voxels than the occupied share, pick them with probability
-    proportional to (count of their class in the volume) ** -class_balance: 0 is uniform, 1 gives each
-    class the same number of queries; thin, rare classes (bicycle, barrier) are otherwise barely queried"""
     lr: float = 1e-3
     """peak learning rate"""
     weight_decay: float = 0.01
@@ -162,10 +158,10 @@ def class_weights(volumes: Sequence[np.ndarray], max_volumes: int = 500) -> torc
 
 
 def sample_queries(labels: torch.Tensor, n: int, gen: torch.Generator, occupied_share: float = 0.6,
-                   near_share: float = 0.25, class_balance: float = 0.0) -> torch.Tensor:
+                   near_share: float = 0.25) -> torch.Tensor:
     """Query voxel indices int64 [n, 3] of one volume labels [X, Y, Z]: occupied voxels (all of them, or a
-    random subset of occupied_share * n, drawn with weight (class count) ** -class_balance), free voxels
-    next to an occupied one (near_share * n) and random free voxels for the rest."""
+    random subset of occupied_share * n), free voxels next to an occupied one (near_share * n) and random
+    free voxels for the rest."""
     occ = labels != semantics.FREE
     near = F.max_pool3d(occ[None, None].float(), 3, stride=1, padding=1)[0, 0].bool() & ~occ
     far = ~occ & ~near
@@ -178,14 +174,7 @@ def sample_queries(labels: torch.Tensor, n: int, gen: torch.Generator, occupied_
             idx = idx[torch.randperm(idx.numel(), generator=gen)[:k]]
         return idx
 
-    k = int(occupied_share * n)
-    if class_balance > 0 and int(occ.sum()) > k:
-        idx = occ.flatten().nonzero().flatten()
-        cls = labels.flatten()[idx].long()
-        weight = torch.bincount(cls).double().clamp(min=1)[cls] ** -class_balance
-        a = idx[torch.multinomial(weight, k, replacement=False, generator=gen)]
-    else:
-        a = pick(occ, k)
+    a = pick(occ, int(occupied_share * n))
     b = pick(near, int(near_share * n) + int(occupied_share * n) - a.numel())
     c = pick(far, n - a.numel() - b.numel())
     if a.numel() + b.numel() + c.numel() < n:  # a tiny or odd volume: top up with any voxels
@@ -208,7 +197,7 @@ def make_batch(volumes: Sequence[np.ndarray], step: int, cfg: TrainConfig, grid_
         if rng.random() < 0.5:
             lab = lab[:, ::-1]
         lab = torch.from_numpy(np.ascontiguousarray(lab)).long()
-        idx = sample_queries(lab, cfg.points, gen, cfg.occupied_share, cfg.near_share, cfg.class_balance)
+        idx = sample_queries(lab, cfg.points, gen, cfg.occupied_share, cfg.near_share)
         labs.append(lab)
         pts.append(index_to_points(idx, grid_shape))
         tgts.append(lab[idx[:, 0], idx[:, 1], idx[:, 2]])
