@@ -16,7 +16,10 @@ A diffusers `UNet2DConditionModel` denoises the V views of a scene as one batch 
 2. Cross-view consistency: every self-attention of the UNet (tiny: the lowest level and the mid block,
    where tokens are few) lets each view's tokens also attend to its two ring neighbours' tokens (the six
    cameras are in ring order FRONT_LEFT, FRONT, FRONT_RIGHT, BACK_RIGHT, BACK, BACK_LEFT). It reuses the
-   attention's own projections, so it adds no weights and a Stable Diffusion UNet keeps its meaning.
+   attention's own projections, so it adds no weights; but it is not a no-op on a pretrained UNet: from
+   the first step a view's own tokens get about a third of the attention mass (no mask, no bias telling
+   own from neighbour tokens), so a Stable Diffusion initialisation has to re-learn its self-attention.
+   (A separate zero-initialised cross-view attention would start as the identity: an open alternative.)
 3. Extrapolation: the reference chunk's view of the same camera is concatenated with the noisy input
    (plus a 0/1 channel saying whether it is given) and the new chunk's pose in the reference frame is a
    cross-attention token; without a reference both are zero / masked, so one model serves both uses.
