@@ -45,14 +45,18 @@ STYLE_MODES = ("cycle", "world")
 DEFAULT_STYLES = "cycle"
 
 
+def _check_styles(styles: str) -> None:
+    if styles not in STYLE_MODES:
+        raise ValueError(f"styles must be one of {STYLE_MODES}, got {styles!r}")
+
+
 def location_style(world_index: int, k: int, styles: str = DEFAULT_STYLES):
     """The Style (time of day, weather) of location k of the world_index-th world of a split: "cycle" walks
     all 36 pairs over every 6 consecutive worlds (see the module docstring); "world" gives None (the
     world's own style)."""
     from .world import Style
 
-    if styles not in STYLE_MODES:
-        raise ValueError(f"styles must be one of {STYLE_MODES}, got {styles!r}")
+    _check_styles(styles)
     if styles == "world":
         return None
     return Style(TIMES_OF_DAY[(world_index + k) % len(TIMES_OF_DAY)], WEATHERS[(world_index + 2 * k) % len(WEATHERS)])
@@ -68,8 +72,7 @@ def cache_dir(cache: Path, size: tuple[int, int], split: str, cond_size: tuple[i
               styles: str = DEFAULT_STYLES) -> Path:
     """Folder of one split for images of `size`, conditions of `cond_size` (default: the same; a
     latent-space model has conditions at the latent size) and style mode `styles` (STYLE_MODES)."""
-    if styles not in STYLE_MODES:
-        raise ValueError(f"styles must be one of {STYLE_MODES}, got {styles!r}")
+    _check_styles(styles)
     name = f"{size[0]}x{size[1]}"
     if cond_size is not None and tuple(cond_size) != tuple(size):
         name += f"_c{cond_size[0]}x{cond_size[1]}"

@@ -138,7 +138,8 @@ def main(argv: list[str] | None = None) -> None:
     size = tuple(preset["sample_size"])
     factor = preset.get("vae_factor", 8) if latent else 1
     image_size = (size[0] * factor, size[1] * factor)
-    train_paths = sorted(cache_dir(args.cache, image_size, "train", size, args.styles).glob("w*_*[0-9].npz"))
+    train_dir = cache_dir(args.cache, image_size, "train", size, args.styles)
+    train_paths = sorted(train_dir.glob("w*_*[0-9].npz"))
     val_paths = sorted(cache_dir(args.cache, image_size, "val", size, args.styles).glob("w*_*[0-9].npz"))
     val_worlds = sorted({p.name.split("_")[0] for p in val_paths})[: args.val_worlds]
     val_paths = [p for p in val_paths if p.name.split("_")[0] in val_worlds]
@@ -147,7 +148,6 @@ def main(argv: list[str] | None = None) -> None:
                  f"xscene_core.data.image_dataset (--size {image_size[0]} {image_size[1]} --cond-size {size[0]} {size[1]} "
                  f"--styles {args.styles}) first")
     train, val = ImageDataset.load(train_paths), ImageDataset.load(val_paths)
-    train_dir = cache_dir(args.cache, image_size, "train", size, args.styles)
 
     device = torch.device(args.device)
     if args.resume and (args.out / "checkpoint").exists():

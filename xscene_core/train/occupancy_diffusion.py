@@ -203,24 +203,27 @@ def main(argv: list[str] | None = None) -> None:
 
     # model and its training state
     device = torch.device(args.device)
+    want_hash = vae_hash(args.vae)
+
+    def require_vae(model: OccupancyDiffusion, source: Path, hint: str = "") -> None:
+        if model.config["vae_hash"] not in ("", want_hash):
+            sys.exit(f"{source} was trained on latents of another VAE (hash {model.config['vae_hash']}, "
+                     f"{args.vae} is {want_hash}){hint}")
+
     if args.resume and (args.out / "checkpoint").exists():
         run = EmaTraining.resume(args.out, log, cfg, OccupancyDiffusion, device, args.max_minutes)
-        if run.model.config["vae_hash"] not in ("", vae_hash(args.vae)):
-            sys.exit(f"{args.out / 'checkpoint'} was trained on latents of another VAE (hash {run.model.config['vae_hash']}, "
-                     f"{args.vae} is {vae_hash(args.vae)}); start a new run folder")
+        require_vae(run.model, args.out / "checkpoint", "; start a new run folder")
     else:
         if args.resume:
             log(f"no checkpoint in {args.out}; starting fresh")
         torch.manual_seed(cfg.seed)
         if args.init:
             model = OccupancyDiffusion.from_pretrained(args.init)
-            if model.config["vae_hash"] not in ("", vae_hash(args.vae)):
-                sys.exit(f"{args.init} was trained on latents of another VAE (hash {model.config['vae_hash']}, "
-                         f"{args.vae} is {vae_hash(args.vae)})")
+            require_vae(model, args.init)
         else:
             model = OccupancyDiffusion.from_preset(args.preset)
             model.config["latent_scale"] = 1.0 / train.latent_std()
-        model.config["vae_hash"] = vae_hash(args.vae)
+        model.config["vae_hash"] = want_hash
         run = EmaTraining(args.out, log, cfg, model, device, args.max_minutes)
     model = run.model
     sched = model.scheduler("ddpm")
