@@ -104,10 +104,12 @@ def footprint_class_factors(bev: np.ndarray, exponent: float, cap: float) -> tor
     set): (cells the commonest class's footprints touch / cells this class's touch) ** exponent, capped at
     cap; a class absent from the set gets the cap. exponent 0 gives ones."""
     counts = np.zeros(bev.shape[1] - len(AREA_CHANNELS))
+    if exponent <= 0:                                      # no need to read the whole set
+        return torch.ones(len(counts))
     for m in bev:                                          # one map at a time: the set is large
         counts += (m[len(AREA_CHANNELS):] > 0).sum(axis=(1, 2))
     ratio = np.where(counts > 0, counts.max() / np.maximum(counts, 1), np.inf)
-    return torch.tensor(np.minimum(ratio ** exponent, cap) if exponent > 0 else np.ones_like(counts), dtype=torch.float32)
+    return torch.tensor(np.minimum(ratio ** exponent, cap), dtype=torch.float32)
 
 
 def footprint_weight(model: OccupancyDiffusion, bev: torch.Tensor, box_weight: float,
