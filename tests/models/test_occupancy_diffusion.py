@@ -224,7 +224,7 @@ def test_controllability_metrics_on_hand_made_volumes():
     labels[..., 2][area] = semantics.ID["driveable_surface"]
     assert box_realised_counts(labels, lay, grid) == (0, 2)
     car = lay.boxes[0]
-    from xscene_core.eval.controllability import box_voxels
+    from xscene_core.ops.box_guidance import box_voxels
 
     labels[box_voxels(car, grid)] = car.label
     assert box_realised_counts(labels, lay, grid) == (1, 2)

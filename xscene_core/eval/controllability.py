@@ -29,6 +29,7 @@ from typing import Iterator
 import numpy as np
 
 from .. import semantics
+from ..ops.box_guidance import counted_boxes
 from ..types.layout import DRIVABLE_KINDS, Layout
 from ..types.occupancy import GridSpec
 
@@ -37,33 +38,12 @@ _SURFACE = np.zeros(semantics.NUM_CLASSES, bool)  # classes that can be a column
 _SURFACE[list(semantics.GROUND_IDS) + [semantics.ID["manmade"], semantics.OTHERS]] = True
 
 
-def box_voxels(box, grid: GridSpec) -> tuple[np.ndarray, ...] | None:
-    """Index arrays (ix, iy, iz) of the voxels whose centre lies inside a box; None when none does."""
-    corners = box.corners_bev()
-    lo = np.array([corners[:, 0].min(), corners[:, 1].min(), box.center[2] - box.size[2] / 2])
-    hi = np.array([corners[:, 0].max(), corners[:, 1].max(), box.center[2] + box.size[2] / 2])
-    (i0, _), (i1, _) = grid.index_of(lo), grid.index_of(hi)
-    axes = [np.arange(a, b + 1) for a, b in zip(i0, i1)]
-    ix, iy, iz = np.meshgrid(*axes, indexing="ij")
-    centres = np.stack([grid.axis_centers(a)[idx] for a, idx in enumerate((ix, iy, iz))], -1)
-    inside = box.contains(centres)
-    if not inside.any():
-        return None
-    return ix[inside], iy[inside], iz[inside]
-
-
 def box_realised_by_class(labels: np.ndarray, layout: Layout, grid: GridSpec,
                           threshold: float = 0.5) -> dict[int, tuple[int, int]]:
     """{class id: (realised boxes, counted boxes)} of one occupancy labels uint8 [X, Y, Z] against its
     layout (boxes with their centre inside the grid and at least one voxel centre inside them)."""
-    (lx, ly, _), (ux, uy, _) = grid.lower, grid.upper
     out: dict[int, tuple[int, int]] = {}
-    for box in layout.boxes:
-        if not (lx <= box.center[0] < ux and ly <= box.center[1] < uy):
-            continue
-        vox = box_voxels(box, grid)
-        if vox is None:
-            continue
+    for box, vox in counted_boxes(layout, grid):
         d, t = out.get(box.label, (0, 0))
         out[box.label] = (d + int(np.mean(labels[vox] == box.label) >= threshold), t + 1)
     return out
@@ -158,11 +138,16 @@ def test_scenes(n_chunks: int, seed: int = 0, split: str = "test") -> Iterator[t
 
 def measure_controllability(model, vae, n_chunks: int = 6, seed: int = 0, guidance: float | None = None,
                             steps: int | None = None, references: bool = True, log=None, split: str = "test",
-                            scheduler: str = "ddim") -> dict:
+                            scheduler: str = "ddim", box_guidance: float | None = None) -> dict:
     """box_realised, drivable_iou, drivable_iou_no_layout of an OccupancyDiffusion + TriplaneVAE on
     `n_chunks` held-out chunks of `split` (test; val to choose settings; sample seed = chunk number), plus
-    *_gt and *_vae references and box_realised_by_class ("car 122/128, ...")."""
+    *_gt and *_vae references and box_realised_by_class ("car 122/128, ..."). box_guidance: strength of
+    ops.box_guidance (None = the model config's box_guidance_scale, 0 = off)."""
     import torch
+
+    from ..ops.box_guidance import box_guidance_for
+
+    strength = model.config.get("box_guidance_scale", 0.0) if box_guidance is None else float(box_guidance)
 
     tallies = {k: ControlTally() for k in ("gen", "none", "gt", "vae")}
     t_sample, n = 0.0, 0
@@ -172,7 +157,8 @@ def measure_controllability(model, vae, n_chunks: int = 6, seed: int = 0, guidan
         area = layout_drivable(layout, grid)
         t0 = time.time()
         text = model.condition(None, caption).text[0].cpu().numpy() if caption else None  # embed once
-        gen = model.sample(layout, text, seed=i, guidance=guidance, steps=steps, scheduler=scheduler)
+        guide = box_guidance_for(model, vae, [layout], strength)
+        gen = model.sample(layout, text, seed=i, guidance=guidance, steps=steps, scheduler=scheduler, x0_guide=guide)
         t_sample += time.time() - t0
         n += 1
         none = model.sample(None, text, seed=i, guidance=guidance, steps=steps, scheduler=scheduler)
@@ -191,7 +177,7 @@ def measure_controllability(model, vae, n_chunks: int = 6, seed: int = 0, guidan
            "drivable_iou_no_layout": tallies["none"].drivable_iou,
            "box_realised_no_layout": tallies["none"].box_realised,
            "boxes_counted": tallies["gen"].boxes_total, "chunks": n, "sample_s": t_sample / max(n, 1),
-           "box_realised_by_class": tallies["gen"].by_class_text()}
+           "box_realised_by_class": tallies["gen"].by_class_text(), "box_guidance": strength}
     if references:
         out.update(box_realised_gt=tallies["gt"].box_realised, drivable_iou_gt=tallies["gt"].drivable_iou,
                    box_realised_vae=tallies["vae"].box_realised, drivable_iou_vae=tallies["vae"].drivable_iou)
@@ -216,6 +202,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--guidance", type=float, default=None)
     ap.add_argument("--steps", type=int, default=None)
     ap.add_argument("--scheduler", choices=("ddim", "unipc"), default="ddim")
+    ap.add_argument("--box-guidance", type=float, default=None,
+                    help="box guidance strength (ops.box_guidance; default: the model's, 0 = off)")
     ap.add_argument("--no-references", action="store_true", help="skip the ground-truth and VAE reference figures")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--json", type=Path, default=None)
@@ -225,7 +213,8 @@ def main(argv: list[str] | None = None) -> None:
     model = OccupancyDiffusion.from_pretrained(args.model)
     vae = TriplaneVAE.from_pretrained(args.vae)
     figures = measure_controllability(model, vae, args.chunks, args.seed, args.guidance, args.steps,
-                                      not args.no_references, print, args.split, args.scheduler)
+                                      not args.no_references, print, args.split, args.scheduler,
+                                      args.box_guidance)
     from .report import print_figures
 
     print_figures(figures, args.json)

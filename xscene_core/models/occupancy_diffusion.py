@@ -56,6 +56,7 @@ from .pretrained import Pretrained
 from .triplane_vae import Planes
 
 TEXT_DIM = 384  # all-MiniLM-L6-v2
+X0Guide = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (x0 [B, C, H, W], t long [B]) -> x0'
 
 # The one place that holds each preset's numbers. `tiny` trains on a 2-core CPU (attention only at the
 # lowest resolution, DESIGN.md timings); `paper` follows the paper's UNet (blocks 64-128-256-512, 2 layers
@@ -63,7 +64,7 @@ TEXT_DIM = 384  # all-MiniLM-L6-v2
 _COMMON = dict(latent_channels=8, plane_shape=(100, 100, 16), grid=None, bev_channels=len(BEV_CHANNELS),
                text_dim=TEXT_DIM, box_bands=6, max_boxes=128, num_train_timesteps=1000,
                beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, prediction_type="v_prediction",
-               latent_scale=1.0, num_inference_steps=20, guidance_scale=2.0)
+               latent_scale=1.0, num_inference_steps=20, guidance_scale=2.0, box_guidance_scale=0.0)
 PRESETS: dict[str, dict] = {
     "tiny": dict(_COMMON, patch_size=2, block_out_channels=(32, 64, 64), layers_per_block=1,
                  attention_levels=(False, False, True), attention_heads=4, norm_num_groups=16, token_dim=64,
@@ -87,7 +88,9 @@ class OccupancyDiffusion(Pretrained, nn.Module):
     token_dim: width of the condition tokens (= the UNet's cross-attention dim); bev_hidden, bev_features:
     the BEV ConvNet's widths and output channels; num_train_timesteps, beta_schedule, beta_start,
     beta_end, prediction_type: the noise schedule shared by all samplers; latent_scale: latents are
-    multiplied by it before diffusion; num_inference_steps, guidance_scale: sampling defaults; vae_hash:
+    multiplied by it before diffusion; num_inference_steps, guidance_scale: sampling defaults;
+    box_guidance_scale: default strength of box guidance (ops.box_guidance; applied by the occupancy stage,
+    which holds the VAE; 0 = off); vae_hash:
     digest of the VAE folder whose latents the model was trained on (data.latent_dataset.vae_hash; "" when
     unknown), so a pipeline can refuse a VAE the model does not belong to.
     """
@@ -100,7 +103,7 @@ class OccupancyDiffusion(Pretrained, nn.Module):
                  bev_hidden: Sequence[int] = (32, 32), bev_features: int = 16, num_train_timesteps: int = 1000,
                  beta_schedule: str = "scaled_linear", beta_start: float = 0.00085, beta_end: float = 0.012,
                  prediction_type: str = "v_prediction", latent_scale: float = 1.0, num_inference_steps: int = 20,
-                 guidance_scale: float = 2.0, vae_hash: str = "") -> None:
+                 guidance_scale: float = 2.0, box_guidance_scale: float = 0.0, vae_hash: str = "") -> None:
         super().__init__()
         from diffusers import UNet2DConditionModel
 
@@ -114,7 +117,8 @@ class OccupancyDiffusion(Pretrained, nn.Module):
             bev_hidden=[int(v) for v in bev_hidden], bev_features=int(bev_features),
             num_train_timesteps=int(num_train_timesteps), beta_schedule=str(beta_schedule), beta_start=float(beta_start),
             beta_end=float(beta_end), prediction_type=str(prediction_type), latent_scale=float(latent_scale),
-            num_inference_steps=int(num_inference_steps), guidance_scale=float(guidance_scale), vae_hash=str(vae_hash))
+            num_inference_steps=int(num_inference_steps), guidance_scale=float(guidance_scale),
+            box_guidance_scale=float(box_guidance_scale), vae_hash=str(vae_hash))
         if len(self.config["plane_shape"]) != 3 or len(attention_levels) != len(block_out_channels):
             raise ValueError("plane_shape needs 3 values and attention_levels one flag per block")
         if patch_size < 1 or prediction_type not in ("epsilon", "v_prediction", "sample"):
@@ -219,29 +223,52 @@ class OccupancyDiffusion(Pretrained, nn.Module):
         cond = OccupancyCondition.from_layouts(layouts, texts, self.grid, self.config["text_dim"], self.config["max_boxes"])
         return cond.to(self.device)
 
-    def guided(self, cond: OccupancyCondition, guidance: float) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    def guided(self, cond: OccupancyCondition, guidance: float,
+               x0_guide: X0Guide | None = None) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
         """model_fn(x, t) with classifier-free guidance: out_u + guidance (out_c - out_u), where out_u has
-        every condition removed; guidance 1 is the plain conditional model."""
+        every condition removed; guidance 1 is the plain conditional model. x0_guide(x0, t) -> x0' (e.g.
+        ops.box_guidance.BoxGuidance) corrects the clean-latent estimate the output implies; the output is
+        then rewritten to imply x0' from the same x (so any scheduler's step continues from x0')."""
         if guidance == 1.0:
-            return lambda x, t: self(x, t, cond)
-        both = OccupancyCondition.cat([cond, cond.unconditional()])
+            fn = lambda x, t: self(x, t, cond)  # noqa: E731
+        else:
+            both = OccupancyCondition.cat([cond, cond.unconditional()])
 
-        def fn(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            def fn(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+                t = t.expand(x.shape[0])
+                out_c, out_u = self(torch.cat([x, x]), torch.cat([t, t]), both).chunk(2)
+                return out_u + guidance * (out_c - out_u)
+
+        if x0_guide is None:
+            return fn
+        alphas = self.scheduler("ddpm").alphas_cumprod.to(self.device)
+        kind = self.config["prediction_type"]
+
+        def fn_x0(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            out = fn(x, t)
             t = t.expand(x.shape[0])
-            out_c, out_u = self(torch.cat([x, x]), torch.cat([t, t]), both).chunk(2)
-            return out_u + guidance * (out_c - out_u)
+            a = alphas[t.long()].view(-1, 1, 1, 1).to(x.dtype)
+            sa, sb = a.sqrt(), (1 - a).sqrt()
+            x0 = {"v_prediction": sa * x - sb * out, "epsilon": (x - sb * out) / sa, "sample": out}[kind]
+            x0 = x0_guide(x0, t)
+            if kind == "sample":
+                return x0
+            eps = (x - sa * x0) / sb
+            return sa * eps - sb * x0 if kind == "v_prediction" else eps
 
-        return fn
+        return fn_x0
 
     # -- sampling -------------------------------------------------------------------------------------
     @torch.no_grad()
     def sample(self, layout: Layout | None | Sequence[Layout | None] = None, text=None, seed: int | torch.Generator = 0,
                guidance: float | None = None, steps: int | None = None, scheduler: str = "ddim", batch: int | None = None,
-               cond: OccupancyCondition | None = None, callback: Callable[[int, int], bool | None] | None = None) -> torch.Tensor:
+               cond: OccupancyCondition | None = None, callback: Callable[[int, int], bool | None] | None = None,
+               x0_guide: X0Guide | None = None) -> torch.Tensor:
         """Sample rolled-out latents float [B, C, H, W] in VAE units (zero corner) for layouts and captions
         (see `condition`; or a prepared `cond`). Deterministic in `seed` (an int or a torch.Generator).
         guidance / steps default to the config's guidance_scale / num_inference_steps. callback(i, n)
-        after each step; returning False raises ops.masked_sampling.SamplingInterrupted."""
+        after each step; returning False raises ops.masked_sampling.SamplingInterrupted. x0_guide: see
+        `guided` (ops.box_guidance)."""
         was_training = self.training
         self.eval()
         try:
@@ -251,7 +278,7 @@ class OccupancyDiffusion(Pretrained, nn.Module):
             steps = self.config["num_inference_steps"] if steps is None else int(steps)
             sched = self.scheduler(scheduler)
             sched.set_timesteps(steps, device=self.device)
-            fn = self.guided(cond, guidance)
+            fn = self.guided(cond, guidance, x0_guide)
             from diffusers.utils.torch_utils import randn_tensor
 
             x = randn_tensor((cond.batch_size, *self.latent_shape), generator=gen, device=self.device) * sched.init_noise_sigma
@@ -269,10 +296,11 @@ class OccupancyDiffusion(Pretrained, nn.Module):
                       seed: int | torch.Generator = 0, guidance: float | None = None,
                       steps: int = masked_sampling.MASKED_STEPS, resample: int = masked_sampling.RESAMPLE,
                       jump: int = masked_sampling.JUMP, scheduler: str = "ddim", cond: OccupancyCondition | None = None,
-                      callback: Callable[[int, int], bool | None] | None = None) -> torch.Tensor:
+                      callback: Callable[[int, int], bool | None] | None = None,
+                      x0_guide: X0Guide | None = None) -> torch.Tensor:
         """RePaint sampling (ops.masked_sampling): rolled-out latents float [B, C, H, W] in VAE units equal
         to `known_latent` (VAE units, [B, C, H, W] or [C, H, W]) where `mask` (broadcastable, 1 = keep) is 1
-        and generated for the layout / caption elsewhere."""
+        and generated for the layout / caption elsewhere. x0_guide: see `guided`."""
         was_training = self.training
         self.eval()
         try:
@@ -283,7 +311,7 @@ class OccupancyDiffusion(Pretrained, nn.Module):
                 raise ValueError(f"{cond.batch_size} conditions for {known.shape[0]} known latents")
             gen = seed if isinstance(seed, torch.Generator) else torch.Generator().manual_seed(int(seed))
             guidance = self.config["guidance_scale"] if guidance is None else float(guidance)
-            x = masked_sampling.masked_sample(self.guided(cond, guidance), self.scheduler(scheduler), self.normalize(known),
+            x = masked_sampling.masked_sample(self.guided(cond, guidance, x0_guide), self.scheduler(scheduler), self.normalize(known),
                                               torch.as_tensor(mask, device=self.device), gen, steps, resample, jump, callback)
             keep = torch.as_tensor(mask, device=self.device) >= 1
             return torch.where(keep, known, self.denormalize(x))  # exact in the known region

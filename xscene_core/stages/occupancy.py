@@ -22,6 +22,7 @@ import torch
 from ..models.occupancy_diffusion import OccupancyDiffusion
 from ..models.triplane_vae import Planes, TriplaneVAE
 from ..ops import masked_sampling
+from ..ops.box_guidance import box_guidance_for
 from ..ops.road_areas import NO_SIDEWALK_ENVIRONMENTS, complete_road_map
 from ..types.layout import Layout
 from ..types.occupancy import Occupancy, Triplane
@@ -70,16 +71,21 @@ class OccupancyStage:
     """Layout -> occupancy.
 
     diffusion: an OccupancyDiffusion; vae: the TriplaneVAE it was trained with (its latents); guidance,
-    steps: sampling defaults (None: the model config's); threads: torch CPU threads while running
-    (restored afterwards; None leaves the setting alone).
+    steps: sampling defaults (None: the model config's); box_guidance: strength of box guidance
+    (ops.box_guidance: the VAE decoder pulls the sample toward filling every box with its class; None: the
+    model config's box_guidance_scale, 0 = off); threads: torch CPU threads while running (restored
+    afterwards; None leaves the setting alone).
     """
 
     def __init__(self, diffusion: OccupancyDiffusion, vae: TriplaneVAE, guidance: float | None = None,
-                 steps: int | None = None, threads: int | None = None) -> None:
+                 steps: int | None = None, threads: int | None = None, box_guidance: float | None = None) -> None:
         self.diffusion = diffusion.eval()
         self.vae = vae.eval()
         self.guidance = guidance
         self.steps = steps
+        self.box_guidance = diffusion.config.get("box_guidance_scale", 0.0) if box_guidance is None else float(box_guidance)
+        if self.box_guidance < 0:
+            raise ValueError(f"OccupancyStage: box_guidance must be >= 0, got {box_guidance}")
         self.threads = threads
         self._interrupt = False
         if tuple(vae.plane_shape) != tuple(diffusion.plane_shape):
@@ -137,6 +143,10 @@ class OccupancyStage:
         labels = self.vae.decode_volume(triplane)[0].cpu().numpy()
         return Occupancy(labels, self.grid)
 
+    def box_guide(self, cond_layout: Layout | None):
+        """The x0 guide of a conditioning layout (None: nothing to guide)."""
+        return box_guidance_for(self.diffusion, self.vae, [cond_layout], self.box_guidance)
+
     def rolled(self, triplane: Triplane) -> torch.Tensor:
         return self.diffusion.rollout(Planes(triplane.xy[None], triplane.xz[None], triplane.yz[None]))
 
@@ -176,8 +186,9 @@ class OccupancyStage:
         # 1. Validate; 2. complete the road map; 3. sample the latent; 4. decode the voxels.
         self.check_inputs(layout, caption)
         cond_layout = self.condition_layout(layout, environment)
+        guide = self.box_guide(cond_layout)
         return self._run(lambda cb: self.diffusion.sample(cond_layout, caption, seed=seed, guidance=self.guidance,
-                                                          steps=self.steps, callback=cb), step_callback)
+                                                          steps=self.steps, callback=cb, x0_guide=guide), step_callback)
 
     def inpaint(self, known: Triplane, mask: TriplaneMask, layout: Layout | None, caption: str | None = None,
                 seed: int = 0, environment: str | None = None, resample: int = masked_sampling.RESAMPLE,
@@ -195,9 +206,11 @@ class OccupancyStage:
         cond_layout = self.condition_layout(layout, environment)
         rolled_known = self.rolled(known.to(self.diffusion.device))
         rolled_mask = mask.rolled().to(self.diffusion.device)
+        guide = self.box_guide(cond_layout)
         return self._run(lambda cb: self.diffusion.sample_masked(rolled_known, rolled_mask, cond_layout, caption,
                                                                  seed=seed, guidance=self.guidance, steps=steps,
-                                                                 resample=resample, jump=jump, callback=cb),
+                                                                 resample=resample, jump=jump, callback=cb,
+                                                                 x0_guide=guide),
                          step_callback)
 
     def regenerate(self, known: Triplane, previous: Occupancy, region: np.ndarray, layout: Layout | None,
