@@ -46,3 +46,29 @@ def test_a_chunk_style_changes_its_description_not_its_geometry():
     assert (styled.description.time_of_day, styled.description.weather) == (other.time_of_day, other.weather)
     assert styled.description.caption() != own.description.caption()
     assert world.chunk(x, y).description == own.description  # the world's own style is untouched
+
+
+def _write_sample(path, caption, style=None):
+    V, h, w = 6, 4, 8
+    arrays = dict(semantic=np.zeros((V, h, w), np.uint8), depth=np.ones((V, h, w), np.float16),
+                  persp=np.zeros((V, 25, h, w), np.uint8), points=np.zeros((V, 3, h, w), np.float16),
+                  camera=np.zeros((V, 10), np.float32), boxes=np.zeros((0, 7), np.float32),
+                  box_labels=np.zeros(0, np.int64), text=np.zeros(384, np.float32), caption=np.array(caption),
+                  preview=np.zeros((2, V, h, w, 3), np.uint8), reference=np.zeros((2, V, h, w, 3), np.uint8),
+                  T_ref_new=np.eye(4, dtype=np.float32))
+    if style is not None:
+        arrays["style"] = style
+    np.savez(path, **arrays)
+
+
+def test_sample_style_stored_or_read_from_an_older_caches_caption(tmp_path):
+    from xscene_core.data.image_dataset import load_sample
+    from xscene_core.models.image_condition import style_features
+
+    _write_sample(tmp_path / "new.npz", "anything", style_features("dusk", "foggy"))
+    _write_sample(tmp_path / "old.npz", "A snowy dawn scene in a rural area, featuring a road.")
+    _write_sample(tmp_path / "bad.npz", "a street")
+    assert np.array_equal(load_sample(tmp_path / "new.npz").style, style_features("dusk", "foggy"))
+    assert np.array_equal(load_sample(tmp_path / "old.npz").style, style_features("dawn", "snowy"))
+    with pytest.raises(ValueError, match="does not state one"):
+        load_sample(tmp_path / "bad.npz")

@@ -130,3 +130,48 @@ def test_paper_path_loads_local_stable_diffusion_folders(tmp_path):
     lat = codec.encode(np.zeros((6, 32, 56, 3), np.uint8))
     assert lat.shape == (6, 4, 4, 7)
     assert codec.decode(lat).shape == (6, 32, 56, 3)
+
+
+def test_style_features_and_captions_round_trip():
+    from xscene_core.models.image_condition import STYLE_FEATURES, style_features
+    from xscene_core.types.scene import TIMES_OF_DAY, WEATHERS, SceneDescription
+
+    f = style_features("night", "rainy")
+    assert f.shape == (STYLE_FEATURES,) and f.sum() == 2
+    assert f[TIMES_OF_DAY.index("night")] == 1 and f[len(TIMES_OF_DAY) + WEATHERS.index("rainy")] == 1
+    assert style_features(None, None).sum() == 0
+    with pytest.raises(ValueError, match="not one of"):
+        style_features("midnight", "rainy")
+    for time in TIMES_OF_DAY:
+        for weather in WEATHERS:
+            d = SceneDescription(time_of_day=time, weather=weather, environment="urban")
+            assert SceneDescription.caption_style(d.caption()) == (time, weather)
+    assert SceneDescription.caption_style("A quiet street at night") is None
+
+
+def test_style_condition_starts_as_a_no_op_and_then_steers(scene):
+    from xscene_core.models.image_condition import style_features
+
+    m = _model()
+    assert m.config["style_condition"]
+    x = torch.randn(1, 6, 3, *SIZE)
+    t = torch.tensor([700])
+
+    def out(model, cond):
+        with torch.no_grad():
+            return model(x, t, cond)
+
+    night = ImageCondition.collate([scene], [np.ones(384, np.float32) / 20], [None], [None], 3, 8,
+                                   [style_features("night", "rainy")])
+    noon = ImageCondition.collate([scene], [np.ones(384, np.float32) / 20], [None], [None], 3, 8,
+                                  [style_features("noon", "sunny")])
+    torch.manual_seed(0)
+    fresh = ImageDiffusion(**{**PRESETS["tiny"], **TINY}).eval()
+    assert torch.count_nonzero(fresh.style.weight) == 0
+    assert torch.equal(out(fresh, night), out(fresh, noon))          # zero-initialised: a no-op
+    assert not torch.allclose(out(m, night), out(m, noon))          # trained (here: perturbed) weights steer
+    # the style belongs to the caption: the guidance branch without caption ignores it
+    assert torch.equal(out(m, night.unconditional()), out(m, noon.unconditional()))
+    # a model saved without the style input loads and runs as before
+    old = ImageDiffusion(**{**PRESETS["tiny"], **TINY, "style_condition": False}).eval()
+    assert not hasattr(old, "style") and out(old, night).shape == x.shape

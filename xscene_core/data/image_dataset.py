@@ -7,7 +7,9 @@ One file per (world, location), written once and reused (a resumable cache; dele
         semantic uint8 [V, h, w], depth float16 [V, h, w], persp uint8 [V, Cp, h, w], points float16
         [V, 3, h, w], camera float32 [V, 10], boxes float32 [N, 7], box_labels int64 [N]
             (models.image_condition.ViewArrays at the model resolution)
-        text float32 [384] (all-MiniLM-L6-v2 embedding of the caption), caption
+        text float32 [384] (all-MiniLM-L6-v2 embedding of the caption), caption, style float32 [12]
+            (models.image_condition.style_features of the chunk's time of day and weather; caches built
+            before it existed get it from the caption, which states both)
         preview uint8 [L, V, h, w, 3]: L looks (preview seeds) of the chunk, rendered at 2x and
             box-downsampled (anti-aliased targets)
         reference uint8 [L, V, h, w, 3]: the same looks of the chunk that precedes it in an extension
@@ -35,8 +37,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..models.image_condition import ViewArrays, resize_images, view_condition_arrays
-from ..types.scene import ENVIRONMENTS, TIMES_OF_DAY, WEATHERS
+from ..models.image_condition import ViewArrays, resize_images, style_features, view_condition_arrays
+from ..types.scene import ENVIRONMENTS, TIMES_OF_DAY, WEATHERS, SceneDescription
 from .splits import world_seeds
 
 LOOKS = 2  # preview seeds per location: sun azimuth, facades and lit windows vary, geometry does not
@@ -116,7 +118,8 @@ def build_sample(world, k: int, size: tuple[int, int], rng: np.random.Generator,
     T[:2, 3] = (dx, dy)
     return dict(semantic=arrays.semantic, depth=arrays.depth.astype(np.float16), persp=arrays.persp,
                 points=arrays.points.astype(np.float16), camera=arrays.camera, boxes=arrays.boxes,
-                box_labels=arrays.box_labels, caption=np.array(chunk.description.caption()), preview=looks,
+                box_labels=arrays.box_labels, caption=np.array(chunk.description.caption()),
+                style=style_features(chunk.description.time_of_day, chunk.description.weather), preview=looks,
                 reference=ref_looks, T_ref_new=T, look_seeds=np.array(seeds, np.int64))
 
 
@@ -162,6 +165,7 @@ class ImageSample:
     arrays: ViewArrays
     text: np.ndarray
     caption: str
+    style: np.ndarray
     preview: np.ndarray
     reference: np.ndarray
     T_ref_new: np.ndarray
@@ -171,7 +175,15 @@ def load_sample(path: Path) -> ImageSample:
     with np.load(path) as d:
         arrays = ViewArrays(d["semantic"], d["depth"].astype(np.float32), d["persp"], d["points"].astype(np.float32),
                             d["camera"], d["boxes"].reshape(-1, 7), d["box_labels"].reshape(-1))
-        return ImageSample(arrays, d["text"], str(d["caption"]), d["preview"], d["reference"], d["T_ref_new"])
+        caption = str(d["caption"])
+        if "style" in d:
+            style = d["style"]
+        else:
+            read = SceneDescription.caption_style(caption)
+            if read is None:
+                raise ValueError(f"{path}: no style array and a caption that does not state one: {caption[:60]!r}")
+            style = style_features(*read)
+        return ImageSample(arrays, d["text"], caption, style, d["preview"], d["reference"], d["T_ref_new"])
 
 
 def to_model_images(images: np.ndarray) -> torch.Tensor:
@@ -208,7 +220,8 @@ class ImageDataset:
         refs = [encode(to_model_images(s.reference[l])).numpy() if r else None
                 for s, l, r in zip(items, look, with_reference)]
         poses = [s.T_ref_new if r else None for s, r in zip(items, with_reference)]
-        cond = ImageCondition.collate([s.arrays for s in items], [s.text for s in items], refs, poses, channels, max_boxes)
+        cond = ImageCondition.collate([s.arrays for s in items], [s.text for s in items], refs, poses, channels, max_boxes,
+                                      [s.style for s in items])
         return targets, cond
 
 

@@ -9,6 +9,8 @@
   coordinates of box surfaces). Zero-preserving (bias-free convolutions, SiLU), so a dropped geometry
   (all-zero input) gives all-zero features: "no geometry" is one well-defined branch.
 - `ImageTokens`: cross-attention tokens per view: [null, camera, relative pose, caption, boxes...].
+- `style_features`: the time of day and weather as a 12-d one-hot (the caption embedding carries them only
+  weakly: it is dominated by the object lists).
 
 Shapes: V views of h x w pixels at the model resolution; ids are Occ3D ids (semantics.py).
 """
@@ -27,6 +29,7 @@ import torch.nn.functional as F
 from .. import semantics
 from ..ops.condition_maps import PERSPECTIVE_LINE_KINDS
 from ..types.cameras import CameraRig
+from ..types.scene import TIMES_OF_DAY, WEATHERS
 from .condition_encoders import BOX_DIMS, fourier_features
 
 NUM_IDS = semantics.NUM_CLASSES  # 18: 17 Occ3D classes + free
@@ -36,6 +39,20 @@ SCENE_CENTRE = np.array([0.0, 0.0, 1.0], np.float32)
 CAMERA_FEATURES = 10  # per camera: sin/cos yaw, forward z, position / 2 m (3), fx/w, fy/h, cx/w, cy/h
 POSE_FEATURES = 5  # relative pose of the new chunk in the reference frame: x / 40, y / 40, z / 4, sin yaw, cos yaw
 DEPTH_FAR = 80.0  # metres: log depth normalised so that this maps to 1
+STYLE_FEATURES = len(TIMES_OF_DAY) + len(WEATHERS)  # one-hot time of day, one-hot weather
+
+
+def style_features(time_of_day: str | None, weather: str | None) -> np.ndarray:
+    """float32 [STYLE_FEATURES]: one-hot time of day (TIMES_OF_DAY) then one-hot weather (WEATHERS); a
+    None half stays zero. Raises ValueError for a value outside those lists."""
+    out = np.zeros(STYLE_FEATURES, np.float32)
+    for offset, value, names in ((0, time_of_day, TIMES_OF_DAY), (len(TIMES_OF_DAY), weather, WEATHERS)):
+        if value is None:
+            continue
+        if value not in names:
+            raise ValueError(f"style_features: {value!r} is not one of {', '.join(names)}")
+        out[offset + names.index(value)] = 1.0
+    return out
 
 
 def _nearest(a: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -168,7 +185,8 @@ class ImageCondition:
     camera: float [B, V, CAMERA_FEATURES]; box_labels long [B, N], box_geometry float [B, N, 7], box_mask
     bool [B, N]; text float [B, E], text_mask bool [B]; reference float [B, V, C, h, w] (the reference
     chunk's views in the model's image space; zeros when absent), pose float [B, POSE_FEATURES],
-    reference_mask bool [B].
+    reference_mask bool [B]; style float [B, STYLE_FEATURES] (style_features; zeros = unknown; it belongs
+    to the caption: text_mask removes both).
     """
 
     semantic: torch.Tensor
@@ -185,6 +203,7 @@ class ImageCondition:
     reference: torch.Tensor
     pose: torch.Tensor
     reference_mask: torch.Tensor
+    style: torch.Tensor
 
     def __post_init__(self) -> None:
         if self.semantic.ndim != 4:
@@ -192,7 +211,7 @@ class ImageCondition:
         b, v, h, w = self.semantic.shape
         want = {"depth": (b, v, h, w), "persp": (b, v, PERSP_CHANNELS, h, w), "points": (b, v, 3, h, w),
                 "geometry_mask": (b,), "camera": (b, v, CAMERA_FEATURES), "text_mask": (b,),
-                "pose": (b, POSE_FEATURES), "reference_mask": (b,)}
+                "pose": (b, POSE_FEATURES), "reference_mask": (b,), "style": (b, STYLE_FEATURES)}
         for name, shape in want.items():
             if tuple(getattr(self, name).shape) != shape:
                 raise ValueError(f"ImageCondition.{name}: expected {list(shape)}, got {list(getattr(self, name).shape)}")
@@ -263,10 +282,11 @@ class ImageCondition:
     @classmethod
     def collate(cls, arrays: Sequence[ViewArrays], text: Sequence[np.ndarray | None],
                 reference: Sequence[np.ndarray | None], poses: Sequence[np.ndarray | None], image_channels: int,
-                max_boxes: int) -> "ImageCondition":
+                max_boxes: int, styles: Sequence[np.ndarray | None] | None = None) -> "ImageCondition":
         """One batch from per-scene ViewArrays, caption embeddings (None = no caption), reference views
-        (float [V, C, h, w] in the model's image space, or None) and relative poses (T_ref_new [4, 4] or
-        None). Boxes beyond max_boxes are dropped, nearest to the ego kept."""
+        (float [V, C, h, w] in the model's image space, or None), relative poses (T_ref_new [4, 4] or
+        None) and styles (style_features, or None = unknown; None for all = all unknown). Boxes beyond
+        max_boxes are dropped, nearest to the ego kept."""
         b = len(arrays)
         V, h, w = arrays[0].semantic.shape
         sel = [np.argsort(np.hypot(a.boxes[:, 0], a.boxes[:, 1]), kind="stable")[:max_boxes] for a in arrays]
@@ -284,13 +304,17 @@ class ImageCondition:
         for i, r in enumerate(reference):
             if r is not None:
                 ref[i] = r
+        sty = np.zeros((b, STYLE_FEATURES), np.float32)
+        for i, st in enumerate(styles or []):
+            if st is not None:
+                sty[i] = st
         t = torch.from_numpy
         return cls(
             t(np.stack([a.semantic for a in arrays]).astype(np.int64)), t(np.stack([a.depth for a in arrays])),
             t(np.stack([a.persp for a in arrays]).astype(np.float32)), t(np.stack([a.points for a in arrays])),
             torch.ones(b, dtype=torch.bool), t(np.stack([a.camera for a in arrays])), t(lab), t(geo), t(bmask),
             t(txt), torch.tensor([x is not None for x in text]), t(ref),
-            t(np.stack([pose_features(p) for p in poses])), torch.tensor([r is not None for r in reference]))
+            t(np.stack([pose_features(p) for p in poses])), torch.tensor([r is not None for r in reference]), t(sty))
 
 
 class GeometryEncoder(nn.Module):

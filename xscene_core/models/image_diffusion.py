@@ -28,7 +28,12 @@ A diffusers `UNet2DConditionModel` denoises the V views of a scene as one batch 
    embedding), so the style (time of day, weather) modulates every ResNet block at every resolution, not
    only the lowest-resolution cross-attention. Its last layer starts at zero. (Our addition: with
    attention only at the lowest level, the tiny model learned night / day brightness too slowly without it.)
-5. Condition dropout in training (geometry, boxes, caption, reference) and classifier-free guidance at
+5. Style condition (style_condition=True): the time of day and weather one-hot (image_condition.
+   style_features) through a bias-free linear map into the caption embedding's space, added to the
+   caption embedding before both the caption token and the global condition read it. It starts at zero,
+   so a model trained without it loads unchanged. (Our addition: the sentence embedding of a caption is
+   dominated by its object lists; a rainy night and a sunny morning downtown have cosine 0.88.)
+6. Condition dropout in training (geometry, boxes, caption, reference) and classifier-free guidance at
    sampling (ImageCondition.unconditional: geometry, boxes and caption removed); UniPC with 20 steps.
 
 Image space: `space="pixel"` denoises RGB in [-1, 1] at the model resolution (tiny preset: 64 x 112, the
@@ -42,6 +47,7 @@ Stable Diffusion AutoencoderKL loaded from a local folder (paper preset; `vae_pa
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -51,7 +57,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .image_condition import CAMERA_FEATURES, GeometryEncoder, ImageCondition, ImageTokens, resize_images
+from .image_condition import (CAMERA_FEATURES, STYLE_FEATURES, GeometryEncoder, ImageCondition, ImageTokens,
+                              resize_images)
 from .pretrained import Pretrained
 
 TEXT_DIM = 384  # all-MiniLM-L6-v2
@@ -67,20 +74,20 @@ PRESETS: dict[str, dict] = {
     "tiny": dict(space="pixel", image_channels=3, sample_size=(64, 112), block_out_channels=(32, 64, 96),
                  layers_per_block=1, attention_levels=(False, False, True), attention_heads=4, norm_num_groups=16,
                  token_dim=64, use_linear_projection=False, geometry_hidden=32, geometry_features=16, max_boxes=48,
-                 cross_view=True, global_condition=True, num_inference_steps=20, guidance_scale=1.2, vae_path="",
+                 cross_view=True, global_condition=True, style_condition=True, num_inference_steps=20, guidance_scale=1.2, vae_path="",
                  vae_scale=1.0, **_SCHEDULE_TINY),
     # the tiny UNet on the latents of the small autoencoder trained here (models.image_autoencoder): 128 x 224
     # images as 32 x 56 x 4 latents; vae_scale is set from the training latents when a run starts
     "tiny_latent": dict(space="latent", image_channels=4, sample_size=(32, 56), block_out_channels=(32, 64, 96),
                         layers_per_block=1, attention_levels=(False, False, True), attention_heads=4,
                         norm_num_groups=16, token_dim=64, use_linear_projection=False, geometry_hidden=32,
-                        geometry_features=16, max_boxes=48, cross_view=True, global_condition=True,
+                        geometry_features=16, max_boxes=48, cross_view=True, global_condition=True, style_condition=True,
                         num_inference_steps=20, guidance_scale=1.2, vae_path="checkpoints/image_autoencoder",
                         vae_scale=1.0, vae_factor=4, **_SCHEDULE_TINY),
     "paper": dict(space="latent", image_channels=4, sample_size=(28, 50), block_out_channels=(320, 640, 1280, 1280),
                   layers_per_block=2, attention_levels=(True, True, True, False), attention_heads=(5, 10, 20, 20),
                   norm_num_groups=32, token_dim=1024, use_linear_projection=True, geometry_hidden=64,
-                  geometry_features=320, max_boxes=64, cross_view=True, global_condition=True, num_inference_steps=20,
+                  geometry_features=320, max_boxes=64, cross_view=True, global_condition=True, style_condition=True, num_inference_steps=20,
                   guidance_scale=1.2,
                   vae_path="", vae_scale=0.18215, vae_factor=8, num_train_timesteps=1000, beta_schedule="scaled_linear",
                   beta_start=0.00085, beta_end=0.012, prediction_type="v_prediction", rescale_betas_zero_snr=False),
@@ -132,7 +139,8 @@ class ImageDiffusion(Pretrained, nn.Module):
     use_linear_projection; token_dim: width of the cross-attention tokens; geometry_hidden /
     geometry_features: the GeometryEncoder's width and output channels; max_boxes: box tokens kept per
     scene (nearest to the ego); cross_view: ring neighbour attention in every self-attention;
-    global_condition: caption + camera + reference flag added to the timestep embedding; the noise
+    global_condition: caption + camera + reference flag added to the timestep embedding; style_condition:
+    the time / weather one-hot added to the caption embedding (see the module docstring); the noise
     schedule (num_train_timesteps, beta_schedule, beta_start, beta_end, prediction_type,
     rescale_betas_zero_snr) shared by all samplers; num_inference_steps, guidance_scale: sampling
     defaults; vae_path: local folder whose "vae" subfolder holds the AutoencoderKL of the latent space (a
@@ -145,7 +153,7 @@ class ImageDiffusion(Pretrained, nn.Module):
                  attention_levels: Sequence[bool] = (False, False, True), attention_heads: int | Sequence[int] = 4,
                  norm_num_groups: int = 16, token_dim: int = 64, use_linear_projection: bool = False,
                  geometry_hidden: int = 32, geometry_features: int = 16, max_boxes: int = 48, cross_view: bool = True,
-                 global_condition: bool = False, num_inference_steps: int = 20, guidance_scale: float = 1.2, vae_path: str = "", vae_scale: float = 1.0,
+                 global_condition: bool = False, style_condition: bool = False, num_inference_steps: int = 20, guidance_scale: float = 1.2, vae_path: str = "", vae_scale: float = 1.0,
                  vae_factor: int = 8, num_train_timesteps: int = 1000, beta_schedule: str = "linear", beta_start: float = 1e-4,
                  beta_end: float = 0.02, prediction_type: str = "v_prediction", rescale_betas_zero_snr: bool = True) -> None:
         super().__init__()
@@ -164,7 +172,7 @@ class ImageDiffusion(Pretrained, nn.Module):
             attention_levels=[bool(v) for v in attention_levels], attention_heads=heads,
             norm_num_groups=int(norm_num_groups), token_dim=int(token_dim), use_linear_projection=bool(use_linear_projection),
             geometry_hidden=int(geometry_hidden), geometry_features=int(geometry_features), max_boxes=int(max_boxes),
-            cross_view=bool(cross_view), global_condition=bool(global_condition),
+            cross_view=bool(cross_view), global_condition=bool(global_condition), style_condition=bool(style_condition),
             num_inference_steps=int(num_inference_steps), guidance_scale=float(guidance_scale),
             vae_path=str(vae_path), vae_scale=float(vae_scale), vae_factor=int(vae_factor), num_train_timesteps=int(num_train_timesteps),
             beta_schedule=str(beta_schedule), beta_start=float(beta_start), beta_end=float(beta_end),
@@ -188,6 +196,9 @@ class ImageDiffusion(Pretrained, nn.Module):
         if global_condition:  # starts as a no-op, so a pretrained UNet keeps its behaviour at initialisation
             nn.init.zeros_(self.unet.class_embedding.linear_2.weight)
             nn.init.zeros_(self.unet.class_embedding.linear_2.bias)
+        if style_condition:  # zero: starts as a no-op, like the global condition
+            self.style = nn.Linear(STYLE_FEATURES, TEXT_DIM, bias=False)
+            nn.init.zeros_(self.style.weight)
         self._views = _Views()
         self._set_cross_view()
 
@@ -255,6 +266,8 @@ class ImageDiffusion(Pretrained, nn.Module):
             raise ValueError(f"sample {list(sample.shape)} does not match the model ({self.image_channels} channels) "
                              f"or the condition ({cond.batch_size} x {cond.num_views} views at "
                              f"{tuple(cond.semantic.shape[-2:])})")
+        if self.config["style_condition"]:
+            cond = replace(cond, text=cond.text + self.style(cond.style.to(cond.text.dtype)))
         ref_on = cond.reference_mask.to(sample.dtype).view(b, 1, 1, 1, 1)
         ref = torch.cat([cond.reference * ref_on, ref_on.expand(b, v, 1, h, w)], 2)
         x = torch.cat([sample.flatten(0, 1), self.geometry(cond), ref.flatten(0, 1)], 1)

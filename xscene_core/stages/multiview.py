@@ -24,7 +24,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..models.image_condition import ImageCondition, resize_images, view_condition_arrays
+from ..models.image_condition import ImageCondition, resize_images, style_features, view_condition_arrays
 from ..models.image_diffusion import ImageCodec, ImageDiffusion, SamplingInterrupted
 from ..types.images import MultiViewImages, RenderedViews
 from ..types.layout import Layout
@@ -98,9 +98,10 @@ class MultiViewStage:
 
         arrays = view_condition_arrays(views.semantic, views.depth, layout, views.rig, self.model.sample_size)
         text = embed([description.caption()])[0] if description is not None else None
+        style = style_features(description.time_of_day, description.weather) if description is not None else None
         ref = self.codec.encode(reference.images).numpy() if reference is not None else None
         return ImageCondition.collate([arrays], [text], [ref], [T_ref_new if reference is not None else None],
-                                      self.model.image_channels, self.model.config["max_boxes"])
+                                      self.model.image_channels, self.model.config["max_boxes"], [style])
 
     def generate(self, cond: ImageCondition, seed: int = 0,
                  step_callback: Callable[[int, int], object] | None = None) -> np.ndarray:

@@ -96,6 +96,16 @@ class SceneDescription:
             text += "In the background: " + "; ".join(f"{k} {v}" for k, v in self.background) + "."
         return text.strip()
 
+    @staticmethod
+    def caption_style(caption: str) -> tuple[str, str] | None:
+        """(time_of_day, weather) read back from a caption that caption() wrote ("A {weather} {time} scene
+        ..."); None for any other text."""
+        words = caption.split(" ", 3)
+        if len(words) == 4 and words[0] == "A" and words[1] in WEATHERS and words[2] in TIMES_OF_DAY \
+                and words[3].startswith("scene "):
+            return words[2], words[1]
+        return None
+
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_json_dict(), indent=1))
 
