@@ -175,3 +175,16 @@ def test_style_condition_starts_as_a_no_op_and_then_steers(scene):
     # a model saved without the style input loads and runs as before
     old = ImageDiffusion(**{**PRESETS["tiny"], **TINY, "style_condition": False}).eval()
     assert not hasattr(old, "style") and out(old, night).shape == x.shape
+
+
+def test_min_snr_weight_keeps_the_zero_snr_step(scene):
+    m = _model()
+    sched = m.scheduler("ddpm")
+    assert float(sched.alphas_cumprod[-1]) == 0.0  # zero terminal SNR
+    x = torch.randn(1, 6, 3, *SIZE)
+    noise = torch.randn_like(x)
+    last = torch.tensor([sched.config.num_train_timesteps - 1])
+    with torch.no_grad():
+        plain = diffusion_loss(m, sched, x, _cond(scene), last, noise)
+        weighted = diffusion_loss(m, sched, x, _cond(scene), last, noise, snr_gamma=5.0)
+    assert weighted > 0 and torch.allclose(weighted, plain)

@@ -400,5 +400,8 @@ def diffusion_loss(model: ImageDiffusion, scheduler, x0: torch.Tensor, cond: Ima
         snr = a / (1 - a).clamp(min=1e-8)
         clipped = snr.clamp(max=snr_gamma)
         w = clipped / (snr + 1) if pt == "v_prediction" else clipped / snr.clamp(min=1e-8) if pt == "epsilon" else clipped
+        # a zero-terminal-SNR schedule has snr = 0 at its last step, which Min-SNR would weight 0 (v) or
+        # clamp to garbage (epsilon); that step decides the global brightness, so it keeps weight 1
+        w = torch.where(snr > 0, w, torch.ones_like(w))
         per = per * w
     return per.mean()
