@@ -109,8 +109,12 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def measure_images(n_chunks: int = 6, seed: int = 0, checkpoint: str | Path | None = None,
-                   segmenter: str | Path = SEGMENTER, log=print) -> dict:
-    """Figures of the module docstring over n_chunks chunks of `test` worlds (environments cycled)."""
+                   segmenter: str | Path = SEGMENTER, log=print, split: str = "test",
+                   guidance: float | None = None) -> dict:
+    """Figures of the module docstring over n_chunks chunks of `split` worlds (environments cycled): `test`
+    for the reported figures; `val` to choose sampling settings, by the PSNR figures (the judge segmenter
+    was trained on `val` preview renders, so its val alignment figures are optimistic). guidance: the
+    classifier-free guidance scale (None: the model's)."""
     from ..data.splits import world_seeds
     from ..data.world import SyntheticWorld
     from ..models.segmenter import Segmenter, confusion
@@ -121,7 +125,7 @@ def measure_images(n_chunks: int = 6, seed: int = 0, checkpoint: str | Path | No
     from ..types.scene import ENVIRONMENTS
 
     torch.set_num_threads(2)
-    stage = MultiViewStage.from_pretrained(checkpoint or DEFAULT_CHECKPOINT)
+    stage = MultiViewStage.from_pretrained(checkpoint or DEFAULT_CHECKPOINT, guidance_scale=guidance)
     judge = Segmenter.from_pretrained(segmenter)
     size = stage.model.sample_size
     rig = default_rig()
@@ -131,7 +135,7 @@ def measure_images(n_chunks: int = 6, seed: int = 0, checkpoint: str | Path | No
     agree = {k: [0.0, 0] for k in ("gen", "preview")}
     ext = {k: [] for k in ("ref", "noref")}
     times = []
-    seeds = world_seeds("test")
+    seeds = world_seeds(split)
     for k in range(n_chunks):
         world = SyntheticWorld(next(seeds))
         try:
@@ -185,8 +189,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--checkpoint", default=None)
     ap.add_argument("--segmenter", default=str(SEGMENTER))
     ap.add_argument("--json", default=None, help="write the figures as one flat JSON object")
+    ap.add_argument("--split", choices=("test", "val"), default="test",
+                    help="test: the reported figures; val: for choosing settings such as the guidance")
+    ap.add_argument("--guidance", type=float, default=None, help="classifier-free guidance (default: the model's)")
     args = ap.parse_args(argv)
-    m = measure_images(args.chunks, args.seed, args.checkpoint, args.segmenter)
+    m = measure_images(args.chunks, args.seed, args.checkpoint, args.segmenter, split=args.split,
+                       guidance=args.guidance)
     for k, v in m.items():
         print(f"{k:40s} {v:.4f}" if isinstance(v, float) else f"{k:40s} {v}")
     if args.json:

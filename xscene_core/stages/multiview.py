@@ -168,6 +168,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--weather", default=None, help="weather (sunny, cloudy, overcast, rainy, foggy, snowy)")
     p.add_argument("--size", type=int, nargs=2, default=DEFAULT_IMAGE_SIZE, metavar=("H", "W"), help="image size")
     p.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT), help="ImageDiffusion folder")
+    p.add_argument("--guidance", type=float, default=None, help="classifier-free guidance (default: the model's)")
     args = p.parse_args(argv)
     if (args.time is None) != (args.weather is None):
         p.error("--time and --weather go together")
@@ -176,7 +177,7 @@ def main(argv: list[str] | None = None) -> None:
     chunk = world.chunk(x, y)
     render = RenderStage(default_rig(tuple(args.size)), backend="torch")
     views = render(chunk.occupancy)
-    stage = MultiViewStage.from_pretrained(args.checkpoint)
+    stage = MultiViewStage.from_pretrained(args.checkpoint, guidance_scale=args.guidance)
     images = stage(views, chunk.description, chunk.layout, seed=args.seed)
     preview = render.preview(views, chunk.description, chunk.layout, seed=args.seed, occupancy=chunk.occupancy)
     out = Path(args.out)
