@@ -188,3 +188,22 @@ def test_min_snr_weight_keeps_the_zero_snr_step(scene):
         plain = diffusion_loss(m, sched, x, _cond(scene), last, noise)
         weighted = diffusion_loss(m, sched, x, _cond(scene), last, noise, snr_gamma=5.0)
     assert weighted > 0 and torch.allclose(weighted, plain)
+
+
+def test_guidance_rescale_matches_the_conditional_spread_per_view(scene):
+    m = _model()
+    c = _cond(scene)
+    x = torch.randn(1, 6, 3, *SIZE)
+    t = torch.tensor([900])
+    with torch.no_grad():
+        cond_out = m(x, t, c)
+        plain = m.guided(c, 5.0)(x, t)
+        full = m.guided(c, 5.0, rescale=1.0)(x, t)
+        half = m.guided(c, 5.0, rescale=0.5)(x, t)
+        assert torch.equal(m.guided(c, 5.0, rescale=0.0)(x, t), plain)
+    views = lambda a: a.flatten(2).std(-1)  # noqa: E731  per-view std [1, 6]
+    assert torch.allclose(views(full), views(cond_out), rtol=1e-4)
+    assert not torch.allclose(full, plain)
+    assert torch.allclose(half, 0.5 * (full + plain), atol=1e-5)
+    with pytest.raises(ValueError, match="rescale"):
+        m.guided(c, 5.0, rescale=1.5)

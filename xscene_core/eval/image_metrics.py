@@ -110,11 +110,11 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 def measure_images(n_chunks: int = 6, seed: int = 0, checkpoint: str | Path | None = None,
                    segmenter: str | Path = SEGMENTER, log=print, split: str = "test",
-                   guidance: float | None = None) -> dict:
+                   guidance: float | None = None, guidance_rescale: float | None = None) -> dict:
     """Figures of the module docstring over n_chunks chunks of `split` worlds (environments cycled): `test`
     for the reported figures; `val` to choose sampling settings, by the PSNR figures (the judge segmenter
     was trained on `val` preview renders, so its val alignment figures are optimistic). guidance: the
-    classifier-free guidance scale (None: the model's)."""
+    classifier-free guidance scale and guidance_rescale its rescale (None: the model's)."""
     from ..data.splits import world_seeds
     from ..data.world import SyntheticWorld
     from ..models.segmenter import Segmenter, confusion
@@ -125,7 +125,8 @@ def measure_images(n_chunks: int = 6, seed: int = 0, checkpoint: str | Path | No
     from ..types.scene import ENVIRONMENTS
 
     torch.set_num_threads(2)
-    stage = MultiViewStage.from_pretrained(checkpoint or DEFAULT_CHECKPOINT, guidance_scale=guidance)
+    stage = MultiViewStage.from_pretrained(checkpoint or DEFAULT_CHECKPOINT, guidance_scale=guidance,
+                                           guidance_rescale=guidance_rescale)
     judge = Segmenter.from_pretrained(segmenter)
     size = stage.model.sample_size
     rig = default_rig()
@@ -192,9 +193,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--split", choices=("test", "val"), default="test",
                     help="test: the reported figures; val: for choosing settings such as the guidance")
     ap.add_argument("--guidance", type=float, default=None, help="classifier-free guidance (default: the model's)")
+    ap.add_argument("--guidance-rescale", type=float, default=None, help="guidance rescale in [0, 1] (default: the model's)")
     args = ap.parse_args(argv)
     m = measure_images(args.chunks, args.seed, args.checkpoint, args.segmenter, split=args.split,
-                       guidance=args.guidance)
+                       guidance=args.guidance, guidance_rescale=args.guidance_rescale)
     for k, v in m.items():
         print(f"{k:40s} {v:.4f}" if isinstance(v, float) else f"{k:40s} {v}")
     if args.json:

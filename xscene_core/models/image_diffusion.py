@@ -142,8 +142,8 @@ class ImageDiffusion(Pretrained, nn.Module):
     global_condition: caption + camera + reference flag added to the timestep embedding; style_condition:
     the time / weather one-hot added to the caption embedding (see the module docstring); the noise
     schedule (num_train_timesteps, beta_schedule, beta_start, beta_end, prediction_type,
-    rescale_betas_zero_snr) shared by all samplers; num_inference_steps, guidance_scale: sampling
-    defaults; vae_path: local folder whose "vae" subfolder holds the AutoencoderKL of the latent space (a
+    rescale_betas_zero_snr) shared by all samplers; num_inference_steps, guidance_scale, guidance_rescale
+    (see `guided`): sampling defaults; vae_path: local folder whose "vae" subfolder holds the AutoencoderKL of the latent space (a
     Stable Diffusion checkpoint, or models.image_autoencoder's; a relative path is also looked up from the
     project root; "" for pixel space); vae_scale: latent multiplier; vae_factor: its image / latent size.
     """
@@ -153,7 +153,8 @@ class ImageDiffusion(Pretrained, nn.Module):
                  attention_levels: Sequence[bool] = (False, False, True), attention_heads: int | Sequence[int] = 4,
                  norm_num_groups: int = 16, token_dim: int = 64, use_linear_projection: bool = False,
                  geometry_hidden: int = 32, geometry_features: int = 16, max_boxes: int = 48, cross_view: bool = True,
-                 global_condition: bool = False, style_condition: bool = False, num_inference_steps: int = 20, guidance_scale: float = 1.2, vae_path: str = "", vae_scale: float = 1.0,
+                 global_condition: bool = False, style_condition: bool = False, num_inference_steps: int = 20, guidance_scale: float = 1.2,
+                 guidance_rescale: float = 0.0, vae_path: str = "", vae_scale: float = 1.0,
                  vae_factor: int = 8, num_train_timesteps: int = 1000, beta_schedule: str = "linear", beta_start: float = 1e-4,
                  beta_end: float = 0.02, prediction_type: str = "v_prediction", rescale_betas_zero_snr: bool = True) -> None:
         super().__init__()
@@ -174,6 +175,7 @@ class ImageDiffusion(Pretrained, nn.Module):
             geometry_hidden=int(geometry_hidden), geometry_features=int(geometry_features), max_boxes=int(max_boxes),
             cross_view=bool(cross_view), global_condition=bool(global_condition), style_condition=bool(style_condition),
             num_inference_steps=int(num_inference_steps), guidance_scale=float(guidance_scale),
+            guidance_rescale=float(guidance_rescale),
             vae_path=str(vae_path), vae_scale=float(vae_scale), vae_factor=int(vae_factor), num_train_timesteps=int(num_train_timesteps),
             beta_schedule=str(beta_schedule), beta_start=float(beta_start), beta_end=float(beta_end),
             prediction_type=str(prediction_type), rescale_betas_zero_snr=bool(rescale_betas_zero_snr))
@@ -286,25 +288,38 @@ class ImageDiffusion(Pretrained, nn.Module):
                         class_labels=glob).sample
         return out[..., :h, :w].reshape(b, v, c, h, w)
 
-    def guided(self, cond: ImageCondition, guidance: float) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-        """fn(x, t) -> model output with classifier-free guidance (one batched pass for both branches)."""
+    def guided(self, cond: ImageCondition, guidance: float,
+               rescale: float = 0.0) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+        """fn(x, t) -> model output with classifier-free guidance (one batched pass for both branches).
+        rescale in [0, 1]: guidance rescale (Lin et al. 2024, Sec. 3.4, diffusers' rescale_noise_cfg) per
+        view: the guided output is scaled to the conditional output's standard deviation and mixed in by
+        this share, which undoes the over-exposure strong guidance gives under a zero-terminal-SNR schedule
+        (days too bright, nights too dark)."""
+        if not 0.0 <= rescale <= 1.0:
+            raise ValueError(f"guidance rescale must lie in [0, 1], got {rescale}")
         if guidance == 1.0:
             return lambda x, t: self(x, t, cond)
         both = ImageCondition.cat([cond, cond.unconditional()])
+        if rescale > 0:
+            from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion import rescale_noise_cfg
 
         def fn(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
             out_c, out_u = self(torch.cat([x, x]), torch.cat([t, t]), both).chunk(2)
-            return out_u + guidance * (out_c - out_u)
+            out = out_u + guidance * (out_c - out_u)
+            if rescale > 0:
+                out = rescale_noise_cfg(out.flatten(0, 1), out_c.flatten(0, 1), rescale).view_as(out)
+            return out
 
         return fn
 
     @torch.no_grad()
     def sample(self, cond: ImageCondition, seed: int | torch.Generator = 0, guidance: float | None = None,
                steps: int | None = None, scheduler: str = "unipc",
-               callback: Callable[[int, int], bool | None] | None = None) -> torch.Tensor:
+               callback: Callable[[int, int], bool | None] | None = None,
+               guidance_rescale: float | None = None) -> torch.Tensor:
         """Views float [B, V, C, h, w] in the model's image space for a condition batch. Deterministic in
-        `seed`. guidance / steps default to the config. callback(i, n) after each step; returning False
-        raises SamplingInterrupted."""
+        `seed`. guidance / steps / guidance_rescale (see `guided`) default to the config. callback(i, n)
+        after each step; returning False raises SamplingInterrupted."""
         from diffusers.utils.torch_utils import randn_tensor
 
         was_training = self.training
@@ -315,7 +330,8 @@ class ImageDiffusion(Pretrained, nn.Module):
             steps = self.config["num_inference_steps"] if steps is None else int(steps)
             sched = self.scheduler(scheduler)
             sched.set_timesteps(steps, device=self.device)
-            fn = self.guided(cond.to(self.device), guidance)
+            rescale = self.config["guidance_rescale"] if guidance_rescale is None else float(guidance_rescale)
+            fn = self.guided(cond.to(self.device), guidance, rescale)
             shape = (cond.batch_size, cond.num_views, self.image_channels, *cond.semantic.shape[-2:])
             x = randn_tensor(shape, generator=gen, device=self.device) * sched.init_noise_sigma
             for i, t in enumerate(sched.timesteps):

@@ -41,17 +41,19 @@ class MultiViewInterrupted(RuntimeError):
 class MultiViewStage:
     """Renders -> generated camera images.
 
-    model: an ImageDiffusion; num_inference_steps / guidance_scale: sampling settings (None: the model's
-    defaults, UniPC 20 steps and its guidance scale); threads: torch CPU threads while sampling, restored
+    model: an ImageDiffusion; num_inference_steps / guidance_scale / guidance_rescale: sampling settings
+    (None: the model's defaults, UniPC 20 steps, its guidance scale and rescale); threads: torch CPU threads while sampling, restored
     afterwards (None leaves the setting alone).
     """
 
     def __init__(self, model: ImageDiffusion, num_inference_steps: int | None = None,
-                 guidance_scale: float | None = None, threads: int | None = 2) -> None:
+                 guidance_scale: float | None = None, threads: int | None = 2,
+                 guidance_rescale: float | None = None) -> None:
         self.model = model.eval()
         self.codec = ImageCodec(model)
         self.num_inference_steps = num_inference_steps
         self.guidance_scale = guidance_scale
+        self.guidance_rescale = guidance_rescale
         self.threads = threads
         self._interrupt = False
 
@@ -115,7 +117,8 @@ class MultiViewStage:
         if self.threads is not None and self.model.device.type == "cpu":
             torch.set_num_threads(self.threads)
         try:
-            x = self.model.sample(cond, seed, self.guidance_scale, self.num_inference_steps, callback=on_step)
+            x = self.model.sample(cond, seed, self.guidance_scale, self.num_inference_steps, callback=on_step,
+                                  guidance_rescale=self.guidance_rescale)
         except SamplingInterrupted as stop:
             raise MultiViewInterrupted(f"image sampling interrupted ({stop})") from None
         finally:
@@ -169,6 +172,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--size", type=int, nargs=2, default=DEFAULT_IMAGE_SIZE, metavar=("H", "W"), help="image size")
     p.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT), help="ImageDiffusion folder")
     p.add_argument("--guidance", type=float, default=None, help="classifier-free guidance (default: the model's)")
+    p.add_argument("--guidance-rescale", type=float, default=None, help="guidance rescale in [0, 1] (default: the model's)")
     args = p.parse_args(argv)
     if (args.time is None) != (args.weather is None):
         p.error("--time and --weather go together")
@@ -177,7 +181,8 @@ def main(argv: list[str] | None = None) -> None:
     chunk = world.chunk(x, y)
     render = RenderStage(default_rig(tuple(args.size)), backend="torch")
     views = render(chunk.occupancy)
-    stage = MultiViewStage.from_pretrained(args.checkpoint, guidance_scale=args.guidance)
+    stage = MultiViewStage.from_pretrained(args.checkpoint, guidance_scale=args.guidance,
+                                           guidance_rescale=args.guidance_rescale)
     images = stage(views, chunk.description, chunk.layout, seed=args.seed)
     preview = render.preview(views, chunk.description, chunk.layout, seed=args.seed, occupancy=chunk.occupancy)
     out = Path(args.out)
