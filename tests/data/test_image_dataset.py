@@ -67,8 +67,7 @@ def test_sample_style_stored_or_read_from_an_older_caches_caption(tmp_path):
 
     _write_sample(tmp_path / "new.npz", "anything", style_features("dusk", "foggy"))
     _write_sample(tmp_path / "old.npz", "A snowy dawn scene in a rural area, featuring a road.")
-    _write_sample(tmp_path / "bad.npz", "a street")
+    _write_sample(tmp_path / "other.npz", "a street")
     assert np.array_equal(load_sample(tmp_path / "new.npz").style, style_features("dusk", "foggy"))
     assert np.array_equal(load_sample(tmp_path / "old.npz").style, style_features("dawn", "snowy"))
-    with pytest.raises(ValueError, match="does not state one"):
-        load_sample(tmp_path / "bad.npz")
+    assert not load_sample(tmp_path / "other.npz").style.any()  # a caption of another form: style unknown

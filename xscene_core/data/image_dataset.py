@@ -9,7 +9,7 @@ One file per (world, location), written once and reused (a resumable cache; dele
             (models.image_condition.ViewArrays at the model resolution)
         text float32 [384] (all-MiniLM-L6-v2 embedding of the caption), caption, style float32 [12]
             (models.image_condition.style_features of the chunk's time of day and weather; caches built
-            before it existed get it from the caption, which states both)
+            before it existed get it from the caption, which states both; zeros = unknown otherwise)
         preview uint8 [L, V, h, w, 3]: L looks (preview seeds) of the chunk, rendered at 2x and
             box-downsampled (anti-aliased targets)
         reference uint8 [L, V, h, w, 3]: the same looks of the chunk that precedes it in an extension
@@ -19,8 +19,9 @@ Chunks come from the first N worlds of a split (xscene_core.data.splits), one lo
 Time of day and weather (the caption and the preview look follow them): with --styles cycle (the
 default) location k of the w-th world gets TIMES_OF_DAY[(w + k) % 6] and WEATHERS[(w + 2k) % 6], so every
 6 consecutive worlds hold all 36 pairs once and each environment meets every time and every weather;
-with --styles world each world keeps the style its seed draws (the cache the shipped image model was
-trained on: 35 worlds gave 19 of the 36 pairs, no fog, few sunny noons). The two go to separate folders.
+with --styles world each world keeps the style its seed draws (the cache of the image model's first
+three training runs: 35 worlds gave 19 of the 36 pairs, no fog, few sunny noons). The two go to separate
+folders.
 The rig is the default nuScenes ring (stages.render.default_rig). Offsets of the reference chunk are the
 WorldMap's 40 m stride along x or y (the extension step of the editor).
 
@@ -178,11 +179,8 @@ def load_sample(path: Path) -> ImageSample:
         caption = str(d["caption"])
         if "style" in d:
             style = d["style"]
-        else:
-            read = SceneDescription.caption_style(caption)
-            if read is None:
-                raise ValueError(f"{path}: no style array and a caption that does not state one: {caption[:60]!r}")
-            style = style_features(*read)
+        else:  # an older cache: its caption states the style; any other caption leaves it unknown (zeros)
+            style = style_features(*(SceneDescription.caption_style(caption) or (None, None)))
         return ImageSample(arrays, d["text"], caption, style, d["preview"], d["reference"], d["T_ref_new"])
 
 
