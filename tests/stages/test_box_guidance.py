@@ -12,7 +12,7 @@ from xscene_core.ops.box_guidance import BoxGuidance, box_guidance_for, box_loss
 from xscene_core.types.layout import Box, Layout
 from xscene_core.types.occupancy import GridSpec
 
-from test_occupancy_stage import GRID, road_layout, tiny_stage
+from test_occupancy_stage import GRID, road_layout, stage, tiny_stage  # noqa: F401  (stage: the shared fixture)
 
 CAR, BIKE = semantics.ID["car"], semantics.ID["bicycle"]
 
@@ -21,14 +21,6 @@ def two_boxes() -> Layout:
     return Layout(boxes=(Box((10.0, -1.75, 0.9), (4.5, 1.9, 1.6), 0.3, CAR),
                          Box((-12.0, 6.0, 0.6), (6.0, 3.0, 1.2), 0.0, BIKE),
                          Box((70.0, 0.0, 0.9), (4.5, 1.9, 1.6), 0.0, CAR)))  # centre outside the grid: not counted
-
-
-@pytest.fixture(scope="module")
-def stage():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield tiny_stage()
-    torch.set_num_threads(n)
 
 
 def test_targets_are_the_voxels_the_metric_counts():

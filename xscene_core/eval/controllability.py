@@ -145,9 +145,9 @@ def measure_controllability(model, vae, n_chunks: int = 6, seed: int = 0, guidan
     ops.box_guidance (None = the model config's box_guidance_scale, 0 = off)."""
     import torch
 
-    from ..ops.box_guidance import box_guidance_for
+    from ..ops.box_guidance import box_guidance_for, box_guidance_strength
 
-    strength = model.config.get("box_guidance_scale", 0.0) if box_guidance is None else float(box_guidance)
+    strength = box_guidance_strength(model, box_guidance)
 
     tallies = {k: ControlTally() for k in ("gen", "none", "gt", "vae")}
     t_sample, n = 0.0, 0

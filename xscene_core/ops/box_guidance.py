@@ -153,6 +153,15 @@ class BoxGuidance:
         return x.detach()
 
 
+def box_guidance_strength(diffusion, strength: float | None = None) -> float:
+    """The box guidance strength to sample with: `strength`, or the OccupancyDiffusion config's
+    box_guidance_scale when None (the one place that default is read). Raises ValueError below 0."""
+    value = diffusion.config["box_guidance_scale"] if strength is None else float(strength)
+    if value < 0:
+        raise ValueError(f"box_guidance must be >= 0, got {value}")
+    return value
+
+
 def box_guidance_for(diffusion, vae, layouts: Sequence[Layout | None], strength: float,
                      iters: int = BOX_GUIDANCE_ITERS, t_min: int = BOX_GUIDANCE_T_MIN) -> BoxGuidance | None:
     """The BoxGuidance of an OccupancyDiffusion + its TriplaneVAE for a batch of layouts (chunk frame, the

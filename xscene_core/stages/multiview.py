@@ -42,8 +42,8 @@ class MultiViewStage:
     """Renders -> generated camera images.
 
     model: an ImageDiffusion; num_inference_steps / guidance_scale / guidance_rescale: sampling settings
-    (None: the model's defaults, UniPC 20 steps, its guidance scale and rescale); threads: torch CPU threads while sampling, restored
-    afterwards (None leaves the setting alone).
+    (None: the model's defaults, UniPC 20 steps, its guidance scale and rescale); threads: torch CPU
+    threads while sampling, restored afterwards (None leaves the setting alone).
     """
 
     def __init__(self, model: ImageDiffusion, num_inference_steps: int | None = None,

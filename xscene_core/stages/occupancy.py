@@ -22,7 +22,7 @@ import torch
 from ..models.occupancy_diffusion import OccupancyDiffusion
 from ..models.triplane_vae import Planes, TriplaneVAE
 from ..ops import masked_sampling
-from ..ops.box_guidance import box_guidance_for
+from ..ops.box_guidance import box_guidance_for, box_guidance_strength
 from ..ops.road_areas import NO_SIDEWALK_ENVIRONMENTS, complete_road_map
 from ..types.layout import Layout
 from ..types.occupancy import Occupancy, Triplane
@@ -83,9 +83,7 @@ class OccupancyStage:
         self.vae = vae.eval()
         self.guidance = guidance
         self.steps = steps
-        self.box_guidance = diffusion.config.get("box_guidance_scale", 0.0) if box_guidance is None else float(box_guidance)
-        if self.box_guidance < 0:
-            raise ValueError(f"OccupancyStage: box_guidance must be >= 0, got {box_guidance}")
+        self.box_guidance = box_guidance_strength(diffusion, box_guidance)
         self.threads = threads
         self._interrupt = False
         if tuple(vae.plane_shape) != tuple(diffusion.plane_shape):
