@@ -106,3 +106,43 @@ def test_the_training_entry_point_runs_resumes_and_writes_a_loadable_autoencoder
     assert downsample_factor(load_autoencoder(shipped)) == 4
     with pytest.raises(SystemExit, match="no cached samples"):
         main(["--cache", str(tmp_path / "nothing"), "--out", str(tmp_path / "run2")])
+
+
+def test_an_encoded_dataset_holds_the_latents_of_every_look(tmp_path):
+    from xscene_core.data.image_dataset import ImageDataset, to_model_images
+
+    fake_cache(tmp_path / "cache", worlds=1)
+    paths = sorted((tmp_path / "cache").rglob("train/*.npz"))
+    data = ImageDataset.load(paths)
+    down = lambda x: torch.nn.functional.avg_pool2d(x, 4)  # noqa: E731  (stands in for an encoder)
+    enc = data.encoded(down, chunk=5)
+    s, e = data.samples[0], enc.samples[0]
+    assert e.preview.shape == (2, 6, 3, 8, 14) and e.reference.shape == (2, 6, 3, 8, 14)
+    assert np.allclose(e.preview[1].astype(np.float32), down(to_model_images(s.preview[1])).numpy(), atol=1e-2)
+    x_enc, _ = enc.batch(np.array([0]), np.array([1]), np.array([True]), 8, channels=3)
+    x_raw, cond = data.batch(np.array([0]), np.array([1]), np.array([True]), 8, encode=down, channels=3)
+    assert torch.allclose(x_enc, x_raw, atol=1e-2)   # batches of the encoded copy = encoding on the fly
+    assert cond.reference_mask.all()
+
+
+def test_the_latent_diffusion_trainer_runs_on_a_cache_and_an_autoencoder(tmp_path, monkeypatch):
+    import json
+
+    from xscene_core.models import image_diffusion
+    from xscene_core.train.image_diffusion import main
+
+    torch.manual_seed(0)
+    build_autoencoder("tiny", **SMALL).save_pretrained(tmp_path / "ae" / "vae")
+    small = dict(sample_size=(8, 14), block_out_channels=(8, 16), attention_levels=(False, True), attention_heads=2,
+                 norm_num_groups=4, token_dim=16, geometry_hidden=8, geometry_features=4, max_boxes=8)
+    monkeypatch.setitem(image_diffusion.PRESETS, "tiny_latent", {**image_diffusion.PRESETS["tiny_latent"], **small})
+    fake_cache(tmp_path / "cache", cond=(16, 28))  # geometry at 2x the 8 x 14 latents (the preset's stride)
+    main(["--preset", "tiny_latent", "--cache", str(tmp_path / "cache"), "--vae-path", str(tmp_path / "ae"),
+          "--out", str(tmp_path / "run"), "--steps", "2", "--val-samples", "2", "--log-every", "1", "--threads", "1"])
+    lines = [json.loads(s) for s in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in lines if "loss" in r] == [1, 2]
+    assert any(r.get("event") == "encoded" for r in lines)
+    assert all(np.isfinite(r["val_loss"]) for r in lines if "val_loss" in r)
+    model = image_diffusion.ImageDiffusion.from_pretrained(tmp_path / "run" / "final")
+    assert model.config["space"] == "latent" and model.config["vae_scale"] > 0
+    assert model.condition_size == (16, 28) and model.sample_size == (8, 14)

@@ -207,3 +207,29 @@ def test_guidance_rescale_matches_the_conditional_spread_per_view(scene):
     assert torch.allclose(half, 0.5 * (full + plain), atol=1e-5)
     with pytest.raises(ValueError, match="rescale"):
         m.guided(c, 5.0, rescale=1.5)
+
+
+def test_geometry_at_a_finer_stride_denoises_images_at_the_model_size(scene):
+    """geometry_stride 2: 16 x 28 geometry maps condition 8 x 14 images (a latent model's layout)."""
+    m = _model(sample_size=(8, 14), geometry_stride=2)
+    assert m.condition_size == SIZE
+    c = ImageCondition.collate([scene], [np.ones(384, np.float32) / 20], [None], [None], 3, 8, geometry_stride=2)
+    assert c.image_size == (8, 14) and c.semantic.shape[-2:] == SIZE
+    feats = m.geometry(c)
+    assert feats.shape == (6, 4, 8, 14)
+    assert torch.equal(m.geometry(c.without_geometry()), torch.zeros_like(feats)), "a dropped geometry is zero"
+    a = m.sample(c, seed=3, steps=3)
+    assert a.shape == (1, 6, 3, 8, 14)
+    assert (a - m.sample(c.without_geometry(), seed=3, steps=3)).abs().max() > 1e-3
+    ref = np.zeros((6, 3, 8, 14), np.float32)
+    with_ref = ImageCondition.collate([scene], [None], [ref], [np.eye(4)], 3, 8, geometry_stride=2)
+    assert with_ref.reference_mask.all()
+    with pytest.raises(ValueError, match="geometry stride 2"):
+        m(torch.randn(1, 6, 3, *SIZE), torch.tensor([1]), _cond(scene))      # stride-1 condition
+    with pytest.raises(ValueError, match="reference"):                       # not an integer fraction
+        ImageCondition.collate([scene], [None], [np.zeros((6, 3, 5, 9), np.float32)], [np.eye(4)], 3, 8)
+    with pytest.raises(ValueError, match="stride"):
+        ImageDiffusion(**{**PRESETS["tiny"], **TINY, "geometry_stride": 3})
+    # the weights have the same shapes at every stride: a pixel model's geometry encoder loads
+    plain = _model()
+    m.geometry.load_state_dict(plain.geometry.state_dict())

@@ -74,3 +74,23 @@ def test_step_callback_interrupts(stage, chunk_views):
     with pytest.raises(MultiViewInterrupted):
         stage(views, chunk.description, chunk.layout, step_callback=lambda i, n: seen.append(i) or i < 2)
     assert seen == [1, 2]
+
+
+def test_a_latent_model_with_finer_geometry_generates_and_extrapolates(chunk_views, tmp_path):
+    """The tiny_latent layout: 8 x 14 latents of a 4x autoencoder (32 x 56 images), geometry at 16 x 28."""
+    from xscene_core.models.image_autoencoder import build_autoencoder
+
+    chunk, views = chunk_views
+    torch.manual_seed(0)
+    build_autoencoder("tiny", block_out_channels=(8, 16, 16), norm_num_groups=4).save_pretrained(tmp_path / "ae" / "vae")
+    model = ImageDiffusion(**{**PRESETS["tiny_latent"], **TINY, "sample_size": (8, 14), "vae_path": str(tmp_path / "ae")})
+    assert model.condition_size == (16, 28)
+    model.save_pretrained(tmp_path / "model")
+    stage = MultiViewStage.from_pretrained(tmp_path / "model")
+    a = stage(views, chunk.description, chunk.layout, seed=1)
+    assert a.images.shape == (6, 32, 56, 3)
+    assert np.array_equal(a.images, stage(views, chunk.description, chunk.layout, seed=1).images)
+    T = np.eye(4)
+    T[0, 3] = 40.0
+    b = stage.extrapolate(views, chunk.description, chunk.layout, a, T, seed=1)
+    assert b.images.shape == a.images.shape and not np.array_equal(a.images, b.images)

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import argparse
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -185,7 +185,10 @@ def load_sample(path: Path) -> ImageSample:
 
 
 def to_model_images(images: np.ndarray) -> torch.Tensor:
-    """uint8 [..., h, w, 3] -> float32 [..., 3, h, w] in [-1, 1] (the pixel-space model's image space)."""
+    """uint8 [..., h, w, 3] -> float32 [..., 3, h, w] in [-1, 1] (the pixel-space model's image space); an
+    array that is already in a model space (float [..., C, h, w], see ImageDataset.encoded) as float32."""
+    if images.dtype != np.uint8:
+        return torch.from_numpy(np.ascontiguousarray(images)).float()
     t = torch.from_numpy(np.ascontiguousarray(images)).float() / 127.5 - 1.0
     return t.movedim(-1, -3)
 
@@ -205,11 +208,25 @@ class ImageDataset:
     def __len__(self) -> int:
         return len(self.samples)
 
-    def batch(self, index, look, with_reference, max_boxes: int, encode=None, channels: int = 3):
+    def encoded(self, encode, chunk: int = 24) -> "ImageDataset":
+        """A copy whose looks and reference views are mapped once into a model space by encode (float
+        [N, 3, H, W] in [-1, 1] -> [N, C, h, w], e.g. a frozen autoencoder), stored float16 [L, V, C, h, w]:
+        a latent model then trains without running the encoder at every step."""
+        def enc(images: np.ndarray) -> np.ndarray:
+            x = to_model_images(images.reshape(-1, *images.shape[-3:]))
+            z = torch.cat([encode(x[i:i + chunk]) for i in range(0, len(x), chunk)])
+            return z.to(torch.float16).numpy().reshape(*images.shape[:2], *z.shape[1:])
+
+        with torch.no_grad():
+            return ImageDataset([replace(s, preview=enc(s.preview), reference=enc(s.reference)) for s in self.samples])
+
+    def batch(self, index, look, with_reference, max_boxes: int, encode=None, channels: int = 3,
+              geometry_stride: int = 1):
         """(targets float [B, V, C, h, w], ImageCondition) of samples `index` (int [B]) with looks `look`
         (int [B]); with_reference bool [B] adds the preceding chunk's same look as the reference view and
-        its relative pose. Images are in [-1, 1], or mapped by encode (float [N, 3, H, W] -> [N, channels,
-        h, w], e.g. a latent-space codec)."""
+        its relative pose. Images are in [-1, 1] (or as stored, for an `encoded` dataset), or mapped by encode (float [N, 3, H, W] -> [N, channels,
+        h, w], e.g. a latent-space codec); geometry_stride: the cached conditions are this many times finer
+        than the images."""
         from ..models.image_condition import ImageCondition
 
         encode = encode or (lambda x: x)
@@ -219,7 +236,7 @@ class ImageDataset:
                 for s, l, r in zip(items, look, with_reference)]
         poses = [s.T_ref_new if r else None for s, r in zip(items, with_reference)]
         cond = ImageCondition.collate([s.arrays for s in items], [s.text for s in items], refs, poses, channels, max_boxes,
-                                      [s.style for s in items])
+                                      [s.style for s in items], geometry_stride)
         return targets, cond
 
 

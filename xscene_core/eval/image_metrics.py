@@ -17,11 +17,15 @@
   generated views of a chunk against its preview render, when the views are extrapolated from the preview
   views of the chunk 40 m behind it (same look: sun, facades, weather; MultiViewStage.extrapolate) and
   when generated without a reference: how much of the appearance the reference carries across the seam.
+- image_codec_psnr (latent-space models only; None in pixel space): PSNR (dB) of the preview renders
+  encoded and decoded by the model's autoencoder, at the autoencoder's image size: the ceiling the latent
+  space puts on any generated view.
 - images_s: median seconds of one MultiViewStage call (six views, 224 x 400 renders in, same size out)
   over the chunks after a warm-up call.
 
-Everything is computed on what the model decodes (the stage's output box-downsampled back to the model
-resolution); nothing of the condition is pasted into the images.
+Everything is computed on what the model decodes (the stage's output box-downsampled to 64 x 112, the
+judge's resolution, whatever the model's own resolution or space); nothing of the condition is pasted into
+the images.
 
     python -m xscene_core.eval.image_metrics --chunks 6
 """
@@ -57,6 +61,7 @@ class ImageMetrics:
     image_extrapolation_psnr_no_reference: float
     images_s: float
     chunks: int
+    image_codec_psnr: float | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -108,6 +113,14 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     return 10 * np.log10(255.0 ** 2 / max(mse, 1e-10))
 
 
+def judge_size() -> tuple[int, int]:
+    """(h, w) at which every figure is measured: the judge segmenter's training resolution (train.segmenter
+    reads the preview renders of the tiny preset's cache)."""
+    from ..models.image_diffusion import PRESETS
+
+    return tuple(PRESETS["tiny"]["sample_size"])
+
+
 def measure_images(n_chunks: int = 6, seed: int = 0, checkpoint: str | Path | None = None,
                    segmenter: str | Path = SEGMENTER, log=print, split: str = "test",
                    guidance: float | None = None, guidance_rescale: float | None = None) -> dict:
@@ -119,7 +132,7 @@ def measure_images(n_chunks: int = 6, seed: int = 0, checkpoint: str | Path | No
     from ..data.world import SyntheticWorld
     from ..models.segmenter import Segmenter, confusion
     from ..models.segmenter import miou as miou_of
-    from ..models.image_condition import resize_images
+    from ..models.image_condition import resize_images, view_condition_arrays
     from ..stages.multiview import DEFAULT_CHECKPOINT, MultiViewStage
     from ..stages.render import RenderStage, default_rig
     from ..types.scene import ENVIRONMENTS
@@ -128,13 +141,14 @@ def measure_images(n_chunks: int = 6, seed: int = 0, checkpoint: str | Path | No
     stage = MultiViewStage.from_pretrained(checkpoint or DEFAULT_CHECKPOINT, guidance_scale=guidance,
                                            guidance_rescale=guidance_rescale)
     judge = Segmenter.from_pretrained(segmenter)
-    size = stage.model.sample_size
+    size = judge_size()
     rig = default_rig()
     render = RenderStage(rig, backend="torch")
     small_rig = rig.resized(*size)
     conf = {k: np.zeros((semantics.NUM_CLASSES,) * 2, np.int64) for k in ("gen", "preview", "nogeo")}
     agree = {k: [0.0, 0] for k in ("gen", "preview")}
     ext = {k: [] for k in ("ref", "noref")}
+    codec_psnr = []
     times = []
     seeds = world_seeds(split)
     for k in range(n_chunks):
@@ -153,13 +167,17 @@ def measure_images(n_chunks: int = 6, seed: int = 0, checkpoint: str | Path | No
         times.append(time.perf_counter() - t0)
         preview = render.preview(views, chunk.description, chunk.layout, seed=s, occupancy=chunk.occupancy)
         cond = stage.condition(views, chunk.description, chunk.layout)
-        target = cond.semantic[0].numpy().astype(np.uint8)                 # [V, h, w] at the model size
+        at_size = view_condition_arrays(views.semantic, views.depth, chunk.layout, views.rig, size)
+        target = at_size.semantic                                          # [V, h, w] at the judge's size
         gen = resize_images(generated.images, size, smooth=False)
-        nogeo = stage.generate(cond.without_geometry(), seed=s)
+        nogeo = resize_images(stage.generate(cond.without_geometry(), seed=s), size, smooth=False)
         prev = resize_images(preview.images, size, smooth=False)
+        if stage.model.config["space"] == "latent":
+            at = resize_images(preview.images, stage.codec.image_size, smooth=False)
+            codec_psnr.append(psnr(stage.codec.decode(stage.codec.encode(at)), at))
         for key, imgs in (("gen", gen), ("preview", prev), ("nogeo", nogeo)):
             conf[key] += confusion(judge.predict(imgs), target)
-        pairs = overlap_pairs(cond.depth[0].numpy(), small_rig)
+        pairs = overlap_pairs(at_size.depth, small_rig)
         for key, imgs in (("gen", gen), ("preview", prev)):
             a, n = cross_view_agreement(imgs, pairs)
             agree[key][0] += a
@@ -180,7 +198,8 @@ def measure_images(n_chunks: int = 6, seed: int = 0, checkpoint: str | Path | No
         image_cross_view_consistency=agree["gen"][0] / max(agree["gen"][1], 1),
         image_cross_view_consistency_preview=agree["preview"][0] / max(agree["preview"][1], 1),
         image_extrapolation_psnr=float(np.mean(ext["ref"])), image_extrapolation_psnr_no_reference=float(np.mean(ext["noref"])),
-        images_s=float(np.median(times)), chunks=n_chunks).as_dict()
+        images_s=float(np.median(times)), chunks=n_chunks,
+        image_codec_psnr=float(np.mean(codec_psnr)) if codec_psnr else None).as_dict()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -161,7 +161,7 @@ def splat_rows(args) -> list[Row]:
 
     sp = measure_splat(args.world_chunks, seed=0)
     return [Row("splat_psnr", sp["splat_psnr"], "dB", ">= 20",
-                f"each chunk lifted to Gaussians from its six views (preview look where no generated images), re-rendered "
+                f"each chunk lifted to Gaussians from its six {sp['splat_views']} views, re-rendered "
                 f"(opaque box render) into the same cameras, pooled over pixels showing geometry; {args.world_chunks} "
                 f"held-out chunks, {sp['splat_gaussians']:.0f} Gaussians per chunk")]
 
@@ -174,11 +174,13 @@ def image_rows(args) -> list[Row]:
         return []  # no image model installed: the keys are absent
     im = measure_images(args.world_chunks, seed=0, log=lambda *a: None)
     n = f"{args.world_chunks} held-out chunks"
+    codec = ("" if im["image_codec_psnr"] is None else
+             f"; the latent space's autoencoder reconstructs the preview at {im['image_codec_psnr']:.2f} dB")
     return [
         Row("image_alignment_miou", im["image_alignment_miou"], "", "reported",
             f"segmenter (trained on val preview renders) on the generated views vs the conditioning semantic map; preview "
             f"renders (ceiling) {im['image_alignment_miou_preview']:.3f}, geometry condition zeroed (floor) "
-            f"{im['image_alignment_miou_no_geometry']:.3f}; {n}"),
+            f"{im['image_alignment_miou_no_geometry']:.3f}; {n}{codec}"),
         Row("image_cross_view_consistency", im["image_cross_view_consistency"], "", "reported",
             f"1 - mean absolute RGB difference of ring neighbours on pixels both see (depth-checked); preview renders "
             f"{im['image_cross_view_consistency_preview']:.3f}; extrapolated views vs the reference's overlap PSNR "

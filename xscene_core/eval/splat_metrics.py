@@ -1,7 +1,8 @@
 """How faithfully the Gaussian lifting keeps the views it was lifted from, and how long it takes.
 
-splat_psnr: each test chunk is lifted on its own (GaussianStage.chunk, from its views: generated images
-when present, else the preview), re-rendered into its six cameras and compared with those views. The
+splat_psnr: each test chunk is lifted on its own (GaussianStage.chunk, from its six views: the views the
+shipped image diffusion model generates for it, or the preview look when no image model is installed or
+`images="preview"`), re-rendered into its six cameras and compared with those views. The
 squared error is pooled over every pixel that shows geometry (the occupancy render's depth > 0, or the
 re-render hits a Gaussian): the sky is no part of the scene the Gaussians model. PSNR = 10 log10(1 / MSE)
 with RGB in [0, 1].
@@ -59,20 +60,29 @@ def splat_tally(scene: GaussianScene, images: MultiViewImages, views: RenderedVi
 
 
 def measure_splat(n_chunks: int = 6, seed: int = 0, image_size: tuple[int, int] | None = None,
-                  log=None) -> dict:
+                  log=None, images: str = "diffusion") -> dict:
     """splat_psnr (pooled over `n_chunks` held-out test chunks, eval.controllability.test_scenes) and
-    gaussians_s (median lifting seconds per chunk), plus splat_gaussians (mean Gaussians per chunk)."""
+    gaussians_s (median lifting seconds per chunk), plus splat_gaussians (mean Gaussians per chunk) and
+    splat_views ("diffusion" or "preview": what was lifted). images: "diffusion" (generated views; the
+    preview when no image model is installed) or "preview"."""
     from ..stages.gaussians import GaussianStage
+    from ..stages.multiview import DEFAULT_CHECKPOINT, MultiViewStage
     from ..stages.render import RenderStage, default_rig
     from ..types.cameras import DEFAULT_IMAGE_SIZE
     from .controllability import test_scenes
 
+    if images not in ("diffusion", "preview"):
+        raise ValueError(f"images must be 'diffusion' or 'preview', got {images!r}")
     render = RenderStage(default_rig(image_size or DEFAULT_IMAGE_SIZE))
+    generate = (MultiViewStage.from_pretrained(DEFAULT_CHECKPOINT)
+                if images == "diffusion" and (DEFAULT_CHECKPOINT / "model.safetensors").exists() else None)
     stage = GaussianStage()
     tally, times, counts = SplatTally(), [], []
     for i, (ws, chunk) in enumerate(test_scenes(n_chunks, seed)):
         chunk.views = render(chunk.occupancy)
         chunk.preview = render.preview(chunk.views, chunk.description, chunk.layout, seed=ws, occupancy=chunk.occupancy)
+        if generate is not None:
+            chunk.images = generate(chunk.views, chunk.description, chunk.layout, seed=ws)
         if i == 0:
             stage.chunk(chunk)  # warm-up (allocator, first-call costs)
         t0 = time.perf_counter()
@@ -86,7 +96,7 @@ def measure_splat(n_chunks: int = 6, seed: int = 0, image_size: tuple[int, int] 
         if log is not None:
             log(f"splat chunk {i} (world {ws}): {len(scene)} Gaussians, {times[-1]:.2f} s, PSNR {t.psnr():.2f} dB")
     return {"splat_psnr": tally.psnr(), "gaussians_s": statistics.median(times),
-            "splat_gaussians": float(np.mean(counts))}
+            "splat_gaussians": float(np.mean(counts)), "splat_views": "diffusion" if generate is not None else "preview"}
 
 
 if __name__ == "__main__":

@@ -178,12 +178,13 @@ def view_condition_arrays(semantic: np.ndarray, depth: np.ndarray, layout, rig: 
 
 @dataclass
 class ImageCondition:
-    """A batch of B scenes, V views each, at h x w.
+    """A batch of B scenes, V views each: geometry at h x w, images (reference) at h / s x w / s, where s
+    is the model's geometry_stride (1 unless geometry is finer than the model resolution).
 
     semantic: long [B, V, h, w] ids; depth: float [B, V, h, w] metres; persp: float [B, V, Cp, h, w];
     points: float [B, V, 3, h, w]; geometry_mask: bool [B] (False = the whole geometry dropped);
     camera: float [B, V, CAMERA_FEATURES]; box_labels long [B, N], box_geometry float [B, N, 7], box_mask
-    bool [B, N]; text float [B, E], text_mask bool [B]; reference float [B, V, C, h, w] (the reference
+    bool [B, N]; text float [B, E], text_mask bool [B]; reference float [B, V, C, h / s, w / s] (the reference
     chunk's views in the model's image space; zeros when absent), pose float [B, POSE_FEATURES],
     reference_mask bool [B]; style float [B, STYLE_FEATURES] (style_features; zeros = unknown; it belongs
     to the caption: text_mask removes both).
@@ -219,13 +220,20 @@ class ImageCondition:
         if (tuple(self.box_labels.shape) != (b, n) or tuple(self.box_geometry.shape) != (b, n, BOX_DIMS)
                 or tuple(self.box_mask.shape) != (b, n)):
             raise ValueError("ImageCondition: boxes must be labels [B, N], geometry [B, N, 7], mask [B, N]")
-        if self.reference.shape[:2] != (b, v) or self.reference.shape[-2:] != (h, w) or self.text.shape[0] != b:
-            raise ValueError(f"ImageCondition.reference: expected [B, V, C, h, w] = [{b}, {v}, C, {h}, {w}], "
-                             f"got {list(self.reference.shape)}")
+        rh, rw = self.reference.shape[-2:]
+        if (self.reference.ndim != 5 or self.reference.shape[:2] != (b, v) or self.text.shape[0] != b
+                or rh == 0 or h % rh or w % rw or h // rh != w // rw):
+            raise ValueError(f"ImageCondition.reference: expected [B, V, C, h', w'] = [{b}, {v}, C, {h}/s, {w}/s] "
+                             f"(s: the model's geometry_stride), got {list(self.reference.shape)}")
 
     @property
     def batch_size(self) -> int:
         return int(self.semantic.shape[0])
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        """(h, w) of the denoised images (the reference's size; the geometry may be finer by a factor)."""
+        return int(self.reference.shape[-2]), int(self.reference.shape[-1])
 
     @property
     def num_views(self) -> int:
@@ -282,13 +290,16 @@ class ImageCondition:
     @classmethod
     def collate(cls, arrays: Sequence[ViewArrays], text: Sequence[np.ndarray | None],
                 reference: Sequence[np.ndarray | None], poses: Sequence[np.ndarray | None], image_channels: int,
-                max_boxes: int, styles: Sequence[np.ndarray | None] | None = None) -> "ImageCondition":
+                max_boxes: int, styles: Sequence[np.ndarray | None] | None = None,
+                geometry_stride: int = 1) -> "ImageCondition":
         """One batch from per-scene ViewArrays, caption embeddings (None = no caption), reference views
         (float [V, C, h, w] in the model's image space, or None), relative poses (T_ref_new [4, 4] or
         None) and styles (style_features, or None = unknown; None for all = all unknown). Boxes beyond
-        max_boxes are dropped, nearest to the ego kept."""
+        max_boxes are dropped, nearest to the ego kept. geometry_stride: the arrays are this many times
+        finer than the images (h, w = their size / stride)."""
         b = len(arrays)
-        V, h, w = arrays[0].semantic.shape
+        V, gh, gw = arrays[0].semantic.shape
+        h, w = gh // geometry_stride, gw // geometry_stride
         sel = [np.argsort(np.hypot(a.boxes[:, 0], a.boxes[:, 1]), kind="stable")[:max_boxes] for a in arrays]
         n = max([len(s) for s in sel] + [1])
         geo = np.zeros((b, n, BOX_DIMS), np.float32)
@@ -303,6 +314,9 @@ class ImageCondition:
         ref = np.zeros((b, V, image_channels, h, w), np.float32)
         for i, r in enumerate(reference):
             if r is not None:
+                if tuple(r.shape) != ref.shape[1:]:
+                    raise ValueError(f"reference views: expected {list(ref.shape[1:])} (geometry {gh} x {gw} / stride "
+                                     f"{geometry_stride}), got {list(r.shape)}")
                 ref[i] = r
         sty = np.zeros((b, STYLE_FEATURES), np.float32)
         for i, st in enumerate(styles or []):
@@ -323,18 +337,26 @@ class GeometryEncoder(nn.Module):
     Input channels: semantic one-hot (18), depth (hit flag, log depth), perspective maps (Cp), and the
     object positional embedding: Fourier features (bands octaves) of the box-surface coordinates, only on
     box pixels. The positional embedding goes through its own 1x1 projection before being added to the
-    map branch's first features (the paper's fusion), then shared 3x3 convolutions.
+    map branch's first features (the paper's fusion), then shared 3x3 convolutions. stride (1, 2 or 4,
+    at most 2 ** layers): the first hidden convolutions are strided, so geometry at stride x the model
+    resolution keeps lane lines and poles that a map at the latent size would lose (as ControlNet's
+    condition embedding does); the output is [B*V, out_channels, h / stride, w / stride]. The weights
+    have the same shapes for every stride.
     """
 
-    def __init__(self, hidden: int = 32, out_channels: int = 16, bands: int = 4, layers: int = 2) -> None:
+    def __init__(self, hidden: int = 32, out_channels: int = 16, bands: int = 4, layers: int = 2,
+                 stride: int = 1) -> None:
         super().__init__()
+        if stride not in (1, 2, 4) or stride > 2 ** layers:
+            raise ValueError(f"GeometryEncoder: stride must be 1, 2 or 4 and at most 2 ** layers, got {stride}")
         self.bands = bands
         maps = NUM_IDS + 2 + PERSP_CHANNELS
         self.maps_in = nn.Conv2d(maps, hidden, 3, padding=1, bias=False)
         self.pos_in = nn.Conv2d(3 * (1 + 2 * bands), hidden, 1, bias=False)
         body: list[nn.Module] = []
-        for _ in range(layers):
-            body += [nn.SiLU(), nn.Conv2d(hidden, hidden, 3, padding=1, bias=False)]
+        for i in range(layers):
+            step = 2 if 2 ** i < stride else 1
+            body += [nn.SiLU(), nn.Conv2d(hidden, hidden, 3, stride=step, padding=1, bias=False)]
         body += [nn.SiLU(), nn.Conv2d(hidden, out_channels, 3, padding=1, bias=False)]
         self.body = nn.Sequential(*body)
 

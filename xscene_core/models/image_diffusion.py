@@ -36,11 +36,13 @@ A diffusers `UNet2DConditionModel` denoises the V views of a scene as one batch 
 6. Condition dropout in training (geometry, boxes, caption, reference) and classifier-free guidance at
    sampling (ImageCondition.unconditional: geometry, boxes and caption removed); UniPC with 20 steps.
 
-Image space: `space="pixel"` denoises RGB in [-1, 1] at the model resolution (tiny preset: 64 x 112, the
-choice measured in checkpoints/image_diffusion/MODEL_CARD.md); `space="latent"` denoises the latents of a
-Stable Diffusion AutoencoderKL loaded from a local folder (paper preset; `vae_path`).
+Image space: `space="pixel"` denoises RGB in [-1, 1] at the model resolution (tiny preset: 64 x 112);
+`space="latent"` denoises the latents of an AutoencoderKL loaded from a local folder (`vae_path`): the
+small one trained here (tiny_latent preset, 32 x 56 latents of 128 x 224 views, geometry at 64 x 112 by
+`geometry_stride` 2: the shipped model, chosen by measurement in checkpoints/image_diffusion/MODEL_CARD.md)
+or Stable Diffusion's (paper preset).
 
-    model = ImageDiffusion.from_preset("tiny")
+    model = ImageDiffusion.from_preset("tiny_latent")  # vae_path: checkpoints/image_autoencoder
     model = ImageDiffusion.from_preset("paper", unet_path="/models/sd21", vae_path="/models/sd21")  # local only
     x = model.sample(cond, seed=0)               # [B, V, C, h, w] in the model's image space
 """
@@ -77,11 +79,12 @@ PRESETS: dict[str, dict] = {
                  cross_view=True, global_condition=True, style_condition=True, num_inference_steps=20, guidance_scale=1.2, vae_path="",
                  vae_scale=1.0, **_SCHEDULE_TINY),
     # the tiny UNet on the latents of the small autoencoder trained here (models.image_autoencoder): 128 x 224
-    # images as 32 x 56 x 4 latents; vae_scale is set from the training latents when a run starts
+    # images as 32 x 56 x 4 latents, geometry at 64 x 112; vae_scale is set from the training latents when a
+    # run starts
     "tiny_latent": dict(space="latent", image_channels=4, sample_size=(32, 56), block_out_channels=(32, 64, 96),
                         layers_per_block=1, attention_levels=(False, False, True), attention_heads=4,
                         norm_num_groups=16, token_dim=64, use_linear_projection=False, geometry_hidden=32,
-                        geometry_features=16, max_boxes=48, cross_view=True, global_condition=True, style_condition=True,
+                        geometry_features=16, geometry_stride=2, max_boxes=48, cross_view=True, global_condition=True, style_condition=True,
                         num_inference_steps=20, guidance_scale=1.2, vae_path="checkpoints/image_autoencoder",
                         vae_scale=1.0, vae_factor=4, **_SCHEDULE_TINY),
     "paper": dict(space="latent", image_channels=4, sample_size=(28, 50), block_out_channels=(320, 640, 1280, 1280),
@@ -137,7 +140,8 @@ class ImageDiffusion(Pretrained, nn.Module):
     block_out_channels, layers_per_block, attention_levels (per level: self + cross attention; the mid
     block always has them), attention_heads (an int or one per level), norm_num_groups,
     use_linear_projection; token_dim: width of the cross-attention tokens; geometry_hidden /
-    geometry_features: the GeometryEncoder's width and output channels; max_boxes: box tokens kept per
+    geometry_features: the GeometryEncoder's width and output channels; geometry_stride: the geometry maps
+    are this many times finer than sample_size (see condition_size); max_boxes: box tokens kept per
     scene (nearest to the ego); cross_view: ring neighbour attention in every self-attention;
     global_condition: caption + camera + reference flag added to the timestep embedding; style_condition:
     the time / weather one-hot added to the caption embedding (see the module docstring); the noise
@@ -152,7 +156,8 @@ class ImageDiffusion(Pretrained, nn.Module):
                  block_out_channels: Sequence[int] = (32, 64, 96), layers_per_block: int = 1,
                  attention_levels: Sequence[bool] = (False, False, True), attention_heads: int | Sequence[int] = 4,
                  norm_num_groups: int = 16, token_dim: int = 64, use_linear_projection: bool = False,
-                 geometry_hidden: int = 32, geometry_features: int = 16, max_boxes: int = 48, cross_view: bool = True,
+                 geometry_hidden: int = 32, geometry_features: int = 16, geometry_stride: int = 1, max_boxes: int = 48,
+                 cross_view: bool = True,
                  global_condition: bool = False, style_condition: bool = False, num_inference_steps: int = 20, guidance_scale: float = 1.2,
                  guidance_rescale: float = 0.0, vae_path: str = "", vae_scale: float = 1.0,
                  vae_factor: int = 8, num_train_timesteps: int = 1000, beta_schedule: str = "linear", beta_start: float = 1e-4,
@@ -172,7 +177,8 @@ class ImageDiffusion(Pretrained, nn.Module):
             block_out_channels=[int(v) for v in block_out_channels], layers_per_block=int(layers_per_block),
             attention_levels=[bool(v) for v in attention_levels], attention_heads=heads,
             norm_num_groups=int(norm_num_groups), token_dim=int(token_dim), use_linear_projection=bool(use_linear_projection),
-            geometry_hidden=int(geometry_hidden), geometry_features=int(geometry_features), max_boxes=int(max_boxes),
+            geometry_hidden=int(geometry_hidden), geometry_features=int(geometry_features),
+            geometry_stride=int(geometry_stride), max_boxes=int(max_boxes),
             cross_view=bool(cross_view), global_condition=bool(global_condition), style_condition=bool(style_condition),
             num_inference_steps=int(num_inference_steps), guidance_scale=float(guidance_scale),
             guidance_rescale=float(guidance_rescale),
@@ -182,7 +188,7 @@ class ImageDiffusion(Pretrained, nn.Module):
         self.image_channels = int(image_channels)
         self.sample_size = tuple(self.config["sample_size"])
         self.stride = 2 ** (len(block_out_channels) - 1)
-        self.geometry = GeometryEncoder(geometry_hidden, geometry_features)
+        self.geometry = GeometryEncoder(geometry_hidden, geometry_features, stride=int(geometry_stride))
         self.tokens = ImageTokens(token_dim, TEXT_DIM)
         down = tuple("CrossAttnDownBlock2D" if a else "DownBlock2D" for a in attention_levels)
         up = tuple("CrossAttnUpBlock2D" if a else "UpBlock2D" for a in reversed(attention_levels))
@@ -203,6 +209,12 @@ class ImageDiffusion(Pretrained, nn.Module):
             nn.init.zeros_(self.style.weight)
         self._views = _Views()
         self._set_cross_view()
+
+    @property
+    def condition_size(self) -> tuple[int, int]:
+        """(h, w) of the geometry maps the model reads: sample_size x geometry_stride."""
+        s = self.config["geometry_stride"]
+        return self.sample_size[0] * s, self.sample_size[1] * s
 
     @property
     def extra_in_channels(self) -> int:
@@ -264,10 +276,12 @@ class ImageDiffusion(Pretrained, nn.Module):
         """sample: noisy views float [B, V, C, h, w]; timestep: long [B] or a scalar; cond: B scenes of V
         views at (h, w). Returns the model output [B, V, C, h, w] (v, epsilon or x0 per prediction_type)."""
         b, v, c, h, w = sample.shape
-        if c != self.image_channels or (cond.batch_size, cond.num_views) != (b, v) or cond.semantic.shape[-2:] != (h, w):
-            raise ValueError(f"sample {list(sample.shape)} does not match the model ({self.image_channels} channels) "
-                             f"or the condition ({cond.batch_size} x {cond.num_views} views at "
-                             f"{tuple(cond.semantic.shape[-2:])})")
+        s = self.config["geometry_stride"]
+        if (c != self.image_channels or (cond.batch_size, cond.num_views) != (b, v)
+                or tuple(cond.semantic.shape[-2:]) != (h * s, w * s) or cond.image_size != (h, w)):
+            raise ValueError(f"sample {list(sample.shape)} does not match the model ({self.image_channels} channels, "
+                             f"geometry stride {s}) or the condition ({cond.batch_size} x {cond.num_views} views, "
+                             f"geometry at {tuple(cond.semantic.shape[-2:])}, images at {cond.image_size})")
         if self.config["style_condition"]:
             cond = replace(cond, text=cond.text + self.style(cond.style.to(cond.text.dtype)))
         ref_on = cond.reference_mask.to(sample.dtype).view(b, 1, 1, 1, 1)
@@ -332,7 +346,7 @@ class ImageDiffusion(Pretrained, nn.Module):
             sched.set_timesteps(steps, device=self.device)
             rescale = self.config["guidance_rescale"] if guidance_rescale is None else float(guidance_rescale)
             fn = self.guided(cond.to(self.device), guidance, rescale)
-            shape = (cond.batch_size, cond.num_views, self.image_channels, *cond.semantic.shape[-2:])
+            shape = (cond.batch_size, cond.num_views, self.image_channels, *cond.image_size)
             x = randn_tensor(shape, generator=gen, device=self.device) * sched.init_noise_sigma
             for i, t in enumerate(sched.timesteps):
                 out = fn(sched.scale_model_input(x, t), t.expand(x.shape[0]))

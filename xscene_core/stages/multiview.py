@@ -5,9 +5,9 @@ diffusion with geometry guidance, and reference-view extrapolation for extending
     images = stage(views, chunk.description, chunk.layout, seed=0)
     new = stage.extrapolate(new_views, desc, new_layout, reference=images, T_ref_new=T, seed=0)
 
-The model runs at its own resolution (tiny preset: 64 x 112): the renders are resized to it (nearest
-ids and depths; map lines and box edges kept by max-pooling) and the generated views are upsampled
-(bicubic) to the rig's size, so the output has the same rig and size as `views`. Layout and reference
+The model runs at its own resolution (shipped `tiny_latent` model: geometry at 64 x 112, 32 x 56 latents
+decoded to 128 x 224 views): the renders are resized to its condition size (nearest ids and depths; map
+lines and box edges kept by max-pooling) and the decoded views are upsampled (bicubic) to the rig's size, so the output has the same rig and size as `views`. Layout and reference
 are in the rig's world frame (the chunk frame). CLI:
 
     python -m xscene_core.stages.multiview --out DIR --environment downtown --time night --weather rainy
@@ -95,15 +95,17 @@ class MultiViewStage:
     def condition(self, views: RenderedViews, description: SceneDescription | None = None,
                   layout: Layout | None = None, reference: MultiViewImages | None = None,
                   T_ref_new: np.ndarray | None = None) -> ImageCondition:
-        """The model's condition batch (one scene) of the inputs, at the model resolution."""
+        """The model's condition batch (one scene) of the inputs: geometry at model.condition_size, the
+        reference view in the model's image space."""
         from ..llm.embedder import embed
 
-        arrays = view_condition_arrays(views.semantic, views.depth, layout, views.rig, self.model.sample_size)
+        arrays = view_condition_arrays(views.semantic, views.depth, layout, views.rig, self.model.condition_size)
         text = embed([description.caption()])[0] if description is not None else None
         style = style_features(description.time_of_day, description.weather) if description is not None else None
         ref = self.codec.encode(reference.images).numpy() if reference is not None else None
         return ImageCondition.collate([arrays], [text], [ref], [T_ref_new if reference is not None else None],
-                                      self.model.image_channels, self.model.config["max_boxes"], [style])
+                                      self.model.image_channels, self.model.config["max_boxes"], [style],
+                                      self.model.config["geometry_stride"])
 
     def generate(self, cond: ImageCondition, seed: int = 0,
                  step_callback: Callable[[int, int], object] | None = None) -> np.ndarray:

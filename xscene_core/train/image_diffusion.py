@@ -79,13 +79,15 @@ TRAIN_PRESETS: dict[str, dict] = {
 }
 
 
-def make_batch(data: ImageDataset, step: int, cfg: TrainConfig, model: ImageDiffusion, T: int, encode=None):
-    """(targets, conditions with dropout, timesteps, noise) of one step; deterministic in (seed, step)."""
+def make_batch(data: ImageDataset, step: int, cfg: TrainConfig, model: ImageDiffusion, T: int):
+    """(targets, conditions with dropout, timesteps, noise) of one step; deterministic in (seed, step). The
+    targets are data's images as stored: pixels, or latents for an `encoded` dataset."""
     rng = np.random.default_rng([cfg.seed, step])
     idx = rng.integers(len(data), size=cfg.batch)
     look = rng.integers(LOOKS, size=cfg.batch)
     with_ref = rng.random(cfg.batch) < cfg.p_reference
-    x0, cond = data.batch(idx, look, with_ref, model.config["max_boxes"], encode, model.image_channels)
+    x0, cond = data.batch(idx, look, with_ref, model.config["max_boxes"], channels=model.image_channels,
+                          geometry_stride=model.config["geometry_stride"])
     every = torch.from_numpy(rng.random(cfg.batch) >= cfg.drop_all)
     keep = [torch.from_numpy(rng.random(cfg.batch) >= p) & every for p in (cfg.drop_geometry, cfg.drop_boxes, cfg.drop_text)]
     cond = cond.drop(*keep)
@@ -134,9 +136,10 @@ def main(argv: list[str] | None = None) -> None:
     vae_path = str(args.vae_path or preset["vae_path"])
     if latent and not vae_path:
         sys.exit(f"the {args.preset} preset works in a latent space: give --vae-path (a local folder with vae/)")
-    # images at the codec's size, conditions at the model's (the same in pixel space)
-    size = tuple(preset["sample_size"])
-    factor = preset.get("vae_factor", 8) if latent else 1
+    # images at the codec's size, conditions at the model's x its geometry stride (the same in pixel space)
+    stride = preset.get("geometry_stride", 1)
+    size = (preset["sample_size"][0] * stride, preset["sample_size"][1] * stride)
+    factor = (preset.get("vae_factor", 8) if latent else 1) // stride
     image_size = (size[0] * factor, size[1] * factor)
     train_dir = cache_dir(args.cache, image_size, "train", size, args.styles)
     train_paths = sorted(train_dir.glob("w*_*[0-9].npz"))
@@ -171,7 +174,12 @@ def main(argv: list[str] | None = None) -> None:
         run = EmaTraining(args.out, log, cfg, model, device, args.max_minutes)
     model = run.model
     codec = ImageCodec(model)
-    encode = (lambda x: codec.encode_tensor(x.to(device)).cpu()) if latent else None
+    if latent:  # the autoencoder is frozen: encode every look once, not at every step
+        def to_latent(data: ImageDataset) -> ImageDataset:
+            return data.encoded(lambda x: codec.encode_tensor(x.to(device)).cpu())
+
+        train, val = to_latent(train), to_latent(val)
+        log({"event": "encoded", "train_scenes": len(train), "val_scenes": len(val)})
     sched = model.scheduler("ddpm")
     T = sched.config.num_train_timesteps
     log({"event": "start", "step": run.step, "preset": args.preset, "train_scenes": len(train), "val_scenes": len(val),
@@ -190,21 +198,22 @@ def main(argv: list[str] | None = None) -> None:
         total = 0.0
         vgen.manual_seed(12345)
         for i in range(cfg.val_samples):
-            x0, cond = val.batch(vidx[i:i + 1], vlook[i:i + 1], vref[i:i + 1], model.config["max_boxes"], encode,
-                                 model.image_channels)
+            x0, cond = val.batch(vidx[i:i + 1], vlook[i:i + 1], vref[i:i + 1], model.config["max_boxes"],
+                                 channels=model.image_channels, geometry_stride=model.config["geometry_stride"])
             noise = torch.randn(x0.shape, generator=vgen)
             total += float(diffusion_loss(model, sched, x0.to(device), cond.to(device), vt[i:i + 1].to(device),
                                           noise.to(device)))
         return {"val_loss": total / cfg.val_samples}
 
     def loss_at(step: int) -> torch.Tensor:
-        x0, cond, t, noise = make_batch(train, step, cfg, model, T, encode)
+        x0, cond, t, noise = make_batch(train, step, cfg, model, T)
         return diffusion_loss(model, sched, x0.to(device), cond.to(device), t.to(device), noise.to(device), cfg.snr_gamma)
 
     def take_new_samples(step: int) -> None:
         new = sorted(set(train_dir.glob("w*_*[0-9].npz")) - set(train_paths))
         if new:  # a cache still being built in the background: take what is finished
-            train.samples += ImageDataset.load(new).samples
+            added = ImageDataset.load(new)
+            train.samples += (to_latent(added) if latent else added).samples
             train_paths.extend(new)
             log({"step": step, "train_scenes": len(train)})
 
