@@ -119,8 +119,8 @@ def test_an_encoded_dataset_holds_the_latents_of_every_look(tmp_path):
     s, e = data.samples[0], enc.samples[0]
     assert e.preview.shape == (2, 6, 3, 8, 14) and e.reference.shape == (2, 6, 3, 8, 14)
     assert np.allclose(e.preview[1].astype(np.float32), down(to_model_images(s.preview[1])).numpy(), atol=1e-2)
-    x_enc, _ = enc.batch(np.array([0]), np.array([1]), np.array([True]), 8, channels=3)
-    x_raw, cond = data.batch(np.array([0]), np.array([1]), np.array([True]), 8, encode=down, channels=3)
+    x_enc, cond = enc.batch(np.array([0]), np.array([1]), np.array([True]), 8, channels=3)
+    x_raw = down(to_model_images(s.preview[1]))[None]
     assert torch.allclose(x_enc, x_raw, atol=1e-2)   # batches of the encoded copy = encoding on the fly
     assert cond.reference_mask.all()
 

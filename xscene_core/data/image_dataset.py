@@ -84,6 +84,11 @@ def cache_dir(cache: Path, size: tuple[int, int], split: str, cond_size: tuple[i
     return Path(cache) / f"world-v{_world_version()}" / name / split
 
 
+def cache_files(folder: Path) -> list[Path]:
+    """The finished sample files of one cache folder (cache_dir), sorted; temporary files are skipped."""
+    return sorted(Path(folder).glob("w*_*[0-9].npz"))
+
+
 def render_looks(chunk, size: tuple[int, int], seeds: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(semantic uint8 [V, 2h, 2w], depth float32 [V, 2h, 2w], looks uint8 [L, V, h, w, 3]) of a chunk:
     rendered at twice the model size, preview looks box-downsampled to it."""
@@ -220,19 +225,17 @@ class ImageDataset:
         with torch.no_grad():
             return ImageDataset([replace(s, preview=enc(s.preview), reference=enc(s.reference)) for s in self.samples])
 
-    def batch(self, index, look, with_reference, max_boxes: int, encode=None, channels: int = 3,
-              geometry_stride: int = 1):
+    def batch(self, index, look, with_reference, max_boxes: int, channels: int = 3, geometry_stride: int = 1):
         """(targets float [B, V, C, h, w], ImageCondition) of samples `index` (int [B]) with looks `look`
         (int [B]); with_reference bool [B] adds the preceding chunk's same look as the reference view and
-        its relative pose. Images are in [-1, 1] (or as stored, for an `encoded` dataset), or mapped by encode (float [N, 3, H, W] -> [N, channels,
-        h, w], e.g. a latent-space codec); geometry_stride: the cached conditions are this many times finer
-        than the images."""
+        its relative pose. Images are in [-1, 1], or in a model space of `channels` channels for an
+        `encoded` dataset; geometry_stride: the cached conditions are this many times finer than the
+        images."""
         from ..models.image_condition import ImageCondition
 
-        encode = encode or (lambda x: x)
         items = [self.samples[i] for i in index]
-        targets = torch.stack([encode(to_model_images(s.preview[l])) for s, l in zip(items, look)])
-        refs = [encode(to_model_images(s.reference[l])).numpy() if r else None
+        targets = torch.stack([to_model_images(s.preview[l]) for s, l in zip(items, look)])
+        refs = [to_model_images(s.reference[l]).numpy() if r else None
                 for s, l, r in zip(items, look, with_reference)]
         poses = [s.T_ref_new if r else None for s, r in zip(items, with_reference)]
         cond = ImageCondition.collate([s.arrays for s in items], [s.text for s in items], refs, poses, channels, max_boxes,

@@ -127,9 +127,9 @@ def gaussian_rows(repeats: int) -> list[Row]:
 
 def image_rows(repeats: int) -> list[Row]:
     """images_s and chunk_total_s; absent (no rows) while no image diffusion checkpoint is installed."""
-    from ..stages.multiview import DEFAULT_CHECKPOINT, MultiViewStage
+    from ..stages.multiview import MultiViewStage, model_installed
 
-    if not (DEFAULT_CHECKPOINT / "model.safetensors").exists():
+    if not model_installed():
         return []
     from ..generator import Generator
     from ..stages.render import RenderStage

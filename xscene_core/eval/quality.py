@@ -167,10 +167,10 @@ def splat_rows(args) -> list[Row]:
 
 
 def image_rows(args) -> list[Row]:
-    from ..stages.multiview import DEFAULT_CHECKPOINT
+    from ..stages.multiview import model_installed
     from .image_metrics import measure_images
 
-    if not (DEFAULT_CHECKPOINT / "model.safetensors").exists():
+    if not model_installed():
         return []  # no image model installed: the keys are absent
     im = measure_images(args.world_chunks, seed=0, log=lambda *a: None)
     n = f"{args.world_chunks} held-out chunks"

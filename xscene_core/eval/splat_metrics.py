@@ -66,7 +66,7 @@ def measure_splat(n_chunks: int = 6, seed: int = 0, image_size: tuple[int, int] 
     splat_views ("diffusion" or "preview": what was lifted). images: "diffusion" (generated views; the
     preview when no image model is installed) or "preview"."""
     from ..stages.gaussians import GaussianStage
-    from ..stages.multiview import DEFAULT_CHECKPOINT, MultiViewStage
+    from ..stages.multiview import DEFAULT_CHECKPOINT, MultiViewStage, model_installed
     from ..stages.render import RenderStage, default_rig
     from ..types.cameras import DEFAULT_IMAGE_SIZE
     from .controllability import test_scenes
@@ -75,7 +75,7 @@ def measure_splat(n_chunks: int = 6, seed: int = 0, image_size: tuple[int, int] 
         raise ValueError(f"images must be 'diffusion' or 'preview', got {images!r}")
     render = RenderStage(default_rig(image_size or DEFAULT_IMAGE_SIZE))
     generate = (MultiViewStage.from_pretrained(DEFAULT_CHECKPOINT)
-                if images == "diffusion" and (DEFAULT_CHECKPOINT / "model.safetensors").exists() else None)
+                if images == "diffusion" and model_installed() else None)
     stage = GaussianStage()
     tally, times, counts = SplatTally(), [], []
     for i, (ws, chunk) in enumerate(test_scenes(n_chunks, seed)):

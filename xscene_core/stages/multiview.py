@@ -34,6 +34,11 @@ _REPO = Path(__file__).resolve().parents[2]
 DEFAULT_CHECKPOINT = _REPO / "checkpoints" / "image_diffusion"
 
 
+def model_installed(folder: Path = DEFAULT_CHECKPOINT) -> bool:
+    """Whether an image diffusion checkpoint is installed in `folder` (the evals skip or fall back without)."""
+    return (Path(folder) / "model.safetensors").exists()
+
+
 class MultiViewInterrupted(RuntimeError):
     """Raised by MultiViewStage when interrupt() was called or the step callback returned False."""
 

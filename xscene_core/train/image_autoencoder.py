@@ -26,7 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..data.image_dataset import ImageDataset, add_styles_arg, cache_dir
+from ..data.image_dataset import ImageDataset, add_styles_arg, cache_dir, cache_files
 from ..models.image_autoencoder import PRESETS, build_autoencoder, downsample_factor
 from .common import RunLog, add_config_args, apply_config_args
 from .ema_training import EmaTraining
@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> None:
     size = tuple(args.size)
     # the cache of the latent diffusion preset that this autoencoder serves (its conditions are not read)
     cond = tuple(args.cond_size) if args.cond_size else (size[0] // f, size[1] // f)
-    paths = {split: sorted(cache_dir(args.cache, size, split, cond, args.styles).glob("w*_*[0-9].npz")) for split in ("train", "val")}
+    paths = {split: cache_files(cache_dir(args.cache, size, split, cond, args.styles)) for split in ("train", "val")}
     val_worlds = sorted({p.name.split("_")[0] for p in paths["val"]})[: args.val_worlds]
     paths["val"] = [p for p in paths["val"] if p.name.split("_")[0] in val_worlds]
     if not paths["train"] or not paths["val"]:
@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> None:
         return {"val_loss": total / len(val_x), "val_l1": l1 / len(val_x), "val_psnr": psnr(torch.cat(out), val_x)}
 
     def take_new_samples(step: int) -> None:
-        new = sorted(set(train_dir.glob("w*_*[0-9].npz")) - set(paths["train"]))
+        new = sorted(set(cache_files(train_dir)) - set(paths["train"]))
         if new:  # a cache still being built in the background: take what is finished
             views["train"] = np.concatenate([views["train"], all_views(ImageDataset.load(new))])
             paths["train"].extend(new)

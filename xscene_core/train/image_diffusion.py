@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data.image_dataset import LOOKS, ImageDataset, add_styles_arg, cache_dir
+from ..data.image_dataset import LOOKS, ImageDataset, add_styles_arg, cache_dir, cache_files
 from ..models.image_diffusion import PRESETS, ImageCodec, ImageDiffusion, diffusion_loss
 from .common import RunLog, add_config_args, apply_config_args
 from .ema_training import EmaTraining
@@ -137,13 +137,12 @@ def main(argv: list[str] | None = None) -> None:
     if latent and not vae_path:
         sys.exit(f"the {args.preset} preset works in a latent space: give --vae-path (a local folder with vae/)")
     # images at the codec's size, conditions at the model's x its geometry stride (the same in pixel space)
-    stride = preset.get("geometry_stride", 1)
-    size = (preset["sample_size"][0] * stride, preset["sample_size"][1] * stride)
-    factor = (preset.get("vae_factor", 8) if latent else 1) // stride
-    image_size = (size[0] * factor, size[1] * factor)
+    h, w = preset["sample_size"]
+    factor, stride = (preset.get("vae_factor", 8) if latent else 1), preset.get("geometry_stride", 1)
+    image_size, size = (h * factor, w * factor), (h * stride, w * stride)
     train_dir = cache_dir(args.cache, image_size, "train", size, args.styles)
-    train_paths = sorted(train_dir.glob("w*_*[0-9].npz"))
-    val_paths = sorted(cache_dir(args.cache, image_size, "val", size, args.styles).glob("w*_*[0-9].npz"))
+    train_paths = cache_files(train_dir)
+    val_paths = cache_files(cache_dir(args.cache, image_size, "val", size, args.styles))
     val_worlds = sorted({p.name.split("_")[0] for p in val_paths})[: args.val_worlds]
     val_paths = [p for p in val_paths if p.name.split("_")[0] in val_worlds]
     if not train_paths or not val_paths:
@@ -210,7 +209,7 @@ def main(argv: list[str] | None = None) -> None:
         return diffusion_loss(model, sched, x0.to(device), cond.to(device), t.to(device), noise.to(device), cfg.snr_gamma)
 
     def take_new_samples(step: int) -> None:
-        new = sorted(set(train_dir.glob("w*_*[0-9].npz")) - set(train_paths))
+        new = sorted(set(cache_files(train_dir)) - set(train_paths))
         if new:  # a cache still being built in the background: take what is finished
             added = ImageDataset.load(new)
             train.samples += (to_latent(added) if latent else added).samples

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import semantics
-from ..data.image_dataset import add_styles_arg, cache_dir, load_sample
+from ..data.image_dataset import add_styles_arg, cache_dir, cache_files, load_sample
 from ..models.image_diffusion import PRESETS
 from ..models.segmenter import Segmenter, confusion, miou
 from .common import RunLog, add_config_args, apply_config_args, learning_rate, optimizer_state, optimizer_tensors, swap_in
@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> None:
     log = RunLog(args.out)
     cfg = apply_config_args(TrainConfig(), args)
     size = tuple(PRESETS["tiny"]["sample_size"])
-    paths = sorted(cache_dir(args.cache, size, "val", styles=args.styles).glob("w*_*[0-9].npz"))
+    paths = cache_files(cache_dir(args.cache, size, "val", styles=args.styles))
     worlds = sorted({p.name.split("_")[0] for p in paths})
     hold = set(worlds[: args.holdout_worlds])
     if len(worlds) <= len(hold):
