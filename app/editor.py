@@ -362,7 +362,9 @@ class EditorSession:
         return (f"Chunk ready: {len(chunk.layout.boxes)} boxes, {len(chunk.layout.lanes)} lanes. Click a box to "
                 "edit it, an orange arrow to extend the world, Roam to fly through.")
 
-    def _images(self, ctx: JobContext, chunk: Chunk, seed: int, images: str) -> Chunk:
+    def _images(self, ctx: JobContext, chunk: Chunk, seed: int, images: str, reference: Chunk | None = None) -> Chunk:
+        """The chunk with its preview look and, in "diffusion" mode, its generated views (extrapolated from
+        `reference`'s generated views when it has them: the neighbour an extension grows from)."""
         if images == "none":
             ctx.done("images", "skipped")
             return chunk
@@ -371,7 +373,7 @@ class EditorSession:
                                               occupancy=chunk.occupancy)
         chunk = replace(chunk, preview=preview)
         if images == "diffusion":
-            chunk = replace(chunk, images=ctx.gen.images(chunk, seed, ctx.progress))
+            chunk = replace(chunk, images=ctx.gen.images(chunk, seed, ctx.progress, reference=reference))
         ctx.done("images")
         return chunk
 
@@ -466,12 +468,14 @@ class EditorSession:
         def run(ctx: JobContext) -> str:
             grown = WorldCopy.of(self.world)
             index = ctx.gen.extend(grown, origin, direction, seed, "none", progress=ctx.progress)
-            grown.chunks[index] = self._images(ctx, grown[index], seed, images)
+            grown.chunks[index] = self._images(ctx, grown[index], seed, images, reference=grown[origin])
             with self._lock:
                 self.selection = Selection(index)
             self._set_world(grown)
             self._lift(ctx, grown)
-            return f"Extended {direction} of {origin}: the world has {len(grown.chunks)} chunks."
+            continued = images == "diffusion" and grown[origin].images is not None
+            return (f"Extended {direction} of {origin}: the world has {len(grown.chunks)} chunks." +
+                    (f" Its camera images continue {origin}'s across the seam." if continued else ""))
         self._start(f"extend {direction} of {origin}", ("occupancy", "render") +
                     (("images",) if images != "none" else ()) + ("gaussians",), run, images)
 

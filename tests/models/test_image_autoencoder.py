@@ -108,6 +108,32 @@ def test_the_training_entry_point_runs_resumes_and_writes_a_loadable_autoencoder
         main(["--cache", str(tmp_path / "nothing"), "--out", str(tmp_path / "run2")])
 
 
+def test_decoder_fine_tuning_keeps_the_latent_space(tmp_path):
+    import json
+
+    from safetensors.torch import load_file
+
+    from xscene_core.train.image_autoencoder import main
+
+    torch.manual_seed(0)
+    build_autoencoder("tiny", **SMALL).save_pretrained(tmp_path / "ae" / "vae")
+    fake_cache(tmp_path / "cache")
+    common = ["--cache", str(tmp_path / "cache"), "--size", "32", "56", "--out", str(tmp_path / "run"), "--batch", "2",
+              "--val-views", "4", "--log-every", "1", "--threads", "1", "--lr", "1e-2", "--ema-decay", "0"]
+    with pytest.raises(SystemExit, match="give --init"):
+        main(common + ["--steps", "1", "--train", "decoder"])
+    main(common + ["--steps", "2", "--train", "decoder", "--init", str(tmp_path / "ae")])
+    main(common + ["--steps", "3", "--train", "decoder", "--resume"])
+    before = load_file(str(tmp_path / "ae" / "vae" / "diffusion_pytorch_model.safetensors"))
+    after = load_file(str(tmp_path / "run" / "final" / "diffusion_pytorch_model.safetensors"))
+    frozen = [k for k in before if k.startswith(("encoder.", "quant_conv."))]
+    trained = [k for k in before if k.startswith(("decoder.", "post_quant_conv."))]
+    assert frozen and all(torch.equal(before[k], after[k]) for k in frozen)        # the same latents
+    assert any(not torch.equal(before[k], after[k]) for k in trained)              # a changed decoder
+    start = [json.loads(s) for s in (tmp_path / "run" / "log.jsonl").read_text().splitlines() if '"start"' in s]
+    assert start[0]["trained"] == "decoder" and start[0]["trained_params"] < start[0]["params"]
+
+
 def test_an_encoded_dataset_holds_the_latents_of_every_look(tmp_path):
     from xscene_core.data.image_dataset import ImageDataset, to_model_images
 

@@ -52,6 +52,37 @@ def test_world_lifting_is_deterministic_and_has_no_duplicates():
     assert len(one) < len(scene) and one.means[:, 0].max() <= 4.0
 
 
+class SpyImageStage:
+    """Stands in for MultiViewStage: records which chunk was generated alone and which extrapolated from what."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, views, description, layout, seed=0):
+        self.calls.append(("alone", views, None, None))
+        return MultiViewImages(np.full((6, 28, 50, 3), len(self.calls), np.uint8), views.rig)
+
+    def extrapolate(self, views, description, layout, reference, T_ref_new, seed=0):
+        self.calls.append(("extrapolated", views, reference, T_ref_new))
+        return MultiViewImages(np.full((6, 28, 50, 3), len(self.calls), np.uint8), views.rig)
+
+
+def test_world_images_continue_from_a_generated_neighbour():
+    from xscene_core.stages.gaussians import generate_world_images
+
+    world = small_world(3)
+    for c in world.chunks.values():
+        c.views = type("Views", (), {"rig": c.preview.rig})()
+    spy, messages = SpyImageStage(), []
+    generate_world_images(world, seed=3, stage=spy, progress=messages.append)
+    first, second, third = (world[ChunkIndex(i, 0)] for i in range(3))
+    assert [k for k, *_ in spy.calls] == ["alone", "extrapolated", "extrapolated"]
+    assert spy.calls[1][2] is first.images and spy.calls[2][2] is second.images  # the west neighbour's views
+    assert np.allclose(spy.calls[1][3][:3, 3], [4.0, 0.0, 0.0])  # the new chunk's pose in the reference's frame
+    assert [int(c.images.images[0, 0, 0, 0]) for c in (first, second, third)] == [1, 2, 3]
+    assert len(messages) == 3 and "extrapolated" in messages[-1]
+
+
 def test_generated_images_win_over_the_preview():
     world = small_world(1)
     chunk = world[ChunkIndex(0, 0)]

@@ -91,9 +91,13 @@ class EmaTraining:
 
     @classmethod
     def resume(cls, out: Path, log: RunLog, cfg, model_cls, device: torch.device,
-               max_minutes: float | None = None) -> "EmaTraining":
-        """The run saved in OUT/checkpoint, ready to go on."""
+               max_minutes: float | None = None, prepare: Callable[[torch.nn.Module], None] | None = None
+               ) -> "EmaTraining":
+        """The run saved in OUT/checkpoint, ready to go on; prepare(model), if given, runs before the
+        optimizer is built (a run that froze parameters freezes them again)."""
         model, ema, opt_state, state = load_checkpoint(Path(out), model_cls)
+        if prepare is not None:
+            prepare(model)
         run = cls(out, log, cfg, model, device, max_minutes, ema, opt_state, int(state["step"]),
                   float(state.get("best_val_loss", math.inf)), float(state.get("elapsed_s", 0.0)))
         log(f"resumed from {Path(out) / 'checkpoint'} at step {run.step}")

@@ -12,6 +12,10 @@ mean latent plus kl_weight x KL of the latent distribution (kept small: the diff
 latent that decodes sharply, not a Gaussian one). The loop (AdamW, warm-up + cosine, EMA, checkpoints,
 --resume, --max-minutes) is train.ema_training's; OUT/best/ and OUT/final/ hold EMA weights as diffusers
 folders. Ship one with `cp -r OUT/best checkpoints/image_autoencoder/vae`.
+
+`--init FOLDER --train decoder` fine-tunes the decoder of an existing autoencoder (FOLDER/vae) with its
+encoder frozen: the latent space stays the same, so a diffusion model trained on it keeps working while
+the decoded views get better.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from ..data.image_dataset import ImageDataset, add_styles_arg, cache_dir, cache_files
-from ..models.image_autoencoder import PRESETS, build_autoencoder, downsample_factor
+from ..models.image_autoencoder import PRESETS, build_autoencoder, downsample_factor, load_autoencoder
 from .common import RunLog, add_config_args, apply_config_args
 from .ema_training import EmaTraining
 
@@ -73,6 +77,18 @@ def reconstruction_loss(ae, x: torch.Tensor, kl_weight: float) -> tuple[torch.Te
     return l1 + F.mse_loss(y, x) + kl_weight * dist.kl().mean() / x[0].numel(), l1
 
 
+TRAINED_PARTS = ("all", "decoder")
+
+
+def freeze(ae, trained: str) -> None:
+    """Leave only the `trained` part of the AutoencoderKL trainable ("decoder": the decoder and the
+    post-quantisation conv; the encoder and quant_conv, which define the latents, are frozen)."""
+    if trained not in TRAINED_PARTS:
+        raise ValueError(f"trained must be one of {TRAINED_PARTS}, got {trained!r}")
+    for name, p in ae.named_parameters():
+        p.requires_grad_(trained == "all" or name.startswith(("decoder.", "post_quant_conv.")))
+
+
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     """PSNR in dB of images in [-1, 1]."""
     mse = float(((a.clamp(-1, 1) - b) ** 2).mean()) / 4.0  # to the [0, 1] range
@@ -93,6 +109,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--max-minutes", type=float, default=None, help="wall-time budget over all resumed runs")
+    ap.add_argument("--init", type=Path, default=None, help="start from the autoencoder in INIT/vae")
+    ap.add_argument("--train", choices=TRAINED_PARTS, default="all",
+                    help="what is trained: everything, or the decoder only (the encoder, hence the latent space, "
+                         "stays as it is; needs --init)")
     add_config_args(ap, TrainConfig)
     args = ap.parse_args(argv)
     if args.threads:
@@ -101,12 +121,20 @@ def main(argv: list[str] | None = None) -> None:
     cfg = apply_config_args(TrainConfig(), args)
     from diffusers import AutoencoderKL
 
+    if args.train == "decoder" and args.init is None and not args.resume:
+        sys.exit("--train decoder fine-tunes an existing autoencoder: give --init FOLDER (with vae/)")
     device = torch.device(args.device)
+
+    def prepare(ae) -> None:
+        freeze(ae, args.train)
+
     if args.resume and (args.out / "checkpoint").exists():
-        run = EmaTraining.resume(args.out, log, cfg, AutoencoderKL, device, args.max_minutes)
+        run = EmaTraining.resume(args.out, log, cfg, AutoencoderKL, device, args.max_minutes, prepare)
     else:
         torch.manual_seed(cfg.seed)
-        run = EmaTraining(args.out, log, cfg, build_autoencoder(args.preset), device, args.max_minutes)
+        ae = load_autoencoder(args.init).train() if args.init is not None else build_autoencoder(args.preset)
+        prepare(ae)
+        run = EmaTraining(args.out, log, cfg, ae, device, args.max_minutes)
     ae = run.model
     f = downsample_factor(ae)
     size = tuple(args.size)
@@ -124,7 +152,8 @@ def main(argv: list[str] | None = None) -> None:
     vpick = np.random.default_rng(12345).choice(len(val), size=min(cfg.val_views, len(val)), replace=False)
     val_x = to_tensor(val[np.sort(vpick)]).to(device)
     log({"event": "start", "step": run.step, "train_views": len(views["train"]), "val_views": len(val_x), "factor": f,
-         "params": sum(p.numel() for p in ae.parameters()), "threads": torch.get_num_threads(),
+         "params": sum(p.numel() for p in ae.parameters()), "threads": torch.get_num_threads(), "init": str(args.init),
+         "trained": args.train, "trained_params": sum(p.numel() for p in ae.parameters() if p.requires_grad),
          "config": asdict(cfg), "model": {k: v for k, v in ae.config.items() if not k.startswith("_")}})
 
     def loss_at(step: int) -> torch.Tensor:

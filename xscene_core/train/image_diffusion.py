@@ -204,6 +204,9 @@ def main(argv: list[str] | None = None) -> None:
                                           noise.to(device)))
         return {"val_loss": total / cfg.val_samples}
 
+    if args.init is not None and run.step == 0:  # the bar a continuation has to beat, on the same triples
+        log({"step": 0, "event": "init_val", **evaluate()})
+
     def loss_at(step: int) -> torch.Tensor:
         x0, cond, t, noise = make_batch(train, step, cfg, model, T)
         return diffusion_loss(model, sched, x0.to(device), cond.to(device), t.to(device), noise.to(device), cfg.snr_gamma)
