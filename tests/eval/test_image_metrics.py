@@ -48,3 +48,26 @@ def test_measure_images_keys(tmp_path):
               "image_cross_view_consistency", "image_extrapolation_psnr", "images_s"):
         assert np.isfinite(out[k]), k
     assert 0 <= out["image_alignment_miou"] <= 1 and 0 <= out["image_cross_view_consistency"] <= 1
+    assert out["image_alignment_miou_plain_decoder"] is None  # a pixel model has no decoder to compare
+
+
+def test_measure_images_reports_the_plain_decoder_beside_a_geometry_aware_one(tmp_path):
+    from xscene_core.models.geometry_decoder import GeometryDecoder
+    from xscene_core.models.image_autoencoder import build_autoencoder
+
+    torch.manual_seed(0)
+    ae = build_autoencoder("tiny", block_out_channels=(8, 16, 16), norm_num_groups=4)
+    ae.save_pretrained(tmp_path / "ae" / "vae")
+    GeometryDecoder.from_autoencoder(ae, geometry_hidden=8, geometry_features=8).save_pretrained(
+        tmp_path / "ae" / "geometry_decoder")
+    ImageDiffusion(**{**PRESETS["tiny_latent"], "sample_size": (8, 14), "block_out_channels": (8, 16),
+                      "attention_levels": (False, True), "attention_heads": 2, "norm_num_groups": 4, "token_dim": 16,
+                      "geometry_hidden": 8, "geometry_features": 4, "num_inference_steps": 2,
+                      "vae_path": str(tmp_path / "ae"), "geometry_decoder": True}).save_pretrained(tmp_path / "m")
+    Segmenter(widths=(4, 8, 8)).save_pretrained(tmp_path / "s")
+    out = measure_images(1, 0, tmp_path / "m", tmp_path / "s", log=lambda *_: None)
+    for k in ("image_alignment_miou_plain_decoder", "image_cross_view_consistency_plain_decoder",
+              "image_psnr_plain_decoder"):
+        assert np.isfinite(out[k]), k
+    # a fresh geometry decoder decodes as the plain one, so the same latents give the same figures
+    assert abs(out["image_psnr_plain_decoder"] - out["image_extrapolation_psnr_no_reference"]) < 0.01

@@ -151,3 +151,17 @@ def test_cli_writes_ply_and_pictures(tmp_path):
     assert len(g) > 10000
     for name in ("street_rgb.png", "overview_rgb.png", "street_depth.png", "overview_semantic.png"):
         assert (tmp_path / name).exists()
+    assert (tmp_path / "views_chunk_0_0.png").exists()
+
+
+def test_world_images_default_to_the_shipped_image_model():
+    from xscene_core.stages.gaussians import generate_world_images, synthetic_world
+    from xscene_core.stages.multiview import model_installed
+
+    if not model_installed():
+        pytest.skip("no image diffusion checkpoint is installed")
+    world = synthetic_world(0, 1, (56, 100))
+    chunk = world[ChunkIndex(0, 0)]
+    generate_world_images(world, seed=0)
+    assert chunk.images is not None and chunk.images.images.shape == (6, 56, 100, 3)
+    assert not np.array_equal(chunk.images.images, chunk.preview.images)  # generated, not the preview look

@@ -20,6 +20,10 @@
 - image_codec_psnr (latent-space models only; None in pixel space): PSNR (dB) of the preview renders
   encoded and decoded by the model's autoencoder, at the autoencoder's image size: the ceiling the latent
   space puts on any generated view.
+- *_plain_decoder (models whose config decodes with the geometry-aware decoder only; None otherwise):
+  image_alignment_miou, image_cross_view_consistency and the no-reference PSNR of the same samples (same
+  seeds, hence the same latents) decoded by the autoencoder's own decoder instead: how much of each
+  figure the denoiser gives and how much the decoder's reading of the geometry adds.
 - images_s: median seconds of one MultiViewStage call (six views, 224 x 400 renders in, same size out)
   over the chunks after a warm-up call.
 
@@ -62,6 +66,9 @@ class ImageMetrics:
     images_s: float
     chunks: int
     image_codec_psnr: float | None = None
+    image_alignment_miou_plain_decoder: float | None = None
+    image_cross_view_consistency_plain_decoder: float | None = None
+    image_psnr_plain_decoder: float | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -140,14 +147,17 @@ def measure_images(n_chunks: int = 6, seed: int = 0, checkpoint: str | Path | No
     torch.set_num_threads(2)
     stage = MultiViewStage.from_pretrained(checkpoint or DEFAULT_CHECKPOINT, guidance_scale=guidance,
                                            guidance_rescale=guidance_rescale)
+    # the same samples through the autoencoder's own decoder, beside a geometry-aware one
+    plain = (MultiViewStage(stage.model, guidance_scale=guidance, guidance_rescale=guidance_rescale,
+                            geometry_decoder=False) if stage.codec.use_geometry_decoder else None)
     judge = Segmenter.from_pretrained(segmenter)
     size = judge_size()
     rig = default_rig()
     render = RenderStage(rig, backend="torch")
     small_rig = rig.resized(*size)
-    conf = {k: np.zeros((semantics.NUM_CLASSES,) * 2, np.int64) for k in ("gen", "preview", "nogeo")}
-    agree = {k: [0.0, 0] for k in ("gen", "preview")}
-    ext = {k: [] for k in ("ref", "noref")}
+    conf = {k: np.zeros((semantics.NUM_CLASSES,) * 2, np.int64) for k in ("gen", "preview", "nogeo", "plain")}
+    agree = {k: [0.0, 0] for k in ("gen", "preview", "plain")}
+    ext = {k: [] for k in ("ref", "noref", "plain")}
     codec_psnr = []
     times = []
     seeds = world_seeds(split)
@@ -172,13 +182,18 @@ def measure_images(n_chunks: int = 6, seed: int = 0, checkpoint: str | Path | No
         gen = resize_images(generated.images, size, smooth=False)
         nogeo = resize_images(stage.generate(cond.without_geometry(), seed=s), size, smooth=False)
         prev = resize_images(preview.images, size, smooth=False)
+        compared = [("gen", gen), ("preview", prev)]
+        if plain is not None:
+            compared.append(("plain", resize_images(plain(views, chunk.description, chunk.layout, seed=s).images,
+                                                    size, smooth=False)))
+            ext["plain"].append(psnr(compared[-1][1], prev))
         if stage.model.config["space"] == "latent":
             at = resize_images(preview.images, stage.codec.image_size, smooth=False)
             codec_psnr.append(psnr(stage.codec.decode(stage.codec.encode(at)), at))
-        for key, imgs in (("gen", gen), ("preview", prev), ("nogeo", nogeo)):
+        for key, imgs in compared + [("nogeo", nogeo)]:
             conf[key] += confusion(judge.predict(imgs), target)
         pairs = overlap_pairs(at_size.depth, small_rig)
-        for key, imgs in (("gen", gen), ("preview", prev)):
+        for key, imgs in compared:
             a, n = cross_view_agreement(imgs, pairs)
             agree[key][0] += a
             agree[key][1] += n
@@ -199,7 +214,10 @@ def measure_images(n_chunks: int = 6, seed: int = 0, checkpoint: str | Path | No
         image_cross_view_consistency_preview=agree["preview"][0] / max(agree["preview"][1], 1),
         image_extrapolation_psnr=float(np.mean(ext["ref"])), image_extrapolation_psnr_no_reference=float(np.mean(ext["noref"])),
         images_s=float(np.median(times)), chunks=n_chunks,
-        image_codec_psnr=float(np.mean(codec_psnr)) if codec_psnr else None).as_dict()
+        image_codec_psnr=float(np.mean(codec_psnr)) if codec_psnr else None,
+        image_alignment_miou_plain_decoder=miou_of(conf["plain"]) if plain is not None else None,
+        image_cross_view_consistency_plain_decoder=agree["plain"][0] / max(agree["plain"][1], 1) if plain is not None else None,
+        image_psnr_plain_decoder=float(np.mean(ext["plain"])) if plain is not None else None).as_dict()
 
 
 def main(argv: list[str] | None = None) -> None:

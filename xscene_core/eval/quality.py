@@ -176,15 +176,22 @@ def image_rows(args) -> list[Row]:
     n = f"{args.world_chunks} held-out chunks"
     codec = ("" if im["image_codec_psnr"] is None else
              f"; the latent space's autoencoder reconstructs the preview at {im['image_codec_psnr']:.2f} dB")
+    plain = im["image_alignment_miou_plain_decoder"] is not None  # decoded by the geometry-aware decoder
+
+    def without(key: str) -> str:
+        return f"; the same samples through the autoencoder's plain decoder {im[key + '_plain_decoder']:.3f}" if plain else ""
+
     return [
         Row("image_alignment_miou", im["image_alignment_miou"], "", "reported",
             f"segmenter (trained on val preview renders) on the generated views vs the conditioning semantic map; preview "
             f"renders (ceiling) {im['image_alignment_miou_preview']:.3f}, geometry condition zeroed (floor) "
-            f"{im['image_alignment_miou_no_geometry']:.3f}; {n}{codec}"),
+            f"{im['image_alignment_miou_no_geometry']:.3f}{without('image_alignment_miou')}; {n}{codec}"),
         Row("image_cross_view_consistency", im["image_cross_view_consistency"], "", "reported",
             f"1 - mean absolute RGB difference of ring neighbours on pixels both see (depth-checked); preview renders "
             f"{im['image_cross_view_consistency_preview']:.3f}; extrapolated views vs the reference's overlap PSNR "
-            f"{im['image_extrapolation_psnr']:.2f} dB (without the reference {im['image_extrapolation_psnr_no_reference']:.2f}); {n}"),
+            f"{im['image_extrapolation_psnr']:.2f} dB (without the reference {im['image_extrapolation_psnr_no_reference']:.2f}"
+            + (f", plain decoder {im['image_psnr_plain_decoder']:.2f}" if plain else "")
+            + f"){without('image_cross_view_consistency')}; {n}"),
     ]
 
 

@@ -149,7 +149,9 @@ class ImageDiffusion(Pretrained, nn.Module):
     rescale_betas_zero_snr) shared by all samplers; num_inference_steps, guidance_scale, guidance_rescale
     (see `guided`): sampling defaults; vae_path: local folder whose "vae" subfolder holds the AutoencoderKL of the latent space (a
     Stable Diffusion checkpoint, or models.image_autoencoder's; a relative path is also looked up from the
-    project root; "" for pixel space); vae_scale: latent multiplier; vae_factor: its image / latent size.
+    project root; "" for pixel space); vae_scale: latent multiplier; vae_factor: its image / latent size;
+    geometry_decoder: decode latents with the geometry-aware decoder in vae_path/geometry_decoder
+    (models.geometry_decoder) instead of the autoencoder's own, wherever the views' condition is known.
     """
 
     def __init__(self, space: str = "pixel", image_channels: int = 3, sample_size: Sequence[int] = (64, 112),
@@ -160,7 +162,7 @@ class ImageDiffusion(Pretrained, nn.Module):
                  cross_view: bool = True,
                  global_condition: bool = False, style_condition: bool = False, num_inference_steps: int = 20, guidance_scale: float = 1.2,
                  guidance_rescale: float = 0.0, vae_path: str = "", vae_scale: float = 1.0,
-                 vae_factor: int = 8, num_train_timesteps: int = 1000, beta_schedule: str = "linear", beta_start: float = 1e-4,
+                 vae_factor: int = 8, geometry_decoder: bool = False, num_train_timesteps: int = 1000, beta_schedule: str = "linear", beta_start: float = 1e-4,
                  beta_end: float = 0.02, prediction_type: str = "v_prediction", rescale_betas_zero_snr: bool = True) -> None:
         super().__init__()
         from diffusers import UNet2DConditionModel
@@ -182,7 +184,8 @@ class ImageDiffusion(Pretrained, nn.Module):
             cross_view=bool(cross_view), global_condition=bool(global_condition), style_condition=bool(style_condition),
             num_inference_steps=int(num_inference_steps), guidance_scale=float(guidance_scale),
             guidance_rescale=float(guidance_rescale),
-            vae_path=str(vae_path), vae_scale=float(vae_scale), vae_factor=int(vae_factor), num_train_timesteps=int(num_train_timesteps),
+            vae_path=str(vae_path), vae_scale=float(vae_scale), vae_factor=int(vae_factor),
+            geometry_decoder=bool(geometry_decoder), num_train_timesteps=int(num_train_timesteps),
             beta_schedule=str(beta_schedule), beta_start=float(beta_start), beta_end=float(beta_end),
             prediction_type=str(prediction_type), rescale_betas_zero_snr=bool(rescale_betas_zero_snr))
         self.image_channels = int(image_channels)
@@ -360,12 +363,19 @@ class ImageDiffusion(Pretrained, nn.Module):
 
 class ImageCodec:
     """The model's image space: pixels in [-1, 1] (space "pixel"), or latents of a local AutoencoderKL x
-    vae_scale (space "latent", loaded from config vae_path on first use)."""
+    vae_scale (space "latent", loaded from config vae_path on first use). geometry_decoder: decode with
+    the geometry-aware decoder (vae_path/geometry_decoder) when a condition is given; None: the model's
+    config says; False: always the autoencoder's own decoder (the figure without it)."""
 
-    def __init__(self, model: ImageDiffusion) -> None:
+    def __init__(self, model: ImageDiffusion, geometry_decoder: bool | None = None) -> None:
         self.config = model.config
         self.size = model.sample_size
+        self.use_geometry_decoder = (self.config.get("geometry_decoder", False) if geometry_decoder is None
+                                     else bool(geometry_decoder))
+        if self.use_geometry_decoder and self.config["space"] != "latent":
+            raise ValueError("geometry_decoder: a pixel-space model has no decoder")
         self._vae = None
+        self._geometry_decoder = None
 
     @property
     def image_size(self) -> tuple[int, int]:
@@ -373,20 +383,31 @@ class ImageCodec:
         f = 1 if self.config["space"] == "pixel" else self.config.get("vae_factor", 8)
         return self.size[0] * f, self.size[1] * f
 
+    def _vae_folder(self) -> Path:
+        path = self.config["vae_path"]
+        if not path:
+            raise ValueError("latent-space model without a vae_path (a local folder with vae/)")
+        if not Path(path).is_absolute() and not Path(path).exists() and (PROJECT_ROOT / path).exists():
+            return PROJECT_ROOT / path
+        return Path(path)
+
     def _autoencoder(self):
         if self._vae is None:
             from .image_autoencoder import downsample_factor, load_autoencoder
 
-            path = self.config["vae_path"]
-            if not path:
-                raise ValueError("latent-space model without a vae_path (a local folder with vae/)")
-            if not Path(path).is_absolute() and not Path(path).exists() and (PROJECT_ROOT / path).exists():
-                path = str(PROJECT_ROOT / path)
+            path = self._vae_folder()
             self._vae = load_autoencoder(path)
             if downsample_factor(self._vae) != self.image_size[0] // self.size[0]:
                 raise ValueError(f"{path}/vae downsamples {downsample_factor(self._vae)}x, the model expects "
                                  f"vae_factor {self.config.get('vae_factor', 8)}")
         return self._vae
+
+    def _decoder(self):
+        if self._geometry_decoder is None:
+            from .geometry_decoder import load_geometry_decoder
+
+            self._geometry_decoder = load_geometry_decoder(self._vae_folder())
+        return self._geometry_decoder
 
     @torch.no_grad()
     def encode(self, images: np.ndarray) -> torch.Tensor:
@@ -403,15 +424,30 @@ class ImageCodec:
         return vae.encode(x).latent_dist.mean * self.config["vae_scale"]
 
     @torch.no_grad()
-    def decode(self, x: torch.Tensor) -> np.ndarray:
-        """float [V, C, h, w] in the model space -> uint8 [V, H, W, 3] at image_size."""
+    def decode(self, x: torch.Tensor, cond: ImageCondition | None = None) -> np.ndarray:
+        """float [V, C, h, w] in the model space -> uint8 [V, H, W, 3] at image_size. cond: the views'
+        condition (one scene of V views), read by the geometry-aware decoder when it is in use."""
         if self.config["space"] == "latent":
-            x = self._autoencoder().to(x.device).decode(x / self.config["vae_scale"]).sample
+            z = x / self.config["vae_scale"]
+            if self.use_geometry_decoder and cond is not None:
+                x = self._decoder().to(x.device)(z, cond.to(x.device))
+            else:
+                x = self._autoencoder().to(x.device).decode(z).sample
         return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
 
 
 class SamplingInterrupted(RuntimeError):
     """Raised by ImageDiffusion.sample when the step callback returns False."""
+
+
+def clean_estimate(out: torch.Tensor, xt: torch.Tensor, acp: torch.Tensor, prediction_type: str) -> torch.Tensor:
+    """The clean sample x0 implied by a model output `out` for the noisy `xt` (same shapes) at cumulative
+    alpha `acp` (a scalar or broadcastable tensor)."""
+    if prediction_type == "sample":
+        return out
+    if prediction_type == "epsilon":
+        return (xt - (1 - acp).sqrt() * out) / acp.sqrt().clamp(min=1e-8)
+    return acp.sqrt() * xt - (1 - acp).sqrt() * out  # v-prediction
 
 
 def diffusion_loss(model: ImageDiffusion, scheduler, x0: torch.Tensor, cond: ImageCondition, timesteps: torch.Tensor,

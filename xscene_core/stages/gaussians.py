@@ -269,7 +269,7 @@ def generate_world_images(world: WorldMap, seed: int = 0, stage=None,
     stage: a MultiViewStage (default: the shipped model)."""
     from .multiview import MultiViewStage
 
-    stage = stage if stage is not None else MultiViewStage()
+    stage = stage if stage is not None else MultiViewStage.from_pretrained()
     done: dict = {}
     for n, index in enumerate(world.chunks, 1):
         chunk = world.chunks[index]

@@ -7,12 +7,15 @@ diffusion with geometry guidance, and reference-view extrapolation for extending
 
 The model runs at its own resolution (shipped `tiny_latent` model: geometry at 64 x 112, 32 x 56 latents
 decoded to 128 x 224 views): the renders are resized to its condition size (nearest ids and depths; map
-lines and box edges kept by max-pooling) and the decoded views are upsampled (bicubic) to the rig's size, so the output has the same rig and size as `views`. Layout and reference
-are in the rig's world frame (the chunk frame). CLI:
+lines and box edges kept by max-pooling), the latents are decoded by the geometry-aware decoder, which
+also reads those maps (models.geometry_decoder; where the model's config says so, or the autoencoder's
+own decoder), and the views are upsampled (bicubic) to the rig's size, so the output has the same rig
+and size as `views`. Layout and reference are in the rig's world frame (the chunk frame). CLI:
 
     python -m xscene_core.stages.multiview --out DIR --environment downtown --time night --weather rainy
 
-writes the six generated views, their mosaic and the preview-look mosaic of the same chunk.
+writes the six generated views, their mosaic, the same sample through the plain decoder (when the
+geometry-aware one is in use) and the preview-look mosaic of the same chunk.
 """
 
 from __future__ import annotations
@@ -48,14 +51,16 @@ class MultiViewStage:
 
     model: an ImageDiffusion; num_inference_steps / guidance_scale / guidance_rescale: sampling settings
     (None: the model's defaults, UniPC 20 steps, its guidance scale and rescale); threads: torch CPU
-    threads while sampling, restored afterwards (None leaves the setting alone).
+    threads while sampling, restored afterwards (None leaves the setting alone); geometry_decoder: decode
+    the latents with the geometry-aware decoder (None: as the model's config says; False: the
+    autoencoder's own decoder).
     """
 
     def __init__(self, model: ImageDiffusion, num_inference_steps: int | None = None,
                  guidance_scale: float | None = None, threads: int | None = 2,
-                 guidance_rescale: float | None = None) -> None:
+                 guidance_rescale: float | None = None, geometry_decoder: bool | None = None) -> None:
         self.model = model.eval()
-        self.codec = ImageCodec(model)
+        self.codec = ImageCodec(model, geometry_decoder)
         self.num_inference_steps = num_inference_steps
         self.guidance_scale = guidance_scale
         self.guidance_rescale = guidance_rescale
@@ -130,7 +135,7 @@ class MultiViewStage:
             raise MultiViewInterrupted(f"image sampling interrupted ({stop})") from None
         finally:
             torch.set_num_threads(threads)
-        return self.codec.decode(x[0])
+        return self.codec.decode(x[0], cond)
 
     def _run(self, views, description, layout, reference, T_ref_new, seed, step_callback) -> MultiViewImages:
         # 1. Validate.
@@ -180,6 +185,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT), help="ImageDiffusion folder")
     p.add_argument("--guidance", type=float, default=None, help="classifier-free guidance (default: the model's)")
     p.add_argument("--guidance-rescale", type=float, default=None, help="guidance rescale in [0, 1] (default: the model's)")
+    p.add_argument("--decoder", choices=("geometry", "plain"), default=None,
+                   help="decode the latents with the geometry-aware decoder or the autoencoder's own (default: the "
+                        "model's config)")
     args = p.parse_args(argv)
     if (args.time is None) != (args.weather is None):
         p.error("--time and --weather go together")
@@ -189,16 +197,22 @@ def main(argv: list[str] | None = None) -> None:
     render = RenderStage(default_rig(tuple(args.size)), backend="torch")
     views = render(chunk.occupancy)
     stage = MultiViewStage.from_pretrained(args.checkpoint, guidance_scale=args.guidance,
-                                           guidance_rescale=args.guidance_rescale)
+                                           guidance_rescale=args.guidance_rescale,
+                                           geometry_decoder=None if args.decoder is None else args.decoder == "geometry")
     images = stage(views, chunk.description, chunk.layout, seed=args.seed)
     preview = render.preview(views, chunk.description, chunk.layout, seed=args.seed, occupancy=chunk.occupancy)
     out = Path(args.out)
     paths = images.save(out)
     Image.fromarray(_mosaic(images.images, views.rig.names)).save(out / "mosaic.png")
     Image.fromarray(_mosaic(preview.images, views.rig.names)).save(out / "preview_mosaic.png")
+    written = "mosaic.png and preview_mosaic.png"
+    if stage.codec.use_geometry_decoder:  # the same sample (same latents) through the plain decoder, to compare
+        plain = MultiViewStage(stage.model, guidance_scale=args.guidance, guidance_rescale=args.guidance_rescale,
+                               geometry_decoder=False)(views, chunk.description, chunk.layout, seed=args.seed)
+        Image.fromarray(_mosaic(plain.images, views.rig.names)).save(out / "plain_decoder_mosaic.png")
+        written = "mosaic.png (geometry-aware decoder), plain_decoder_mosaic.png and preview_mosaic.png"
     d = chunk.description
-    print(f"{d.time_of_day} {d.weather} {d.environment}: wrote {len(paths)} views, mosaic.png and preview_mosaic.png "
-          f"under {out}")
+    print(f"{d.time_of_day} {d.weather} {d.environment}: wrote {len(paths)} views, {written} under {out}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,119 @@
+"""The geometry-aware latent decoder: starts as the autoencoder's decoder, learns from the geometry, loads
+through the image codec, and its trainer runs end to end (with the denoiser's soft latents) and resumes."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from xscene_core.models.geometry_decoder import GeometryDecoder, load_geometry_decoder
+from xscene_core.models.image_autoencoder import build_autoencoder
+from xscene_core.models.image_condition import ImageCondition, view_condition_arrays
+from xscene_core.models.image_diffusion import PRESETS, ImageCodec, ImageDiffusion
+
+from test_image_autoencoder import SMALL, fake_cache
+
+LATENT = (8, 14)   # 32 x 56 images, geometry at 16 x 28 (stride 2)
+GEOMETRY = (16, 28)
+GEO = dict(geometry_hidden=8, geometry_features=8)
+
+
+def condition(seed: int = 0, classes: tuple[int, int] = (11, 18)) -> ImageCondition:
+    from xscene_core.stages.render import default_rig
+
+    rng = np.random.default_rng(seed)
+    sem = rng.integers(*classes, size=(6, 32, 56)).astype(np.uint8)
+    depth = rng.uniform(2, 50, size=(6, 32, 56)).astype(np.float32)
+    arrays = view_condition_arrays(sem, depth, None, default_rig((32, 56)), GEOMETRY)
+    return ImageCondition.collate([arrays], [np.zeros(384, np.float32)], [None], [None], 4, 8, None, 2)
+
+
+@pytest.fixture(scope="module")
+def autoencoder():
+    torch.manual_seed(0)
+    return build_autoencoder("tiny", **SMALL).eval()
+
+
+def test_a_fresh_decoder_decodes_as_the_autoencoder_and_round_trips(autoencoder, tmp_path):
+    dec = GeometryDecoder.from_autoencoder(autoencoder, **GEO).eval()
+    z = torch.randn(6, 4, *LATENT)
+    with torch.no_grad():
+        plain = autoencoder.decode(z).sample
+        ours = dec(z, condition())
+    assert ours.shape == (6, 3, 32, 56) and torch.allclose(ours, plain, atol=1e-5)
+    with pytest.raises(ValueError, match="latents for 1 x 6 views"):
+        dec(z[:5], condition())
+    dec.save_pretrained(tmp_path / "geometry_decoder")
+    again = load_geometry_decoder(tmp_path)
+    with torch.no_grad():
+        assert torch.equal(again(z, condition()), ours)
+    with pytest.raises(ValueError, match="no geometry_decoder/"):
+        load_geometry_decoder(tmp_path / "elsewhere")
+
+
+def test_training_makes_the_geometry_change_the_decoded_views(autoencoder):
+    dec = GeometryDecoder.from_autoencoder(autoencoder, **GEO)
+    a, b = condition(0, (11, 13)), condition(1, (15, 18))  # road-like against vegetation-like views
+    # targets that only the geometry can tell apart: the same latents decode to two different images
+    z = torch.randn(6, 4, *LATENT)
+    target = {0: torch.full((6, 3, 32, 56), 0.5), 1: torch.full((6, 3, 32, 56), -0.5)}
+    opt = torch.optim.Adam(dec.parameters(), 3e-3)
+    for step in range(40):
+        k = step % 2
+        loss = (dec(z, (a, b)[k]) - target[k]).abs().mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        ya, yb = dec(z, a), dec(z, b)
+    assert float((ya - yb).abs().mean()) > 0.3  # the decoder reads the geometry
+    assert float((ya - target[0]).abs().mean()) < float((yb - target[0]).abs().mean())
+
+
+def test_the_codec_decodes_with_the_geometry_decoder_only_where_asked(autoencoder, tmp_path):
+    autoencoder.save_pretrained(tmp_path / "vae")
+    dec = GeometryDecoder.from_autoencoder(autoencoder, **GEO)
+    with torch.no_grad():
+        for conv in dec.inject:  # a decoder that visibly differs from the plain one
+            conv.weight.normal_(0, 0.5)
+    dec.save_pretrained(tmp_path / "geometry_decoder")
+    kw = dict(PRESETS["tiny_latent"], sample_size=LATENT, block_out_channels=(8, 16), attention_levels=(False, True),
+              attention_heads=2, norm_num_groups=4, token_dim=16, geometry_hidden=8, geometry_features=4, max_boxes=8,
+              vae_path=str(tmp_path), vae_scale=2.0)
+    z = torch.randn(6, 4, *LATENT)
+    plain = ImageCodec(ImageDiffusion(**kw)).decode(z, condition())           # config off: the autoencoder
+    on = ImageCodec(ImageDiffusion(**kw, geometry_decoder=True))
+    assert not np.array_equal(on.decode(z, condition()), plain)
+    assert np.array_equal(on.decode(z), plain)                                 # no condition: the autoencoder
+    off = ImageCodec(ImageDiffusion(**kw, geometry_decoder=True), geometry_decoder=False)
+    assert np.array_equal(off.decode(z, condition()), plain)
+    with pytest.raises(ValueError, match="pixel-space"):
+        ImageCodec(ImageDiffusion(**{**PRESETS["tiny"], "sample_size": LATENT}), geometry_decoder=True)
+
+
+def test_the_training_entry_point_runs_with_the_denoiser_and_resumes(autoencoder, tmp_path):
+    from xscene_core.train.geometry_decoder import main
+
+    autoencoder.save_pretrained(tmp_path / "ae" / "vae")
+    torch.manual_seed(0)
+    denoiser = ImageDiffusion(**dict(PRESETS["tiny_latent"], sample_size=LATENT, block_out_channels=(8, 16),
+                                     attention_levels=(False, True), attention_heads=2, norm_num_groups=4,
+                                     token_dim=16, geometry_hidden=8, geometry_features=4, max_boxes=8,
+                                     vae_path=str(tmp_path / "ae"), vae_scale=2.0))
+    denoiser.save_pretrained(tmp_path / "denoiser")
+    fake_cache(tmp_path / "cache", size=(32, 56), cond=GEOMETRY)
+    common = ["--autoencoder", str(tmp_path / "ae"), "--cache", str(tmp_path / "cache"), "--size", "32", "56",
+              "--cond-size", *map(str, GEOMETRY), "--out", str(tmp_path / "run"), "--threads", "1", "--crop-h", "16",
+              "--crop-w", "28", "--log-every", "1", "--eval-every", "2", "--ckpt-every", "1", "--p-denoised", "1.0",
+              "--denoiser", str(tmp_path / "denoiser")]
+    main(common + ["--steps", "2"])
+    main(common + ["--steps", "3", "--resume"])
+    lines = [json.loads(s) for s in (tmp_path / "run" / "log.jsonl").read_text().splitlines() if s.startswith("{")]
+    init = next(x for x in lines if x.get("event") == "init_val")
+    assert {"val_loss_clean", "val_loss_degraded", "val_loss_denoised"} <= set(init)
+    dec = GeometryDecoder.from_pretrained(tmp_path / "run" / "final")
+    with torch.no_grad():
+        assert dec(torch.randn(6, 4, *LATENT), condition()).shape == (6, 3, 32, 56)
+    with pytest.raises(SystemExit, match="no cached samples"):
+        main(["--autoencoder", str(tmp_path / "ae"), "--cache", str(tmp_path / "nothing"), "--out", str(tmp_path / "r2")])

@@ -1,0 +1,109 @@
+"""A latent-to-RGB decoder that also reads the view's geometry: the decoder of the small image autoencoder
+(models.image_autoencoder) with the geometry encoder of the image diffusion model (the semantic one-hot,
+depth, perspective maps and object positional embedding of an ImageCondition) added after its input
+convolution and after every up block.
+
+Why: a 32 x 56 latent carries colour and light well, but the edges of a building, a car or a lane line
+fall between latent cells, and the denoiser's latents are softer than the encoder's. The geometry is
+known at the condition's finer size, so the decoder draws the edges from it and takes the appearance
+(colours, time of day, weather) from the latent. The injections start at zero, so a fresh
+GeometryDecoder decodes exactly as the autoencoder it was made from; the encoder, hence the latent space
+that the diffusion model was trained in, is not touched.
+
+    dec = GeometryDecoder.from_autoencoder(load_autoencoder("checkpoints/image_autoencoder"))
+    rgb = dec(z, cond)      # z float [B*V, 4, h, w] (unscaled latents), cond: ImageCondition -> [B*V, 3, 4h, 4w]
+    dec.save_pretrained("checkpoints/image_autoencoder/geometry_decoder")
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.modeling_utils import ModelMixin
+from torch import nn
+
+from .image_condition import GeometryEncoder, ImageCondition
+
+SUBFOLDER = "geometry_decoder"  # inside an autoencoder folder, beside vae/
+
+
+def resize_features(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Features float [N, C, h, w] -> [N, C, *size]: area-averaged down, bilinear up."""
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    if size[0] <= x.shape[-2] and size[1] <= x.shape[-1]:
+        return F.interpolate(x, size=size, mode="area")
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+
+
+class GeometryDecoder(ModelMixin, ConfigMixin):
+    """AutoencoderKL decoder (+ post-quantisation conv) with additive geometry features.
+
+    latent_channels, block_out_channels, layers_per_block, norm_num_groups, mid_block_add_attention: the
+    autoencoder's (see from_autoencoder); geometry_hidden / geometry_features: width of the geometry
+    encoder (stride 1: its features have the condition's size and are resized to each level)."""
+
+    @register_to_config
+    def __init__(self, latent_channels: int = 4, block_out_channels: Sequence[int] = (32, 64, 64),
+                 layers_per_block: int = 1, norm_num_groups: int = 16, mid_block_add_attention: bool = True,
+                 geometry_hidden: int = 32, geometry_features: int = 32) -> None:
+        super().__init__()
+        from diffusers.models.autoencoders.vae import Decoder
+
+        n = len(block_out_channels)
+        self.post_quant_conv = nn.Conv2d(latent_channels, latent_channels, 1)
+        self.decoder = Decoder(in_channels=latent_channels, out_channels=3, up_block_types=("UpDecoderBlock2D",) * n,
+                               block_out_channels=tuple(block_out_channels), layers_per_block=layers_per_block,
+                               norm_num_groups=norm_num_groups, act_fn="silu",
+                               mid_block_add_attention=mid_block_add_attention)
+        self.geometry = GeometryEncoder(geometry_hidden, geometry_features, stride=1)
+        widths = list(reversed(block_out_channels))
+        # after conv_in (the latent size), then after each up block (its output width)
+        self.inject = nn.ModuleList(nn.Conv2d(geometry_features, c, 1) for c in [widths[0]] + widths)
+        for conv in self.inject:  # start as the plain decoder
+            nn.init.zeros_(conv.weight)
+            nn.init.zeros_(conv.bias)
+
+    @classmethod
+    def from_autoencoder(cls, autoencoder, **geometry) -> "GeometryDecoder":
+        """A GeometryDecoder with the decoder weights of an AutoencoderKL (geometry_hidden / _features as
+        keywords); it decodes exactly as the autoencoder until trained."""
+        c = autoencoder.config
+        if autoencoder.post_quant_conv is None or tuple(c.up_block_types) != ("UpDecoderBlock2D",) * len(c.up_block_types):
+            raise ValueError("GeometryDecoder.from_autoencoder: needs an AutoencoderKL with UpDecoderBlock2D blocks and a "
+                             "post_quant_conv (as models.image_autoencoder builds them)")
+        dec = cls(latent_channels=c.latent_channels, block_out_channels=tuple(c.block_out_channels),
+                  layers_per_block=c.layers_per_block, norm_num_groups=c.norm_num_groups,
+                  mid_block_add_attention=c.mid_block_add_attention, **geometry)
+        dec.decoder.load_state_dict(autoencoder.decoder.state_dict())
+        dec.post_quant_conv.load_state_dict(autoencoder.post_quant_conv.state_dict())
+        return dec
+
+    def forward(self, z: torch.Tensor, cond: ImageCondition) -> torch.Tensor:
+        """z float [B*V, C, h, w] (unscaled latents, as AutoencoderKL.decode takes them), cond: B scenes of V
+        views with their geometry at any size -> RGB float [B*V, 3, H, W] in about [-1, 1]."""
+        if z.shape[0] != cond.batch_size * cond.num_views:
+            raise ValueError(f"GeometryDecoder: {z.shape[0]} latents for {cond.batch_size} x {cond.num_views} views")
+        g = self.geometry(cond).to(z.dtype)
+        d = self.decoder
+        x = d.conv_in(self.post_quant_conv(z))
+        x = x + self.inject[0](resize_features(g, x.shape[-2:]))
+        x = d.mid_block(x, None)
+        for block, inject in zip(d.up_blocks, self.inject[1:]):
+            x = block(x, None)
+            x = x + inject(resize_features(g, x.shape[-2:]))
+        return d.conv_out(d.conv_act(d.conv_norm_out(x)))
+
+
+def load_geometry_decoder(path: str | Path) -> GeometryDecoder:
+    """The GeometryDecoder in PATH/geometry_decoder (local files only: config.json + safetensors), in eval
+    mode; ValueError when there is none."""
+    folder = Path(path) / SUBFOLDER
+    if not (folder / "config.json").is_file():
+        raise ValueError(f"{path}: no {SUBFOLDER}/ subfolder with a GeometryDecoder (train one with "
+                         f"python -m xscene_core.train.geometry_decoder)")
+    return GeometryDecoder.from_pretrained(folder, local_files_only=True).eval()

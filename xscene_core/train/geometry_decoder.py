@@ -1,0 +1,246 @@
+"""Train the geometry-aware decoder (models.geometry_decoder) of a trained image autoencoder:
+
+    python -m xscene_core.train.geometry_decoder --autoencoder checkpoints/image_autoencoder \
+        --denoiser checkpoints/image_diffusion --out runs/geodec [--max-minutes M] [--resume]
+    cp -r runs/geodec/best checkpoints/image_autoencoder/geometry_decoder   (ship; then set "geometry_decoder": true
+        in the image diffusion model's config.json)
+
+Data: the same xscene_core.data.image_dataset cache as the latent diffusion model (images at --size, their
+conditions at --cond-size): targets are the preview looks, inputs their latents under the frozen encoder
+(encoded once) and the views' geometry. The decoder starts as the autoencoder's (its geometry injections
+at zero) and learns to draw edges and materials from the geometry where the latents are unsure. Most
+latents are degraded before decoding: with --denoiser, a share --p-denoised of the steps decodes the
+image diffusion model's one-step clean-latent estimate of the scene's latents noised to a random
+timestep up to --t-max of its schedule (the soft, off-colour latents a sampler hands the decoder); the
+other steps add Gaussian noise of a random strength up to --noise-max latent standard deviations (half
+of those views also blurred 2x). A --p-clean share of the views stays clean, so that the autoencoder's
+own reconstructions keep their quality. Each step: --batch scenes, one look each, all six views, one
+random --crop-h x --crop-w window on the latent grid (a ConvNet learns from crops at a fraction of the
+cost). Loss: L1 + MSE. The loop (AdamW, warm-up + cosine, EMA, checkpoints, --resume, --max-minutes) is
+train.ema_training's. Validation: fixed val views decoded from clean latents, from latents noised at a
+fixed strength and (with --denoiser) from the denoiser's estimates at --val-t; val_loss is the mean of
+those losses (it picks OUT/best), and the step-0 line is the plain decoder's figure on the same views.
+The shipped decoder's commands are in checkpoints/image_autoencoder/MODEL_CARD.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..data.image_dataset import LOOKS, ImageDataset, add_styles_arg, cache_dir, cache_files
+from ..models.geometry_decoder import GeometryDecoder
+from ..models.image_autoencoder import downsample_factor, load_autoencoder
+from ..models.image_condition import ImageCondition
+from .common import RunLog, add_config_args, apply_config_args
+from .ema_training import EmaTraining
+from .image_autoencoder import psnr
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 20000
+    batch: int = 1
+    """scenes per step (six views each)"""
+    lr: float = 5e-4
+    weight_decay: float = 0.0
+    warmup: int = 100
+    min_lr_ratio: float = 0.05
+    grad_clip: float = 1.0
+    ema_decay: float = 0.995
+    crop_h: int = 64
+    crop_w: int = 112
+    """training window in image pixels (multiples of the downsampling factor; 0 = whole views)"""
+    noise_max: float = 0.5
+    """strongest latent noise, in standard deviations of the training latents"""
+    p_clean: float = 0.2
+    """share of views decoded from their clean latents"""
+    p_denoised: float = 0.5
+    """share of steps whose scene is decoded from the denoiser's estimate of its latents (needs --denoiser)"""
+    t_max: float = 0.7
+    """the denoiser sees the latents noised at a random timestep up to this share of its schedule"""
+    p_blur: float = 0.5
+    """share of the noised (not denoised) views whose latents are also blurred (2x average-pooled and upsampled)"""
+    val_noise: float = 0.3
+    val_t: float = 0.5
+    seed: int = 0
+    log_every: int = 10
+    eval_every: int = 250
+    ckpt_every: int = 100
+    val_scenes: int = 4
+
+
+def degrade(z: torch.Tensor, strength: torch.Tensor, blur: torch.Tensor, generator: torch.Generator | None = None
+            ) -> torch.Tensor:
+    """Latents float [N, C, h, w] with Gaussian noise of `strength` float [N] (absolute units) and, where
+    `blur` bool [N], a 2x average-pool + bilinear upsample first."""
+    soft = F.interpolate(F.avg_pool2d(z, 2, ceil_mode=True), size=z.shape[-2:], mode="bilinear", align_corners=False)
+    z = torch.where(blur[:, None, None, None], soft, z)
+    return z + strength[:, None, None, None] * torch.randn(z.shape, generator=generator)
+
+
+def denoised(model, z: torch.Tensor, cond: ImageCondition, t: int, generator: torch.Generator | None = None
+             ) -> torch.Tensor:
+    """The image diffusion model's one-step estimate of clean latents from latents noised to timestep t.
+    z: unscaled latents float [B*V, C, h, w] of cond's B scenes of V views -> the same shape. These are the
+    soft, slightly off-colour latents a sampler's last steps hand the decoder."""
+    from ..models.image_diffusion import clean_estimate
+
+    b, v = cond.batch_size, cond.num_views
+    scale = model.config["vae_scale"]
+    x0 = (z * scale).view(b, v, *z.shape[1:]).to(model.device)
+    acp = model.scheduler("ddpm").alphas_cumprod[t].to(x0.device)
+    noise = torch.randn(x0.shape, generator=generator).to(x0.device)
+    xt = acp.sqrt() * x0 + (1 - acp).sqrt() * noise
+    with torch.no_grad():
+        out = model(xt, torch.full((b,), t, device=x0.device), cond.to(x0.device))
+    return (clean_estimate(out, xt, acp, model.config["prediction_type"]) / scale).flatten(0, 1).to(z.device)
+
+
+def crop_condition(cond: ImageCondition, i: int, j: int, h: int, w: int) -> ImageCondition:
+    """The condition's geometry cropped to rows i:i+h, columns j:j+w (geometry pixels) and its reference
+    views to the matching window (they are `stride` times coarser)."""
+    s = cond.semantic.shape[-2] // cond.image_size[0]
+    g = lambda t: t[..., i:i + h, j:j + w]  # noqa: E731
+    return replace(cond, semantic=g(cond.semantic), depth=g(cond.depth), persp=g(cond.persp), points=g(cond.points),
+                   reference=cond.reference[..., i // s:(i + h) // s, j // s:(j + w) // s])
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--autoencoder", type=Path, default=Path("checkpoints/image_autoencoder"),
+                    help="folder with vae/ (the frozen encoder and the decoder to start from)")
+    ap.add_argument("--denoiser", type=Path, default=None,
+                    help="image diffusion model (e.g. checkpoints/image_diffusion) whose one-step clean-latent "
+                         "estimates train the decoder (--p-denoised of the steps; off without it)")
+    ap.add_argument("--cache", type=Path, default=Path("runs/image_cache"), help="xscene_core.data.image_dataset cache")
+    add_styles_arg(ap)
+    ap.add_argument("--size", type=int, nargs=2, default=(128, 224), metavar=("H", "W"), help="image size")
+    ap.add_argument("--cond-size", type=int, nargs=2, default=(64, 112), metavar=("H", "W"), help="condition size")
+    ap.add_argument("--val-worlds", type=int, default=2)
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--resume", action="store_true")
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--max-minutes", type=float, default=None, help="wall-time budget over all resumed runs")
+    add_config_args(ap, TrainConfig)
+    args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    log = RunLog(args.out)
+    cfg = apply_config_args(TrainConfig(), args)
+    device = torch.device(args.device)
+    ae = load_autoencoder(args.autoencoder).to(device)
+    f = downsample_factor(ae)
+    size, cond_size = tuple(args.size), tuple(args.cond_size)
+    stride = cond_size[0] * f // size[0]  # condition pixels per latent cell
+    paths = {split: cache_files(cache_dir(args.cache, size, split, cond_size, args.styles)) for split in ("train", "val")}
+    val_worlds = sorted({p.name.split("_")[0] for p in paths["val"]})[: args.val_worlds]
+    paths["val"] = [p for p in paths["val"] if p.name.split("_")[0] in val_worlds][: cfg.val_scenes]
+    if not paths["train"] or not paths["val"]:
+        sys.exit(f"no cached samples under {args.cache} for images {size}, conditions {cond_size}: run "
+                 f"xscene_core.data.image_dataset --size {size[0]} {size[1]} --cond-size {cond_size[0]} {cond_size[1]} "
+                 f"--styles {args.styles} first")
+    if cfg.crop_h % f or cfg.crop_w % f:
+        sys.exit(f"--crop-h / --crop-w must be multiples of the autoencoder's factor {f}")
+
+    def encode(x: torch.Tensor) -> torch.Tensor:
+        return ae.encode(x.to(device)).latent_dist.mean.cpu()
+
+    train, val = ImageDataset.load(paths["train"]), ImageDataset.load(paths["val"])
+    train_z, val_z = train.encoded(encode), val.encoded(encode)
+    denoiser = None
+    if args.denoiser is not None:
+        from ..models.image_diffusion import ImageDiffusion
+
+        denoiser = ImageDiffusion.from_pretrained(args.denoiser).to(device).eval().requires_grad_(False)
+        if denoiser.config["space"] != "latent" or denoiser.condition_size != cond_size:
+            sys.exit(f"--denoiser {args.denoiser}: needs a latent model with conditions at {cond_size}")
+    T = denoiser.config["num_train_timesteps"] if denoiser is not None else 0
+    z_std = float(torch.from_numpy(np.concatenate([s.preview[0] for s in train_z.samples[:16]]).astype(np.float32)).std())
+
+    if args.resume and (args.out / "checkpoint").exists():
+        run = EmaTraining.resume(args.out, log, cfg, GeometryDecoder, device, args.max_minutes)
+    else:
+        torch.manual_seed(cfg.seed)
+        run = EmaTraining(args.out, log, cfg, GeometryDecoder.from_autoencoder(ae), device, args.max_minutes)
+    dec = run.model
+    log({"event": "start", "step": run.step, "train_scenes": len(train), "val_scenes": len(val), "latent_std": z_std,
+         "params": sum(p.numel() for p in dec.parameters()), "threads": torch.get_num_threads(),
+         "autoencoder": str(args.autoencoder), "denoiser": str(args.denoiser), "config": asdict(cfg),
+         "model": {k: v for k, v in dec.config.items() if not k.startswith("_")}})
+
+    def views(data: ImageDataset, data_z: ImageDataset, idx, look):
+        """(targets [N, 3, H, W], clean latents [N, C, h, w], condition) of scenes idx with looks look."""
+        x, cond = data.batch(idx, look, np.zeros(len(idx), bool), 1, channels=ae.config.latent_channels,
+                             geometry_stride=stride)
+        z = torch.stack([torch.from_numpy(data_z.samples[i].preview[l].astype(np.float32)) for i, l in zip(idx, look)])
+        return x.flatten(0, 1), z.flatten(0, 1), cond
+
+    def loss_of(x, z, cond) -> torch.Tensor:
+        y = dec(z.to(device), cond.to(device))
+        x = x.to(device)
+        return (y - x).abs().mean() + F.mse_loss(y, x)
+
+    def loss_at(step: int) -> torch.Tensor:
+        rng = np.random.default_rng([cfg.seed, step])
+        idx, look = rng.integers(len(train), size=cfg.batch), rng.integers(LOOKS, size=cfg.batch)
+        x, z, cond = views(train, train_z, idx, look)
+        n = len(z)
+        gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
+        clean = torch.from_numpy(rng.random(n) < cfg.p_clean)
+        if denoiser is not None and rng.random() < cfg.p_denoised:  # the whole scene: the UNet sees all views
+            soft = denoised(denoiser, z, cond, int(rng.integers(1, max(2, int(cfg.t_max * T)))), gen)
+            z = torch.where(clean[:, None, None, None], z, soft)
+        else:
+            strength = torch.from_numpy(rng.random(n)).float() * cfg.noise_max * z_std * (~clean)
+            blur = torch.from_numpy(rng.random(n) < cfg.p_blur) & ~clean
+            z = degrade(z, strength, blur, gen)
+        if cfg.crop_h and cfg.crop_w:  # one window per step, on the latent grid
+            ch, cw = min(cfg.crop_h, x.shape[-2]) // f, min(cfg.crop_w, x.shape[-1]) // f
+            i, j = int(rng.integers(z.shape[-2] - ch + 1)), int(rng.integers(z.shape[-1] - cw + 1))
+            z = z[..., i:i + ch, j:j + cw]
+            x = x[..., i * f:(i + ch) * f, j * f:(j + cw) * f]
+            cond = crop_condition(cond, i * stride, j * stride, ch * stride, cw * stride)
+        return loss_of(x, z, cond)
+
+    def split(cond: ImageCondition) -> list[ImageCondition]:
+        """One condition per scene (the validation views are decoded scene by scene)."""
+        return [replace(cond, **{k.name: getattr(cond, k.name)[b:b + 1] for k in fields(cond)}).to(device)
+                for b in range(cond.batch_size)]
+
+    vidx = np.arange(len(val))
+    vlook = np.arange(len(val)) % LOOKS
+    vx, vz, vcond = views(val, val_z, vidx, vlook)
+    vgen = torch.Generator().manual_seed(12345)
+    vlatents = {"clean": vz, "degraded": degrade(vz, torch.full((len(vz),), cfg.val_noise * z_std),
+                                                 torch.arange(len(vz)) % 2 == 0, vgen)}
+    if denoiser is not None:
+        vlatents["denoised"] = torch.cat([denoised(denoiser, vz[k:k + 6], c, int(cfg.val_t * T), vgen)
+                                          for k, c in zip(range(0, len(vz), 6), split(vcond))])
+
+    def evaluate() -> dict:
+        out = {}
+        for name, z in vlatents.items():
+            y = torch.cat([dec(z[k:k + 6].to(device), vcond_k) for k, vcond_k in zip(range(0, len(z), 6), split(vcond))])
+            out[f"val_loss_{name}"] = float((y - vx.to(device)).abs().mean() + F.mse_loss(y, vx.to(device)))
+            out[f"val_psnr_{name}"] = psnr(y.cpu(), vx)
+        out["val_loss"] = float(np.mean([out[f"val_loss_{name}"] for name in vlatents]))
+        return out
+
+    if run.step == 0:  # the plain decoder's figures on the same views: the bar to beat
+        with torch.no_grad():
+            dec.eval()
+            log({"step": 0, "event": "init_val", **evaluate()})
+            dec.train()
+    run.train(loss_at, evaluate)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
