@@ -106,14 +106,20 @@ def test_the_training_entry_point_runs_with_the_denoiser_and_resumes(autoencoder
     common = ["--autoencoder", str(tmp_path / "ae"), "--cache", str(tmp_path / "cache"), "--size", "32", "56",
               "--cond-size", *map(str, GEOMETRY), "--out", str(tmp_path / "run"), "--threads", "1", "--crop-h", "16",
               "--crop-w", "28", "--log-every", "1", "--eval-every", "2", "--ckpt-every", "1", "--p-denoised", "1.0",
-              "--denoiser", str(tmp_path / "denoiser")]
+              "--p-resampled", "0.5", "--resample-steps", "2", "--denoiser", str(tmp_path / "denoiser")]
     main(common + ["--steps", "2"])
     main(common + ["--steps", "3", "--resume"])
     lines = [json.loads(s) for s in (tmp_path / "run" / "log.jsonl").read_text().splitlines() if s.startswith("{")]
     init = next(x for x in lines if x.get("event") == "init_val")
-    assert {"val_loss_clean", "val_loss_degraded", "val_loss_denoised"} <= set(init)
+    assert {"val_loss_clean", "val_loss_degraded", "val_loss_denoised", "val_loss_resampled"} <= set(init)
     dec = GeometryDecoder.from_pretrained(tmp_path / "run" / "final")
     with torch.no_grad():
         assert dec(torch.randn(6, 4, *LATENT), condition()).shape == (6, 3, 32, 56)
+    # a new run from a trained decoder starts from it: a fresh decoder would repeat run 1's step-0 figure exactly
+    main([a if a != str(tmp_path / "run") else str(tmp_path / "run2") for a in common] +
+         ["--steps", "1", "--init", str(tmp_path / "run" / "final")])
+    lines = [json.loads(s) for s in (tmp_path / "run2" / "log.jsonl").read_text().splitlines() if s.startswith("{")]
+    again = next(x for x in lines if x.get("event") == "init_val")
+    assert again["val_loss_clean"] != init["val_loss_clean"]
     with pytest.raises(SystemExit, match="no cached samples"):
         main(["--autoencoder", str(tmp_path / "ae"), "--cache", str(tmp_path / "nothing"), "--out", str(tmp_path / "r2")])

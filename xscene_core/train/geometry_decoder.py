@@ -11,16 +11,20 @@ conditions at --cond-size): targets are the preview looks, inputs their latents 
 at zero) and learns to draw edges and materials from the geometry where the latents are unsure. Most
 latents are degraded before decoding: with --denoiser, a share --p-denoised of the steps decodes the
 image diffusion model's one-step clean-latent estimate of the scene's latents noised to a random
-timestep up to --t-max of its schedule (the soft, off-colour latents a sampler hands the decoder); the
+timestep up to --t-max of its schedule (the soft, off-colour latents a sampler hands the decoder), or,
+for a share --p-resampled of those steps, what --resample-steps DDIM steps of the guided model sample
+back from that noise (SDEdit: sharp like a sampler's output, wrong in places, with the target known); the
 other steps add Gaussian noise of a random strength up to --noise-max latent standard deviations (half
 of those views also blurred 2x). A --p-clean share of the views stays clean, so that the autoencoder's
 own reconstructions keep their quality. Each step: --batch scenes, one look each, all six views, one
 random --crop-h x --crop-w window on the latent grid (a ConvNet learns from crops at a fraction of the
 cost). Loss: L1 + MSE. The loop (AdamW, warm-up + cosine, EMA, checkpoints, --resume, --max-minutes) is
 train.ema_training's. Validation: fixed val views decoded from clean latents, from latents noised at a
-fixed strength and (with --denoiser) from the denoiser's estimates at --val-t; val_loss is the mean of
-those losses (it picks OUT/best), and the step-0 line is the plain decoder's figure on the same views.
-The shipped decoder's commands are in checkpoints/image_autoencoder/MODEL_CARD.md.
+fixed strength and (with --denoiser) from the denoiser's estimates and resamples at --val-t; val_loss is
+the mean of those losses (it picks OUT/best), and the step-0 line is the starting decoder's figure on
+the same views (the plain decoder's, unless --init).
+--init FOLDER starts a new run from a trained GeometryDecoder. The shipped decoder's commands are in
+checkpoints/image_autoencoder/MODEL_CARD.md.
 """
 
 from __future__ import annotations
@@ -65,6 +69,10 @@ class TrainConfig:
     """share of steps whose scene is decoded from the denoiser's estimate of its latents (needs --denoiser)"""
     t_max: float = 0.7
     """the denoiser sees the latents noised at a random timestep up to this share of its schedule"""
+    p_resampled: float = 0.0
+    """share of the denoiser's steps that decode a few-step sample from the noised latents (resampled)
+    instead of the one-step estimate"""
+    resample_steps: int = 4
     p_blur: float = 0.5
     """share of the noised (not denoised) views whose latents are also blurred (2x average-pooled and upsampled)"""
     val_noise: float = 0.3
@@ -103,6 +111,34 @@ def denoised(model, z: torch.Tensor, cond: ImageCondition, t: int, generator: to
     return (clean_estimate(out, xt, acp, model.config["prediction_type"]) / scale).flatten(0, 1).to(z.device)
 
 
+@torch.no_grad()
+def resampled(model, z: torch.Tensor, cond: ImageCondition, t: int, steps: int,
+              generator: torch.Generator | None = None) -> torch.Tensor:
+    """Latents the image diffusion model samples back from z noised to timestep t (SDEdit): `steps`
+    deterministic DDIM steps of its guided output (its guidance scale), at timesteps evenly spaced from t
+    down to 0. z: unscaled latents float [B*V, C, h, w] of cond's B scenes of V views -> the same shape:
+    sharp like a sampler's output and close to (not equal to) z, so the decoder learns to mend what
+    sampling gets wrong while the target is known."""
+    from ..models.image_diffusion import clean_estimate
+
+    b, v = cond.batch_size, cond.num_views
+    scale = model.config["vae_scale"]
+    acps = model.scheduler("ddpm").alphas_cumprod.to(model.device)
+    x = (z * scale).view(b, v, *z.shape[1:]).to(model.device)
+    x = acps[t].sqrt() * x + (1 - acps[t]).sqrt() * torch.randn(x.shape, generator=generator).to(x.device)
+    fn = model.guided(cond.to(x.device), model.config["guidance_scale"])
+    ts = [round(t * (1 - k / steps)) for k in range(steps)]
+    for k, u in enumerate(ts):
+        x0 = clean_estimate(fn(x, torch.full((b,), u, device=x.device)), x, acps[u], model.config["prediction_type"])
+        if k + 1 == len(ts) or ts[k + 1] <= 0:
+            x = x0
+            break
+        eps = (x - acps[u].sqrt() * x0) / (1 - acps[u]).sqrt()
+        w = ts[k + 1]
+        x = acps[w].sqrt() * x0 + (1 - acps[w]).sqrt() * eps
+    return (x / scale).flatten(0, 1).to(z.device)
+
+
 def crop_condition(cond: ImageCondition, i: int, j: int, h: int, w: int) -> ImageCondition:
     """The condition's geometry cropped to rows i:i+h, columns j:j+w (geometry pixels) and its reference
     views to the matching window (they are `stride` times coarser)."""
@@ -119,6 +155,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--denoiser", type=Path, default=None,
                     help="image diffusion model (e.g. checkpoints/image_diffusion) whose one-step clean-latent "
                          "estimates train the decoder (--p-denoised of the steps; off without it)")
+    ap.add_argument("--init", type=Path, default=None,
+                    help="start from this trained GeometryDecoder folder (a new run; default: the autoencoder's decoder)")
     ap.add_argument("--cache", type=Path, default=Path("runs/image_cache"), help="xscene_core.data.image_dataset cache")
     add_styles_arg(ap)
     ap.add_argument("--size", type=int, nargs=2, default=(128, 224), metavar=("H", "W"), help="image size")
@@ -169,11 +207,13 @@ def main(argv: list[str] | None = None) -> None:
         run = EmaTraining.resume(args.out, log, cfg, GeometryDecoder, device, args.max_minutes)
     else:
         torch.manual_seed(cfg.seed)
-        run = EmaTraining(args.out, log, cfg, GeometryDecoder.from_autoencoder(ae), device, args.max_minutes)
+        start = (GeometryDecoder.from_pretrained(args.init).train() if args.init is not None
+                 else GeometryDecoder.from_autoencoder(ae))
+        run = EmaTraining(args.out, log, cfg, start, device, args.max_minutes)
     dec = run.model
     log({"event": "start", "step": run.step, "train_scenes": len(train), "val_scenes": len(val), "latent_std": z_std,
          "params": sum(p.numel() for p in dec.parameters()), "threads": torch.get_num_threads(),
-         "autoencoder": str(args.autoencoder), "denoiser": str(args.denoiser), "config": asdict(cfg),
+         "autoencoder": str(args.autoencoder), "denoiser": str(args.denoiser), "init": str(args.init), "config": asdict(cfg),
          "model": {k: v for k, v in dec.config.items() if not k.startswith("_")}})
 
     def views(data: ImageDataset, data_z: ImageDataset, idx, look):
@@ -196,7 +236,9 @@ def main(argv: list[str] | None = None) -> None:
         gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
         clean = torch.from_numpy(rng.random(n) < cfg.p_clean)
         if denoiser is not None and rng.random() < cfg.p_denoised:  # the whole scene: the UNet sees all views
-            soft = denoised(denoiser, z, cond, int(rng.integers(1, max(2, int(cfg.t_max * T)))), gen)
+            t = int(rng.integers(1, max(2, int(cfg.t_max * T))))
+            soft = (resampled(denoiser, z, cond, t, cfg.resample_steps, gen) if rng.random() < cfg.p_resampled
+                    else denoised(denoiser, z, cond, t, gen))
             z = torch.where(clean[:, None, None, None], z, soft)
         else:
             strength = torch.from_numpy(rng.random(n)).float() * cfg.noise_max * z_std * (~clean)
@@ -224,6 +266,10 @@ def main(argv: list[str] | None = None) -> None:
     if denoiser is not None:
         vlatents["denoised"] = torch.cat([denoised(denoiser, vz[k:k + 6], c, int(cfg.val_t * T), vgen)
                                           for k, c in zip(range(0, len(vz), 6), split(vcond))])
+        if cfg.p_resampled > 0:
+            vlatents["resampled"] = torch.cat([resampled(denoiser, vz[k:k + 6], c, int(cfg.val_t * T),
+                                                         cfg.resample_steps, vgen)
+                                               for k, c in zip(range(0, len(vz), 6), split(vcond))])
 
     def evaluate() -> dict:
         out = {}
@@ -234,7 +280,7 @@ def main(argv: list[str] | None = None) -> None:
         out["val_loss"] = float(np.mean([out[f"val_loss_{name}"] for name in vlatents]))
         return out
 
-    if run.step == 0:  # the plain decoder's figures on the same views: the bar to beat
+    if run.step == 0:  # the starting decoder's figures on the same views: the bar to beat
         with torch.no_grad():
             dec.eval()
             log({"step": 0, "event": "init_val", **evaluate()})
