@@ -201,14 +201,11 @@ class Generator:
         neighbour that has images, extrapolated from its overlapping view."""
         if chunk.views is None:
             raise ValueError("Generator.images: render the chunk first (it has no views)")
+        from .stages.multiview import chunk_images
+
         stage = self.multiview_stage
         report = self._reporter("images", progress)
-        if reference is not None and reference.images is not None:
-            T = np.linalg.inv(reference.T_world_chunk) @ chunk.T_world_chunk
-            return self._run("images", lambda: stage.extrapolate(chunk.views, chunk.description, chunk.layout,
-                                                                reference.images, T, seed=seed, step_callback=report))
-        return self._run("images", lambda: stage(chunk.views, chunk.description, chunk.layout, seed=seed,
-                                                 step_callback=report))
+        return self._run("images", lambda: chunk_images(stage, chunk, reference, seed, report))
 
     # -- whole chunks ------------------------------------------------------------------------------------------
     @_public

@@ -58,11 +58,11 @@ class SpyImageStage:
     def __init__(self):
         self.calls = []
 
-    def __call__(self, views, description, layout, seed=0):
+    def __call__(self, views, description, layout, seed=0, step_callback=None):
         self.calls.append(("alone", views, None, None))
         return MultiViewImages(np.full((6, 28, 50, 3), len(self.calls), np.uint8), views.rig)
 
-    def extrapolate(self, views, description, layout, reference, T_ref_new, seed=0):
+    def extrapolate(self, views, description, layout, reference, T_ref_new, seed=0, step_callback=None):
         self.calls.append(("extrapolated", views, reference, T_ref_new))
         return MultiViewImages(np.full((6, 28, 50, 3), len(self.calls), np.uint8), views.rig)
 

@@ -267,7 +267,7 @@ def generate_world_images(world: WorldMap, seed: int = 0, stage=None,
     """Set `images` of every chunk of `world` (in `world.chunks` order) by image diffusion: a chunk with an
     edge neighbour generated before it is extrapolated from that neighbour's views, the first on its own.
     stage: a MultiViewStage (default: the shipped model)."""
-    from .multiview import MultiViewStage
+    from .multiview import MultiViewStage, chunk_images
 
     stage = stage if stage is not None else MultiViewStage.from_pretrained()
     done: dict = {}
@@ -277,11 +277,7 @@ def generate_world_images(world: WorldMap, seed: int = 0, stage=None,
                    None)
         if progress is not None:
             progress(f"images {n}/{len(world.chunks)}" + (" (extrapolated)" if ref is not None else ""))
-        if ref is None:
-            chunk.images = stage(chunk.views, chunk.description, chunk.layout, seed=seed)
-        else:
-            T = np.linalg.inv(ref.T_world_chunk) @ chunk.T_world_chunk
-            chunk.images = stage.extrapolate(chunk.views, chunk.description, chunk.layout, ref.images, T, seed=seed)
+        chunk.images = chunk_images(stage, chunk, ref, seed)
         done[index] = chunk
 
 

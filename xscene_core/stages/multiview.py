@@ -32,6 +32,7 @@ from ..models.image_diffusion import ImageCodec, ImageDiffusion, SamplingInterru
 from ..types.images import MultiViewImages, RenderedViews
 from ..types.layout import Layout
 from ..types.scene import SceneDescription
+from ..types.world import Chunk
 
 _REPO = Path(__file__).resolve().parents[2]
 DEFAULT_CHECKPOINT = _REPO / "checkpoints" / "image_diffusion"
@@ -166,6 +167,17 @@ class MultiViewStage:
         if reference is None:
             raise ValueError("MultiViewStage.extrapolate: a reference MultiViewImages is required")
         return self._run(views, description, layout, reference, T_ref_new, seed, step_callback)
+
+
+def chunk_images(stage: MultiViewStage, chunk: Chunk, reference: Chunk | None = None, seed: int = 0,
+                 step_callback: Callable[[int, int], object] | None = None) -> MultiViewImages:
+    """The generated views of a rendered chunk (chunk.views); with a `reference` chunk that has images (the
+    neighbour it extends), extrapolated from them at the chunk's pose in the reference's frame."""
+    if reference is not None and reference.images is not None:
+        T_ref_new = np.linalg.inv(reference.T_world_chunk) @ chunk.T_world_chunk
+        return stage.extrapolate(chunk.views, chunk.description, chunk.layout, reference.images, T_ref_new,
+                                 seed=seed, step_callback=step_callback)
+    return stage(chunk.views, chunk.description, chunk.layout, seed=seed, step_callback=step_callback)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -93,6 +93,17 @@ def degrade(z: torch.Tensor, strength: torch.Tensor, blur: torch.Tensor, generat
     return z + strength[:, None, None, None] * torch.randn(z.shape, generator=generator)
 
 
+def noised(model, z: torch.Tensor, cond: ImageCondition, t: int, generator: torch.Generator | None = None
+           ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(x_t float [B, V, C, h, w], alphas_cumprod float [T]): unscaled latents z float [B*V, C, h, w] of cond's
+    B scenes of V views in the image diffusion model's space, noised to timestep t, and its schedule."""
+    acps = model.scheduler("ddpm").alphas_cumprod.to(model.device)
+    x0 = (z * model.config["vae_scale"]).view(cond.batch_size, cond.num_views, *z.shape[1:]).to(model.device)
+    noise = torch.randn(x0.shape, generator=generator).to(x0.device)
+    return acps[t].sqrt() * x0 + (1 - acps[t]).sqrt() * noise, acps
+
+
+@torch.no_grad()
 def denoised(model, z: torch.Tensor, cond: ImageCondition, t: int, generator: torch.Generator | None = None
              ) -> torch.Tensor:
     """The image diffusion model's one-step estimate of clean latents from latents noised to timestep t.
@@ -100,15 +111,10 @@ def denoised(model, z: torch.Tensor, cond: ImageCondition, t: int, generator: to
     soft, slightly off-colour latents a sampler's last steps hand the decoder."""
     from ..models.image_diffusion import clean_estimate
 
-    b, v = cond.batch_size, cond.num_views
-    scale = model.config["vae_scale"]
-    x0 = (z * scale).view(b, v, *z.shape[1:]).to(model.device)
-    acp = model.scheduler("ddpm").alphas_cumprod[t].to(x0.device)
-    noise = torch.randn(x0.shape, generator=generator).to(x0.device)
-    xt = acp.sqrt() * x0 + (1 - acp).sqrt() * noise
-    with torch.no_grad():
-        out = model(xt, torch.full((b,), t, device=x0.device), cond.to(x0.device))
-    return (clean_estimate(out, xt, acp, model.config["prediction_type"]) / scale).flatten(0, 1).to(z.device)
+    xt, acps = noised(model, z, cond, t, generator)
+    out = model(xt, torch.full((cond.batch_size,), t, device=xt.device), cond.to(xt.device))
+    x0 = clean_estimate(out, xt, acps[t], model.config["prediction_type"])
+    return (x0 / model.config["vae_scale"]).flatten(0, 1).to(z.device)
 
 
 @torch.no_grad()
@@ -121,22 +127,19 @@ def resampled(model, z: torch.Tensor, cond: ImageCondition, t: int, steps: int,
     sampling gets wrong while the target is known."""
     from ..models.image_diffusion import clean_estimate
 
-    b, v = cond.batch_size, cond.num_views
-    scale = model.config["vae_scale"]
-    acps = model.scheduler("ddpm").alphas_cumprod.to(model.device)
-    x = (z * scale).view(b, v, *z.shape[1:]).to(model.device)
-    x = acps[t].sqrt() * x + (1 - acps[t]).sqrt() * torch.randn(x.shape, generator=generator).to(x.device)
+    x, acps = noised(model, z, cond, t, generator)
     fn = model.guided(cond.to(x.device), model.config["guidance_scale"])
     ts = [round(t * (1 - k / steps)) for k in range(steps)]
     for k, u in enumerate(ts):
-        x0 = clean_estimate(fn(x, torch.full((b,), u, device=x.device)), x, acps[u], model.config["prediction_type"])
+        x0 = clean_estimate(fn(x, torch.full((cond.batch_size,), u, device=x.device)), x, acps[u],
+                            model.config["prediction_type"])
         if k + 1 == len(ts) or ts[k + 1] <= 0:
             x = x0
             break
         eps = (x - acps[u].sqrt() * x0) / (1 - acps[u]).sqrt()
         w = ts[k + 1]
         x = acps[w].sqrt() * x0 + (1 - acps[w]).sqrt() * eps
-    return (x / scale).flatten(0, 1).to(z.device)
+    return (x / model.config["vae_scale"]).flatten(0, 1).to(z.device)
 
 
 def crop_condition(cond: ImageCondition, i: int, j: int, h: int, w: int) -> ImageCondition:
@@ -260,23 +263,25 @@ def main(argv: list[str] | None = None) -> None:
     vidx = np.arange(len(val))
     vlook = np.arange(len(val)) % LOOKS
     vx, vz, vcond = views(val, val_z, vidx, vlook)
+    vx = vx.to(device)
+    vconds = split(vcond)  # decoded scene by scene
+    nv = vcond.num_views
     vgen = torch.Generator().manual_seed(12345)
     vlatents = {"clean": vz, "degraded": degrade(vz, torch.full((len(vz),), cfg.val_noise * z_std),
                                                  torch.arange(len(vz)) % 2 == 0, vgen)}
     if denoiser is not None:
-        vlatents["denoised"] = torch.cat([denoised(denoiser, vz[k:k + 6], c, int(cfg.val_t * T), vgen)
-                                          for k, c in zip(range(0, len(vz), 6), split(vcond))])
+        vlatents["denoised"] = torch.cat([denoised(denoiser, vz[k * nv:(k + 1) * nv], c, int(cfg.val_t * T), vgen)
+                                          for k, c in enumerate(vconds)])
         if cfg.p_resampled > 0:
-            vlatents["resampled"] = torch.cat([resampled(denoiser, vz[k:k + 6], c, int(cfg.val_t * T),
-                                                         cfg.resample_steps, vgen)
-                                               for k, c in zip(range(0, len(vz), 6), split(vcond))])
+            vlatents["resampled"] = torch.cat([resampled(denoiser, vz[k * nv:(k + 1) * nv], c, int(cfg.val_t * T),
+                                                         cfg.resample_steps, vgen) for k, c in enumerate(vconds)])
 
     def evaluate() -> dict:
         out = {}
         for name, z in vlatents.items():
-            y = torch.cat([dec(z[k:k + 6].to(device), vcond_k) for k, vcond_k in zip(range(0, len(z), 6), split(vcond))])
-            out[f"val_loss_{name}"] = float((y - vx.to(device)).abs().mean() + F.mse_loss(y, vx.to(device)))
-            out[f"val_psnr_{name}"] = psnr(y.cpu(), vx)
+            y = torch.cat([dec(z[k * nv:(k + 1) * nv].to(device), c) for k, c in enumerate(vconds)])
+            out[f"val_loss_{name}"] = float((y - vx).abs().mean() + F.mse_loss(y, vx))
+            out[f"val_psnr_{name}"] = psnr(y.cpu(), vx.cpu())
         out["val_loss"] = float(np.mean([out[f"val_loss_{name}"] for name in vlatents]))
         return out
 
