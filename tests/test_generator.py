@@ -105,3 +105,44 @@ def test_cancel_from_progress_stops_and_changes_nothing(gen, chunk):
     assert list(world.chunks) == [ChunkIndex(0, 0)]
     # the next call runs normally
     assert gen.describe(PROMPT).description.environment == "suburban"
+
+
+class _SpyImageStage:
+    """Records how Generator.images calls the multi-view stage (views generated alone or extrapolated)."""
+
+    def __init__(self):
+        self.calls = []
+
+    def _images(self, views, value):
+        from xscene_core.types.images import MultiViewImages
+
+        h, w = views.semantic.shape[1:3]
+        return MultiViewImages(np.full((6, h, w, 3), value, np.uint8), views.rig)
+
+    def __call__(self, views, description=None, layout=None, seed=0, step_callback=None):
+        self.calls.append(("alone", None, None, seed))
+        return self._images(views, 1)
+
+    def extrapolate(self, views, description, layout, reference, T_ref_new, seed=0, step_callback=None):
+        self.calls.append(("extrapolated", reference, T_ref_new, seed))
+        return self._images(views, 2)
+
+
+def test_images_of_an_extension_continue_the_reference_chunk_at_its_pose(gen, chunk):
+    spy = _SpyImageStage()
+    g = Generator(describe=gen.describe_stage, layout=gen.layout_stage, occupancy=gen.occupancy_stage,
+                  render=gen.render_stage, multiview=spy)
+    world = g.new_world(replace(chunk))
+    east = g.extend(world, ChunkIndex(0, 0), "east", seed=1, images="preview")
+    origin = world[ChunkIndex(0, 0)]
+    assert g.images(world[east], seed=4, reference=origin).images[0, 0, 0, 0] == 1  # the origin has no views yet
+    assert spy.calls[-1] == ("alone", None, None, 4)
+    origin.images = g.images(origin, seed=4)
+    out = g.images(world[east], seed=5, reference=origin)
+    kind, reference, T, seed = spy.calls[-1]
+    assert kind == "extrapolated" and reference is origin.images and seed == 5 and out.images[0, 0, 0, 0] == 2
+    # the new chunk's pose in the reference chunk's frame: one stride east
+    np.testing.assert_allclose(T, np.linalg.inv(origin.T_world_chunk) @ world[east].T_world_chunk)
+    np.testing.assert_allclose(T[:3, 3], [g.stride, 0, 0], atol=1e-9)
+    with pytest.raises(ValueError, match="render the chunk first"):
+        g.images(replace(world[east], views=None), reference=origin)

@@ -29,6 +29,7 @@ def test_quality_writes_json(tmp_path):
     assert 0.9 < data["edit_far_unchanged"] <= 1
     assert 15 < data["splat_psnr"] < 60
     assert 0 <= data["image_alignment_miou"] <= 1 and 0 < data["image_cross_view_consistency"] <= 1
+    assert 0 < data["image_sharpness"] < 10
 
 
 def test_partial_runs_replace_only_their_rows():

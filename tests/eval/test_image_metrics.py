@@ -67,7 +67,20 @@ def test_measure_images_reports_the_plain_decoder_beside_a_geometry_aware_one(tm
     Segmenter(widths=(4, 8, 8)).save_pretrained(tmp_path / "s")
     out = measure_images(1, 0, tmp_path / "m", tmp_path / "s", log=lambda *_: None)
     for k in ("image_alignment_miou_plain_decoder", "image_cross_view_consistency_plain_decoder",
-              "image_psnr_plain_decoder"):
+              "image_psnr_plain_decoder", "image_sharpness", "image_sharpness_plain_decoder"):
         assert np.isfinite(out[k]), k
     # a fresh geometry decoder decodes as the plain one, so the same latents give the same figures
     assert abs(out["image_psnr_plain_decoder"] - out["image_extrapolation_psnr_no_reference"]) < 0.01
+    assert abs(out["image_sharpness_plain_decoder"] - out["image_sharpness"]) < 1e-3
+
+
+def test_laplacian_energy_falls_with_blur_and_agrees_across_image_types():
+    from xscene_core.models.image_condition import resize_images
+    from xscene_core.eval.image_metrics import laplacian_energy
+
+    _, preview = _views()
+    sharp = preview.images
+    soft = resize_images(resize_images(sharp, (16, 28), smooth=False), (64, 112), smooth=True)
+    assert laplacian_energy(soft) < 0.7 * laplacian_energy(sharp)
+    as_float = torch.from_numpy(sharp).float().permute(0, 3, 1, 2) / 127.5 - 1
+    assert abs(laplacian_energy(as_float) - laplacian_energy(sharp)) < 1e-4

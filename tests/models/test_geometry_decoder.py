@@ -123,3 +123,77 @@ def test_the_training_entry_point_runs_with_the_denoiser_and_resumes(autoencoder
     assert again["val_loss_clean"] != init["val_loss_clean"]
     with pytest.raises(SystemExit, match="no cached samples"):
         main(["--autoencoder", str(tmp_path / "ae"), "--cache", str(tmp_path / "nothing"), "--out", str(tmp_path / "r2")])
+
+
+def test_an_extended_decoder_starts_as_its_source_then_reads_style_and_seeded_noise(autoencoder):
+    from xscene_core.models.image_condition import style_features
+
+    dec = GeometryDecoder.from_autoencoder(autoencoder, **GEO).eval()
+    with torch.no_grad():
+        for conv in dec.inject:
+            conv.weight.normal_(0, 0.3)
+    ext = GeometryDecoder.extended(dec, style_condition=True, noise_injection=True).eval()
+    z = torch.randn(6, 4, *LATENT)
+    sunny, rainy = condition(), condition()
+    sunny.style[:] = torch.from_numpy(style_features("noon", "sunny"))
+    rainy.style[:] = torch.from_numpy(style_features("night", "rainy"))
+    with torch.no_grad():
+        assert torch.allclose(ext(z, sunny), dec(z, sunny), atol=1e-6)  # new parts at zero: the same decoder
+        ext.style.weight.normal_(0, 0.5)
+        for scale in ext.noise_scale:
+            scale.fill_(0.5)
+        assert float((ext(z, sunny) - ext(z, rainy)).abs().mean()) > 1e-3  # the style changes the views
+        assert torch.equal(ext(z, sunny, noise_seed=3), ext(z, sunny, noise_seed=3))
+        assert not torch.equal(ext(z, sunny, noise_seed=3), ext(z, sunny, noise_seed=4))
+        dropped = condition()
+        dropped.style[:] = sunny.style
+        dropped.text_mask[:] = False  # a dropped caption drops its style, as in the diffusion model
+        unstyled = condition()
+        assert torch.equal(ext(z, dropped), ext(z, unstyled))
+    with pytest.raises(TypeError):
+        GeometryDecoder.extended(dec, colour=True)
+
+
+def test_the_patch_discriminator_scores_patches_given_semantic_and_style():
+    from xscene_core.models.image_condition import STYLE_FEATURES
+    from xscene_core.models.patch_discriminator import PatchDiscriminator
+
+    torch.manual_seed(0)
+    disc = PatchDiscriminator(width=8)
+    rgb = torch.rand(2, 3, 32, 56) * 2 - 1
+    semantic = torch.randint(0, 18, (2, 16, 28))
+    style = torch.zeros(2, STYLE_FEATURES)
+    logits, features = disc(rgb, semantic, style)
+    assert logits.shape == (2, 1, 4, 7) and len(features) == 3
+    assert not torch.equal(disc(rgb, semantic, style + 1)[0], logits)        # conditioned on the style
+    assert not torch.equal(disc(rgb, (semantic + 1) % 18, style)[0], logits)  # and on the layout
+    with pytest.raises(ValueError, match="2 images, 1 semantic maps"):
+        disc(rgb, semantic[:1], style)
+
+
+def test_an_adversarial_run_trains_the_discriminator_saves_it_and_resumes_it(autoencoder, tmp_path, capsys):
+    from safetensors.torch import load_file
+
+    from xscene_core.train.geometry_decoder import main
+
+    autoencoder.save_pretrained(tmp_path / "ae" / "vae")
+    fake_cache(tmp_path / "cache", size=(32, 56), cond=GEOMETRY)
+    args = ["--autoencoder", str(tmp_path / "ae"), "--cache", str(tmp_path / "cache"), "--size", "32", "56",
+            "--cond-size", *map(str, GEOMETRY), "--out", str(tmp_path / "run"), "--threads", "1", "--crop-h", "16",
+            "--crop-w", "28", "--log-every", "1", "--eval-every", "2", "--ckpt-every", "1", "--adv-weight", "0.5",
+            "--fm-weight", "1", "--disc-start", "1", "--disc-width", "8", "--style-condition", "--noise-injection"]
+    main(args + ["--steps", "3"])
+    saved = load_file(str(tmp_path / "run" / "discriminator.safetensors"))
+    assert any(k.startswith("opt.") for k in saved) and any(k.startswith("disc.") for k in saved)
+    main(args + ["--steps", "5", "--resume"])
+    assert "discriminator resumed" in capsys.readouterr().out
+    log = (tmp_path / "run" / "log.jsonl").read_text()
+    lines = [json.loads(s) for s in log.splitlines() if s.startswith("{")]
+    evals = [x for x in lines if "disc_loss" in x]
+    assert evals and all(np.isfinite(x["disc_loss"]) and x["adv_balance"] >= 0 for x in evals)
+    assert max(x["adv_balance"] for x in evals) > 0  # the decoder was trained against the discriminator
+    assert all("val_sharpness_clean" in x for x in lines if "val_loss" in x)
+    later = load_file(str(tmp_path / "run" / "discriminator.safetensors"))
+    assert any(not torch.equal(saved[k], later[k]) for k in saved if k.startswith("disc."))
+    dec = GeometryDecoder.from_pretrained(tmp_path / "run" / "final")
+    assert dec.config.style_condition and dec.config.noise_injection

@@ -20,8 +20,11 @@
 - image_codec_psnr (latent-space models only; None in pixel space): PSNR (dB) of the preview renders
   encoded and decoded by the model's autoencoder, at the autoencoder's image size: the ceiling the latent
   space puts on any generated view.
+- image_sharpness: mean absolute Laplacian of the generated views over that of the preview renders of the
+  same chunks, both at the model's own image size (1: as much fine detail as the previews; a blurred view
+  scores lower, noise higher): the figure that PSNR and alignment, which reward a safe blur, do not show.
 - *_plain_decoder (models whose config decodes with the geometry-aware decoder only; None otherwise):
-  image_alignment_miou, image_cross_view_consistency and the no-reference PSNR of the same samples (same
+  image_alignment_miou, image_cross_view_consistency, image_sharpness and the no-reference PSNR of the same samples (same
   seeds, hence the same latents) decoded by the autoencoder's own decoder instead: how much of each
   figure the denoiser gives and how much the decoder's reading of the geometry adds.
 - images_s: median seconds of one MultiViewStage call (six views, 224 x 400 renders in, same size out)
@@ -69,6 +72,8 @@ class ImageMetrics:
     image_alignment_miou_plain_decoder: float | None = None
     image_cross_view_consistency_plain_decoder: float | None = None
     image_psnr_plain_decoder: float | None = None
+    image_sharpness: float | None = None
+    image_sharpness_plain_decoder: float | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -120,6 +125,17 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     return 10 * np.log10(255.0 ** 2 / max(mse, 1e-10))
 
 
+def laplacian_energy(images: np.ndarray | torch.Tensor) -> float:
+    """Mean absolute 4-neighbour Laplacian of uint8 images [N, H, W, 3] (on 0..1) or float images
+    [N, 3, H, W] (on [-1, 1], halved to the same scale); a ratio of two of them is scale-free."""
+    if isinstance(images, np.ndarray):
+        x = torch.from_numpy(images).float().permute(0, 3, 1, 2) / 255.0
+    else:
+        x = images.float() / 2
+    k = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]], device=x.device)
+    return float(torch.nn.functional.conv2d(x.flatten(0, 1)[:, None], k[None, None]).abs().mean())
+
+
 def judge_size() -> tuple[int, int]:
     """(h, w) at which every figure is measured: the judge segmenter's training resolution (train.segmenter
     reads the preview renders of the tiny preset's cache)."""
@@ -159,6 +175,7 @@ def measure_images(n_chunks: int = 6, seed: int = 0, checkpoint: str | Path | No
     agree = {k: [0.0, 0] for k in ("gen", "preview", "plain")}
     ext = {k: [] for k in ("ref", "noref", "plain")}
     codec_psnr = []
+    detail = {k: [] for k in ("gen", "preview", "plain")}  # Laplacian energies at the model's image size
     times = []
     seeds = world_seeds(split)
     for k in range(n_chunks):
@@ -183,10 +200,14 @@ def measure_images(n_chunks: int = 6, seed: int = 0, checkpoint: str | Path | No
         nogeo = resize_images(stage.generate(cond.without_geometry(), seed=s), size, smooth=False)
         prev = resize_images(preview.images, size, smooth=False)
         compared = [("gen", gen), ("preview", prev)]
+        native = stage.codec.image_size
+        detail["gen"].append(laplacian_energy(resize_images(generated.images, native, smooth=False)))
+        detail["preview"].append(laplacian_energy(resize_images(preview.images, native, smooth=False)))
         if plain is not None:
-            compared.append(("plain", resize_images(plain(views, chunk.description, chunk.layout, seed=s).images,
-                                                    size, smooth=False)))
+            plain_images = plain(views, chunk.description, chunk.layout, seed=s).images
+            compared.append(("plain", resize_images(plain_images, size, smooth=False)))
             ext["plain"].append(psnr(compared[-1][1], prev))
+            detail["plain"].append(laplacian_energy(resize_images(plain_images, native, smooth=False)))
         if stage.model.config["space"] == "latent":
             at = resize_images(preview.images, stage.codec.image_size, smooth=False)
             codec_psnr.append(psnr(stage.codec.decode(stage.codec.encode(at)), at))
@@ -217,7 +238,10 @@ def measure_images(n_chunks: int = 6, seed: int = 0, checkpoint: str | Path | No
         image_codec_psnr=float(np.mean(codec_psnr)) if codec_psnr else None,
         image_alignment_miou_plain_decoder=miou_of(conf["plain"]) if plain is not None else None,
         image_cross_view_consistency_plain_decoder=agree["plain"][0] / max(agree["plain"][1], 1) if plain is not None else None,
-        image_psnr_plain_decoder=float(np.mean(ext["plain"])) if plain is not None else None).as_dict()
+        image_psnr_plain_decoder=float(np.mean(ext["plain"])) if plain is not None else None,
+        image_sharpness=float(np.mean(detail["gen"]) / np.mean(detail["preview"])),
+        image_sharpness_plain_decoder=(float(np.mean(detail["plain"]) / np.mean(detail["preview"]))
+                                       if plain is not None else None)).as_dict()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -192,6 +192,9 @@ def image_rows(args) -> list[Row]:
             f"{im['image_extrapolation_psnr']:.2f} dB (without the reference {im['image_extrapolation_psnr_no_reference']:.2f}"
             + (f", plain decoder {im['image_psnr_plain_decoder']:.2f}" if plain else "")
             + f"){without('image_cross_view_consistency')}; {n}"),
+        Row("image_sharpness", im["image_sharpness"], "", "reported",
+            f"mean absolute Laplacian of the generated views over the preview renders' at the model's image size "
+            f"(1 = as much fine detail as the previews, lower = blurred){without('image_sharpness')}; {n}"),
     ]
 
 

@@ -13,6 +13,13 @@ that the diffusion model was trained in, is not touched.
     dec = GeometryDecoder.from_autoencoder(load_autoencoder("checkpoints/image_autoencoder"))
     rgb = dec(z, cond)      # z float [B*V, 4, h, w] (unscaled latents), cond: ImageCondition -> [B*V, 3, 4h, 4w]
     dec.save_pretrained("checkpoints/image_autoencoder/geometry_decoder")
+
+Two optional inputs (zero-initialised too, so a decoder gains them without changing its output): the
+condition's style (time of day, weather: `style_condition`), which the latents carry only as a tint, and
+per-pixel noise after every up block (`noise_injection`, as StyleGAN injects it): the random detail a
+deterministic decoder would otherwise average away (rain streaks, texture), drawn from `noise_seed` so a
+decode is reproducible. They matter when the decoder is trained with an adversary
+(train.geometry_decoder --adv-weight), which rewards detail that an L1 / MSE loss blurs.
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
-from .image_condition import GeometryEncoder, ImageCondition
+from .image_condition import STYLE_FEATURES, GeometryEncoder, ImageCondition
 
 SUBFOLDER = "geometry_decoder"  # inside an autoencoder folder, beside vae/
 
@@ -45,12 +52,15 @@ class GeometryDecoder(ModelMixin, ConfigMixin):
 
     latent_channels, block_out_channels, layers_per_block, norm_num_groups, mid_block_add_attention: the
     autoencoder's (see from_autoencoder); geometry_hidden / geometry_features: width of the geometry
-    encoder (stride 1: its features have the condition's size and are resized to each level)."""
+    encoder (stride 1: its features have the condition's size and are resized to each level);
+    style_condition: add a linear map of the condition's style to the geometry features; noise_injection:
+    add per-channel scaled unit noise after each up block."""
 
     @register_to_config
     def __init__(self, latent_channels: int = 4, block_out_channels: Sequence[int] = (32, 64, 64),
                  layers_per_block: int = 1, norm_num_groups: int = 16, mid_block_add_attention: bool = True,
-                 geometry_hidden: int = 32, geometry_features: int = 32) -> None:
+                 geometry_hidden: int = 32, geometry_features: int = 32, style_condition: bool = False,
+                 noise_injection: bool = False) -> None:
         super().__init__()
         from diffusers.models.autoencoders.vae import Decoder
 
@@ -67,6 +77,11 @@ class GeometryDecoder(ModelMixin, ConfigMixin):
         for conv in self.inject:  # start as the plain decoder
             nn.init.zeros_(conv.weight)
             nn.init.zeros_(conv.bias)
+        self.style = nn.Linear(STYLE_FEATURES, geometry_features, bias=False) if style_condition else None
+        if self.style is not None:
+            nn.init.zeros_(self.style.weight)
+        self.noise_scale = (nn.ParameterList(nn.Parameter(torch.zeros(c)) for c in widths) if noise_injection
+                            else None)
 
     @classmethod
     def from_autoencoder(cls, autoencoder, **geometry) -> "GeometryDecoder":
@@ -83,19 +98,37 @@ class GeometryDecoder(ModelMixin, ConfigMixin):
         dec.post_quant_conv.load_state_dict(autoencoder.post_quant_conv.state_dict())
         return dec
 
-    def forward(self, z: torch.Tensor, cond: ImageCondition) -> torch.Tensor:
+    @classmethod
+    def extended(cls, decoder: "GeometryDecoder", **options) -> "GeometryDecoder":
+        """A copy of a trained decoder with options changed (style_condition, noise_injection): its weights,
+        and the new parts at zero, so it decodes exactly as `decoder` until trained."""
+        out = cls(**{**{k: v for k, v in decoder.config.items() if not k.startswith("_")}, **options})
+        missing, unexpected = out.load_state_dict(decoder.state_dict(), strict=False)
+        if unexpected or any(not k.startswith(("style.", "noise_scale.")) for k in missing):
+            raise ValueError(f"GeometryDecoder.extended: weights do not match (missing {missing}, unexpected {unexpected})")
+        return out
+
+    def forward(self, z: torch.Tensor, cond: ImageCondition, noise_seed: int = 0) -> torch.Tensor:
         """z float [B*V, C, h, w] (unscaled latents, as AutoencoderKL.decode takes them), cond: B scenes of V
-        views with their geometry at any size -> RGB float [B*V, 3, H, W] in about [-1, 1]."""
+        views with their geometry at any size -> RGB float [B*V, 3, H, W] in about [-1, 1]. noise_seed: the
+        injected noise's seed (noise_injection only; the same seed, the same output)."""
         if z.shape[0] != cond.batch_size * cond.num_views:
             raise ValueError(f"GeometryDecoder: {z.shape[0]} latents for {cond.batch_size} x {cond.num_views} views")
         g = self.geometry(cond).to(z.dtype)
+        if self.style is not None:  # the caption's mask removes its style, as in the diffusion model
+            s = self.style(cond.style.to(z.dtype) * cond.text_mask.to(z.dtype)[:, None])
+            g = g + s.repeat_interleave(cond.num_views, 0)[:, :, None, None]
+        gen = torch.Generator().manual_seed(int(noise_seed)) if self.noise_scale is not None else None
         d = self.decoder
         x = d.conv_in(self.post_quant_conv(z))
         x = x + self.inject[0](resize_features(g, x.shape[-2:]))
         x = d.mid_block(x, None)
-        for block, inject in zip(d.up_blocks, self.inject[1:]):
+        for k, (block, inject) in enumerate(zip(d.up_blocks, self.inject[1:])):
             x = block(x, None)
             x = x + inject(resize_features(g, x.shape[-2:]))
+            if self.noise_scale is not None:
+                noise = torch.randn((x.shape[0], 1, *x.shape[-2:]), generator=gen).to(x)
+                x = x + self.noise_scale[k].view(1, -1, 1, 1) * noise
         return d.conv_out(d.conv_act(d.conv_norm_out(x)))
 
 

@@ -424,13 +424,14 @@ class ImageCodec:
         return vae.encode(x).latent_dist.mean * self.config["vae_scale"]
 
     @torch.no_grad()
-    def decode(self, x: torch.Tensor, cond: ImageCondition | None = None) -> np.ndarray:
+    def decode(self, x: torch.Tensor, cond: ImageCondition | None = None, noise_seed: int = 0) -> np.ndarray:
         """float [V, C, h, w] in the model space -> uint8 [V, H, W, 3] at image_size. cond: the views'
-        condition (one scene of V views), read by the geometry-aware decoder when it is in use."""
+        condition (one scene of V views), read by the geometry-aware decoder when it is in use; noise_seed:
+        the seed of that decoder's injected noise (if it has any)."""
         if self.config["space"] == "latent":
             z = x / self.config["vae_scale"]
             if self.use_geometry_decoder and cond is not None:
-                x = self._decoder().to(x.device)(z, cond.to(x.device))
+                x = self._decoder().to(x.device)(z, cond.to(x.device), noise_seed=noise_seed)
             else:
                 x = self._autoencoder().to(x.device).decode(z).sample
         return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()

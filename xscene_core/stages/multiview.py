@@ -136,7 +136,7 @@ class MultiViewStage:
             raise MultiViewInterrupted(f"image sampling interrupted ({stop})") from None
         finally:
             torch.set_num_threads(threads)
-        return self.codec.decode(x[0], cond)
+        return self.codec.decode(x[0], cond, noise_seed=seed)
 
     def _run(self, views, description, layout, reference, T_ref_new, seed, step_callback) -> MultiViewImages:
         # 1. Validate.

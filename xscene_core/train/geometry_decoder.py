@@ -25,11 +25,27 @@ the mean of those losses (it picks OUT/best), and the step-0 line is the startin
 the same views (the plain decoder's, unless --init).
 --init FOLDER starts a new run from a trained GeometryDecoder. The shipped decoder's commands are in
 checkpoints/image_autoencoder/MODEL_CARD.md.
+
+Adversarial training (--adv-weight W > 0): an L1 / MSE loss rewards the mean of what the latents leave
+open, which is a blur; a conditional PatchGAN (models.patch_discriminator: RGB + the view's semantic map
+and style) learns to tell preview renders from decoded views, and the decoder is also trained to fool it
+(hinge loss), the adversarial gradient balanced against the reconstruction's at the decoder's last layer
+(as latent-diffusion autoencoders are trained) and scaled by W; --fm-weight adds discriminator feature
+matching. For the first --disc-start steps of the run the discriminator learns while the decoder keeps
+its L1 / MSE loss only. --style-condition and
+--noise-injection give the decoder (new, or extended from --init) the style and per-pixel noise inputs
+(models.geometry_decoder), zero-initialised. The discriminator and its optimizer are saved beside each
+checkpoint (OUT/discriminator.safetensors) and come back with --resume. An adversarial run's val_loss
+rises as it trades PSNR for detail, so pick its weights by the image metrics, not by OUT/best; the
+validation also logs val_sharpness_* (mean absolute Laplacian of the decoded views over the targets': 1 =
+as sharp as the previews).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
@@ -39,10 +55,11 @@ import torch
 import torch.nn.functional as F
 
 from ..data.image_dataset import LOOKS, ImageDataset, add_styles_arg, cache_dir, cache_files
+from ..eval.image_metrics import laplacian_energy
 from ..models.geometry_decoder import GeometryDecoder
 from ..models.image_autoencoder import downsample_factor, load_autoencoder
 from ..models.image_condition import ImageCondition
-from .common import RunLog, add_config_args, apply_config_args
+from .common import RunLog, add_config_args, apply_config_args, optimizer_state, optimizer_tensors
 from .ema_training import EmaTraining
 from .image_autoencoder import psnr
 
@@ -82,6 +99,14 @@ class TrainConfig:
     eval_every: int = 250
     ckpt_every: int = 100
     val_scenes: int = 4
+    adv_weight: float = 0.0
+    """scale of the balanced adversarial loss (0: no discriminator)"""
+    fm_weight: float = 0.0
+    """weight of the discriminator feature-matching loss (L1)"""
+    disc_lr: float = 2e-4
+    disc_start: int = 200
+    """steps of the run in which only the discriminator trains"""
+    disc_width: int = 32
 
 
 def degrade(z: torch.Tensor, strength: torch.Tensor, blur: torch.Tensor, generator: torch.Generator | None = None
@@ -142,6 +167,75 @@ def resampled(model, z: torch.Tensor, cond: ImageCondition, t: int, steps: int,
     return (x / model.config["vae_scale"]).flatten(0, 1).to(z.device)
 
 
+class Adversary:
+    """The discriminator of an adversarial run and its optimizer (Adam, betas 0.5 / 0.9), saved and loaded
+    as one safetensors file (written beside and renamed over, so a crash leaves the previous one)."""
+
+    def __init__(self, cfg: TrainConfig, device: torch.device) -> None:
+        from ..models.patch_discriminator import PatchDiscriminator
+
+        self.disc = PatchDiscriminator(cfg.disc_width).to(device).train()
+        self.opt = torch.optim.Adam(self.disc.parameters(), lr=cfg.disc_lr, betas=(0.5, 0.9))
+
+    def save(self, path: Path) -> None:
+        from safetensors.torch import save_file
+
+        tensors, meta = optimizer_tensors(self.opt, prefix="opt.")
+        tensors.update({f"disc.{k}": v.detach().cpu().contiguous() for k, v in self.disc.state_dict().items()})
+        save_file(tensors, str(path.with_suffix(".tmp")), metadata={"optimizer": json.dumps(meta)})
+        os.replace(path.with_suffix(".tmp"), path)
+
+    def load(self, path: Path) -> None:
+        from safetensors import safe_open
+        from safetensors.torch import load_file
+
+        tensors = load_file(str(path))
+        with safe_open(str(path), "pt") as f:
+            meta = json.loads(f.metadata()["optimizer"])
+        self.disc.load_state_dict({k[5:]: v for k, v in tensors.items() if k.startswith("disc.")})
+        self.opt.load_state_dict(optimizer_state(tensors, meta, prefix="opt."))
+
+    def step(self, real: torch.Tensor, fake: torch.Tensor, semantic: torch.Tensor, style: torch.Tensor) -> float:
+        """One hinge-loss update on real / decoded views float [N, 3, H, W] (fake detached); the loss."""
+        r, _ = self.disc(real, semantic, style)
+        f, _ = self.disc(fake.detach(), semantic, style)
+        loss = F.relu(1 - r).mean() + F.relu(1 + f).mean()
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        return float(loss.detach())
+
+    def generator_losses(self, real: torch.Tensor, fake: torch.Tensor, semantic: torch.Tensor, style: torch.Tensor
+                         ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(hinge generator loss, feature-matching L1) of decoded views `fake` (with their graph)."""
+        self.disc.requires_grad_(False)
+        try:
+            f, ffeat = self.disc(fake, semantic, style)
+            with torch.no_grad():
+                _, rfeat = self.disc(real, semantic, style)
+        finally:
+            self.disc.requires_grad_(True)
+        return -f.mean(), sum((a - b).abs().mean() for a, b in zip(ffeat, rfeat)) / len(ffeat)
+
+
+class AdversarialTraining(EmaTraining):
+    """EmaTraining whose checkpoints also save the adversary (when there is one)."""
+
+    adversary: Adversary | None = None
+
+    def checkpoint(self) -> None:
+        super().checkpoint()
+        if self.adversary is not None:
+            self.adversary.save(self.out / "discriminator.safetensors")
+
+
+def balanced(rec: torch.Tensor, adv: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
+    """The weight that gives adv the gradient norm of rec at parameter `last` (detached, at most 1e4)."""
+    g_rec = torch.autograd.grad(rec, last, retain_graph=True)[0]
+    g_adv = torch.autograd.grad(adv, last, retain_graph=True)[0]
+    return (g_rec.norm() / (g_adv.norm() + 1e-4)).clamp(0, 1e4).detach()
+
+
 def crop_condition(cond: ImageCondition, i: int, j: int, h: int, w: int) -> ImageCondition:
     """The condition's geometry cropped to rows i:i+h, columns j:j+w (geometry pixels) and its reference
     views to the matching window (they are `stride` times coarser)."""
@@ -170,6 +264,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--max-minutes", type=float, default=None, help="wall-time budget over all resumed runs")
+    ap.add_argument("--style-condition", action="store_true", help="give the decoder the style input (new parts at zero)")
+    ap.add_argument("--noise-injection", action="store_true", help="give the decoder per-pixel noise inputs (new parts at zero)")
     add_config_args(ap, TrainConfig)
     args = ap.parse_args(argv)
     if args.threads:
@@ -206,13 +302,24 @@ def main(argv: list[str] | None = None) -> None:
     T = denoiser.config["num_train_timesteps"] if denoiser is not None else 0
     z_std = float(torch.from_numpy(np.concatenate([s.preview[0] for s in train_z.samples[:16]]).astype(np.float32)).std())
 
+    options = {k: True for k, on in (("style_condition", args.style_condition),
+                                     ("noise_injection", args.noise_injection)) if on}
     if args.resume and (args.out / "checkpoint").exists():
-        run = EmaTraining.resume(args.out, log, cfg, GeometryDecoder, device, args.max_minutes)
+        run = AdversarialTraining.resume(args.out, log, cfg, GeometryDecoder, device, args.max_minutes)
     else:
         torch.manual_seed(cfg.seed)
-        start = (GeometryDecoder.from_pretrained(args.init).train() if args.init is not None
-                 else GeometryDecoder.from_autoencoder(ae))
-        run = EmaTraining(args.out, log, cfg, start, device, args.max_minutes)
+        start = (GeometryDecoder.extended(GeometryDecoder.from_pretrained(args.init), **options).train()
+                 if args.init is not None else GeometryDecoder.from_autoencoder(ae, **options))
+        run = AdversarialTraining(args.out, log, cfg, start, device, args.max_minutes)
+    first_step = run.step  # of the discriminator's training: it learns alone for cfg.disc_start steps from here
+    if cfg.adv_weight > 0:
+        run.adversary = Adversary(cfg, device)
+        saved = args.out / "discriminator.safetensors"
+        if args.resume and saved.exists():
+            run.adversary.load(saved)
+            first_step = 0
+            log(f"discriminator resumed from {saved}")
+    adv_stats: list[tuple[float, float]] = []  # (discriminator loss, balance weight) since the last evaluation
     dec = run.model
     log({"event": "start", "step": run.step, "train_scenes": len(train), "val_scenes": len(val), "latent_std": z_std,
          "params": sum(p.numel() for p in dec.parameters()), "threads": torch.get_num_threads(),
@@ -226,10 +333,24 @@ def main(argv: list[str] | None = None) -> None:
         z = torch.stack([torch.from_numpy(data_z.samples[i].preview[l].astype(np.float32)) for i, l in zip(idx, look)])
         return x.flatten(0, 1), z.flatten(0, 1), cond
 
-    def loss_of(x, z, cond) -> torch.Tensor:
-        y = dec(z.to(device), cond.to(device))
+    def loss_of(x, z, cond, step: int, noise_seed: int) -> torch.Tensor:
+        cond = cond.to(device)
+        y = dec(z.to(device), cond, noise_seed=noise_seed)
         x = x.to(device)
-        return (y - x).abs().mean() + F.mse_loss(y, x)
+        rec = (y - x).abs().mean() + F.mse_loss(y, x)
+        adv = run.adversary
+        if adv is None:
+            return rec
+        semantic = cond.semantic.flatten(0, 1)
+        style = (cond.style * cond.text_mask[:, None].to(cond.style.dtype)).repeat_interleave(cond.num_views, 0)
+        d_loss = adv.step(x, y, semantic, style)
+        if step < first_step + cfg.disc_start:  # the discriminator learns first
+            adv_stats.append((d_loss, 0.0))
+            return rec
+        g_adv, fm = adv.generator_losses(x, y, semantic, style)
+        weight = balanced(rec, g_adv, dec.decoder.conv_out.weight)
+        adv_stats.append((d_loss, float(weight)))
+        return rec + cfg.fm_weight * fm + cfg.adv_weight * weight * g_adv
 
     def loss_at(step: int) -> torch.Tensor:
         rng = np.random.default_rng([cfg.seed, step])
@@ -253,7 +374,7 @@ def main(argv: list[str] | None = None) -> None:
             z = z[..., i:i + ch, j:j + cw]
             x = x[..., i * f:(i + ch) * f, j * f:(j + cw) * f]
             cond = crop_condition(cond, i * stride, j * stride, ch * stride, cw * stride)
-        return loss_of(x, z, cond)
+        return loss_of(x, z, cond, step, int(rng.integers(2**31)))
 
     def split(cond: ImageCondition) -> list[ImageCondition]:
         """One condition per scene (the validation views are decoded scene by scene)."""
@@ -282,7 +403,12 @@ def main(argv: list[str] | None = None) -> None:
             y = torch.cat([dec(z[k * nv:(k + 1) * nv].to(device), c) for k, c in enumerate(vconds)])
             out[f"val_loss_{name}"] = float((y - vx).abs().mean() + F.mse_loss(y, vx))
             out[f"val_psnr_{name}"] = psnr(y.cpu(), vx.cpu())
+            out[f"val_sharpness_{name}"] = laplacian_energy(y) / laplacian_energy(vx)
         out["val_loss"] = float(np.mean([out[f"val_loss_{name}"] for name in vlatents]))
+        if adv_stats:
+            out["disc_loss"] = float(np.mean([d for d, _ in adv_stats]))
+            out["adv_balance"] = float(np.mean([w for _, w in adv_stats]))
+            adv_stats.clear()
         return out
 
     if run.step == 0:  # the starting decoder's figures on the same views: the bar to beat
