@@ -201,16 +201,16 @@ def measure_images(n_chunks: int = 6, seed: int = 0, checkpoint: str | Path | No
         prev = resize_images(preview.images, size, smooth=False)
         compared = [("gen", gen), ("preview", prev)]
         native = stage.codec.image_size
+        prev_native = resize_images(preview.images, native, smooth=False)
         detail["gen"].append(laplacian_energy(resize_images(generated.images, native, smooth=False)))
-        detail["preview"].append(laplacian_energy(resize_images(preview.images, native, smooth=False)))
+        detail["preview"].append(laplacian_energy(prev_native))
         if plain is not None:
             plain_images = plain(views, chunk.description, chunk.layout, seed=s).images
             compared.append(("plain", resize_images(plain_images, size, smooth=False)))
             ext["plain"].append(psnr(compared[-1][1], prev))
             detail["plain"].append(laplacian_energy(resize_images(plain_images, native, smooth=False)))
         if stage.model.config["space"] == "latent":
-            at = resize_images(preview.images, stage.codec.image_size, smooth=False)
-            codec_psnr.append(psnr(stage.codec.decode(stage.codec.encode(at)), at))
+            codec_psnr.append(psnr(stage.codec.decode(stage.codec.encode(prev_native)), prev_native))
         for key, imgs in compared + [("nogeo", nogeo)]:
             conf[key] += confusion(judge.predict(imgs), target)
         pairs = overlap_pairs(at_size.depth, small_rig)

@@ -115,9 +115,8 @@ class GeometryDecoder(ModelMixin, ConfigMixin):
         if z.shape[0] != cond.batch_size * cond.num_views:
             raise ValueError(f"GeometryDecoder: {z.shape[0]} latents for {cond.batch_size} x {cond.num_views} views")
         g = self.geometry(cond).to(z.dtype)
-        if self.style is not None:  # the caption's mask removes its style, as in the diffusion model
-            s = self.style(cond.style.to(z.dtype) * cond.text_mask.to(z.dtype)[:, None])
-            g = g + s.repeat_interleave(cond.num_views, 0)[:, :, None, None]
+        if self.style is not None:
+            g = g + self.style(cond.view_styles().to(z.dtype))[:, :, None, None]
         gen = torch.Generator().manual_seed(int(noise_seed)) if self.noise_scale is not None else None
         d = self.decoder
         x = d.conv_in(self.post_quant_conv(z))

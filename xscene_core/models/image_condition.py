@@ -239,6 +239,12 @@ class ImageCondition:
     def num_views(self) -> int:
         return int(self.semantic.shape[1])
 
+    def view_styles(self) -> torch.Tensor:
+        """float [B*V, STYLE_FEATURES]: each view's scene style, zero where the caption is dropped (the
+        style belongs to the caption)."""
+        style = self.style * self.text_mask[:, None].to(self.style.dtype)
+        return style.repeat_interleave(self.num_views, 0)
+
     def to(self, device) -> "ImageCondition":
         return ImageCondition(*(getattr(self, f.name).to(device) for f in fields(self)))
 

@@ -342,7 +342,7 @@ def main(argv: list[str] | None = None) -> None:
         if adv is None:
             return rec
         semantic = cond.semantic.flatten(0, 1)
-        style = (cond.style * cond.text_mask[:, None].to(cond.style.dtype)).repeat_interleave(cond.num_views, 0)
+        style = cond.view_styles()
         d_loss = adv.step(x, y, semantic, style)
         if step < first_step + cfg.disc_start:  # the discriminator learns first
             adv_stats.append((d_loss, 0.0))
@@ -385,6 +385,7 @@ def main(argv: list[str] | None = None) -> None:
     vlook = np.arange(len(val)) % LOOKS
     vx, vz, vcond = views(val, val_z, vidx, vlook)
     vx = vx.to(device)
+    vx_detail = laplacian_energy(vx)  # the targets' fine detail, the sharpness figures' denominator
     vconds = split(vcond)  # decoded scene by scene
     nv = vcond.num_views
     vgen = torch.Generator().manual_seed(12345)
@@ -403,7 +404,7 @@ def main(argv: list[str] | None = None) -> None:
             y = torch.cat([dec(z[k * nv:(k + 1) * nv].to(device), c) for k, c in enumerate(vconds)])
             out[f"val_loss_{name}"] = float((y - vx).abs().mean() + F.mse_loss(y, vx))
             out[f"val_psnr_{name}"] = psnr(y.cpu(), vx.cpu())
-            out[f"val_sharpness_{name}"] = laplacian_energy(y) / laplacian_energy(vx)
+            out[f"val_sharpness_{name}"] = laplacian_energy(y) / vx_detail
         out["val_loss"] = float(np.mean([out[f"val_loss_{name}"] for name in vlatents]))
         if adv_stats:
             out["disc_loss"] = float(np.mean([d for d, _ in adv_stats]))
