@@ -35,10 +35,15 @@ def test_quality_writes_json(tmp_path):
 def test_partial_runs_replace_only_their_rows():
     from xscene_core.eval.report import Row, _merged, table
 
-    old = table([Row("a", 1.0, ""), Row("b", 2.0, "")])
-    merged = _merged(old, [Row("b", 3.0, "s"), Row("c", 4.0, "")])
-    assert [line.split("`")[1] for line in merged.splitlines()[2:]] == ["a", "b", "c"]
-    assert "| 3 s |" in merged and "| 1  |" in merged
+    old = table([Row("a", 1.0, ""), Row("b", 2.0, "")], "2026-01-01 10:00 UTC")
+    merged = _merged(old, [Row("b", 3.0, "s"), Row("c", 4.0, "")], "2026-01-02 11:00 UTC")
+    lines = merged.splitlines()[2:]
+    assert [line.split("`")[1] for line in lines] == ["a", "b", "c"]
+    assert lines[0].endswith("| 1  |  |  | 2026-01-01 10:00 UTC |")  # a row not re-measured keeps its time
+    assert "| 3 s |" in lines[1] and lines[1].endswith("2026-01-02 11:00 UTC |")
+    # a table from before the time column: its rows get the header's time
+    four = "Measured 2025-12-31 09:30 UTC on x.\n\n| key | value | target | note |\n|---|---|---|---|\n| `a` | 1  |  |  |"
+    assert _merged(four, [Row("c", 4.0, "")], "now").splitlines()[2].endswith("|  |  | by 2025-12-31 09:30 UTC |")
 
 
 def test_overlap_agreement_detects_disagreement():

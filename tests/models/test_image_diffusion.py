@@ -233,3 +233,18 @@ def test_geometry_at_a_finer_stride_denoises_images_at_the_model_size(scene):
     # the weights have the same shapes at every stride: a pixel model's geometry encoder loads
     plain = _model()
     m.geometry.load_state_dict(plain.geometry.state_dict())
+
+
+@pytest.mark.parametrize("preset", ["tiny_latent", "small_latent"])
+def test_the_latent_presets_denoise_their_latents_with_geometry_at_twice_their_size(preset):
+    from xscene_core.stages.render import default_rig
+
+    m = ImageDiffusion.from_preset(preset).eval()
+    h, w = m.sample_size
+    assert m.condition_size == (2 * h, 2 * w) and m.image_channels == 4
+    arrays = view_condition_arrays(np.full((6, 64, 112), 11, np.uint8), np.full((6, 64, 112), 10.0, np.float32),
+                                   None, default_rig((64, 112)), m.condition_size)
+    c = ImageCondition.collate([arrays], [None], [None], [None], 4, m.config["max_boxes"], [None], 2)
+    x = torch.randn(1, 6, 4, h, w)
+    with torch.no_grad():
+        assert m(x, torch.tensor([500]), c).shape == x.shape

@@ -109,21 +109,26 @@ def test_an_occluded_voxel_does_not_take_the_occluders_colour():
     front_car = torch.from_numpy((p.labels == CAR) & (p.face == 0))
     assert lifted.sums.seen[front_wall].all() and not lifted.sums.seen[front_car].any()
     assert torch.allclose(g.colors[front_wall], torch.tensor([[1.0, 0.0, 0.0]]))
-    # The hidden car keeps its class colour.
-    assert torch.allclose(g.colors[front_car], torch.tensor(semantics.COLORS[CAR] / 255.0, dtype=torch.float32)[None])
+    # No pixel reached the hidden car (above); its colour is the fill's: the scene's tone, as no car was seen.
+    assert torch.allclose(g.colors[front_car], torch.tensor([[1.0, 0.0, 0.0]]))
 
 
 def test_fill_spreads_from_seen_neighbours_of_the_same_class():
-    cells = np.array([[0, 0, 0], [1, 0, 0], [2, 0, 0], [3, 0, 0], [9, 9, 9]])
-    face = np.full(5, 5)
-    labels = np.array([GROUND, GROUND, GROUND, WALL, GROUND], np.uint8)
-    colors = np.zeros((5, 3))
+    cells = np.array([[0, 0, 0], [1, 0, 0], [2, 0, 0], [3, 0, 0], [9, 9, 9], [20, 0, 0], [20, 5, 0], [30, 0, 0]])
+    face = np.array([5, 5, 5, 5, 5, 0, 5, 5])
+    labels = np.array([GROUND, GROUND, GROUND, WALL, GROUND, CAR, CAR, CAR], np.uint8)
+    colors = np.zeros((8, 3))
     colors[0] = (0.2, 0.4, 0.6)
-    seen = np.array([True, False, False, False, False])
+    colors[5] = (0.8, 0.0, 0.0)
+    seen = np.array([True, False, False, False, False, True, False, False])
     out = fill_unseen(cells, face, labels, colors, seen)
     assert np.allclose(out[1], colors[0]) and np.allclose(out[2], colors[0])  # two rounds along the row
-    assert np.allclose(out[3], semantics.COLORS[WALL] / 255.0)  # another class: no seen patch, class colour
     assert np.allclose(out[4], colors[0])  # far away: the mean of its class and face direction
+    assert np.allclose(out[6], colors[5]) and np.allclose(out[7], colors[5])  # same class, another face
+    assert np.allclose(out[3], (colors[0] + colors[5]) / 2)  # a class no view saw: the mean of all seen
+    assert np.array_equal(out[seen], colors[seen].astype(np.float32))
+    nothing = fill_unseen(cells, face, labels, colors, np.zeros(8, bool))  # nothing seen: the class colours
+    assert np.allclose(nothing, semantics.COLORS[labels] / 255.0)
 
 
 def test_world_has_one_gaussian_per_patch_and_matches_the_union_grid():

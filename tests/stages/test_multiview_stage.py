@@ -94,3 +94,55 @@ def test_a_latent_model_with_finer_geometry_generates_and_extrapolates(chunk_vie
     T[0, 3] = 40.0
     b = stage.extrapolate(views, chunk.description, chunk.layout, a, T, seed=1)
     assert b.images.shape == a.images.shape and not np.array_equal(a.images, b.images)
+
+
+
+@pytest.fixture
+def geometry_decoded(tmp_path) -> ImageDiffusion:
+    """A tiny latent model whose config decodes with a geometry-aware decoder that visibly differs from the
+    autoencoder's own (saved under tmp_path/model)."""
+    from xscene_core.models.geometry_decoder import GeometryDecoder
+    from xscene_core.models.image_autoencoder import build_autoencoder
+
+    torch.manual_seed(0)
+    ae = build_autoencoder("tiny", block_out_channels=(8, 16, 16), norm_num_groups=4)
+    ae.save_pretrained(tmp_path / "ae" / "vae")
+    dec = GeometryDecoder.from_autoencoder(ae, geometry_hidden=8, geometry_features=4)
+    with torch.no_grad():
+        for conv in dec.inject:
+            conv.weight.normal_(0, 0.5)
+    dec.save_pretrained(tmp_path / "ae" / "geometry_decoder")
+    model = ImageDiffusion(**{**PRESETS["tiny_latent"], **TINY, "sample_size": (8, 14), "vae_path": str(tmp_path / "ae"),
+                              "geometry_decoder": True})
+    model.save_pretrained(tmp_path / "model")
+    return model
+
+
+def test_a_sample_finished_by_another_decoder_is_that_decoders_call(chunk_views, geometry_decoded):
+    """generate_views returns the sample its images were decoded from; a stage with the plain decoder
+    finishes the same sample exactly as its own call at that seed would (the eval's and CLI's comparison)."""
+    chunk, views = chunk_views
+    geo, plain = MultiViewStage(geometry_decoded), MultiViewStage(geometry_decoded, geometry_decoder=False)
+    images, cond, sample = geo.generate_views(views, chunk.description, chunk.layout, seed=3)
+    assert sample.shape == (1, 6, 4, 8, 14)
+    assert np.array_equal(images.images, geo(views, chunk.description, chunk.layout, seed=3).images)
+    finished = plain.finish(cond, sample, views.rig, seed=3)
+    assert finished.rig is views.rig and finished.images.shape == images.images.shape
+    assert np.array_equal(finished.images, plain(views, chunk.description, chunk.layout, seed=3).images)
+    assert not np.array_equal(finished.images, images.images)
+
+
+def test_the_cli_writes_the_views_and_the_three_mosaics(geometry_decoded, tmp_path):
+    from PIL import Image
+
+    from xscene_core.stages.multiview import main
+
+    out = tmp_path / "out"
+    main(["--out", str(out), "--checkpoint", str(tmp_path / "model"), "--size", "32", "56", "--environment",
+          "downtown", "--time", "night", "--weather", "rainy"])
+    for name in ("mosaic", "plain_decoder_mosaic", "preview_mosaic"):
+        assert Image.open(out / f"{name}.png").size[0] > 56
+    assert len(list(out.glob("CAM_*.png"))) == 6
+    assert not np.array_equal(np.asarray(Image.open(out / "mosaic.png")), np.asarray(Image.open(out / "plain_decoder_mosaic.png")))
+    with pytest.raises(SystemExit):
+        main(["--out", str(out), "--time", "night"])  # --time without --weather

@@ -24,8 +24,8 @@
   same chunks, both at the model's own image size (1: as much fine detail as the previews; a blurred view
   scores lower, noise higher): the figure that PSNR and alignment, which reward a safe blur, do not show.
 - *_plain_decoder (models whose config decodes with the geometry-aware decoder only; None otherwise):
-  image_alignment_miou, image_cross_view_consistency, image_sharpness and the no-reference PSNR of the same samples (same
-  seeds, hence the same latents) decoded by the autoencoder's own decoder instead: how much of each
+  image_alignment_miou, image_cross_view_consistency, image_sharpness and the no-reference PSNR of the same samples (the
+  same latents) decoded by the autoencoder's own decoder instead: how much of each
   figure the denoiser gives and how much the decoder's reading of the geometry adds.
 - images_s: median seconds of one MultiViewStage call (six views, 224 x 400 renders in, same size out)
   over the chunks after a warm-up call.
@@ -164,8 +164,7 @@ def measure_images(n_chunks: int = 6, seed: int = 0, checkpoint: str | Path | No
     stage = MultiViewStage.from_pretrained(checkpoint or DEFAULT_CHECKPOINT, guidance_scale=guidance,
                                            guidance_rescale=guidance_rescale)
     # the same samples through the autoencoder's own decoder, beside a geometry-aware one
-    plain = (MultiViewStage(stage.model, guidance_scale=guidance, guidance_rescale=guidance_rescale,
-                            geometry_decoder=False) if stage.codec.use_geometry_decoder else None)
+    plain = MultiViewStage(stage.model, geometry_decoder=False) if stage.codec.use_geometry_decoder else None
     judge = Segmenter.from_pretrained(segmenter)
     size = judge_size()
     rig = default_rig()
@@ -190,10 +189,9 @@ def measure_images(n_chunks: int = 6, seed: int = 0, checkpoint: str | Path | No
         if k == 0:  # warm-up: first-call costs (embedder load, allocations) are not the stage's speed
             stage(views, chunk.description, chunk.layout, seed=s)
         t0 = time.perf_counter()
-        generated = stage(views, chunk.description, chunk.layout, seed=s)
+        generated, cond, sample = stage.generate_views(views, chunk.description, chunk.layout, seed=s)
         times.append(time.perf_counter() - t0)
         preview = render.preview(views, chunk.description, chunk.layout, seed=s, occupancy=chunk.occupancy)
-        cond = stage.condition(views, chunk.description, chunk.layout)
         at_size = view_condition_arrays(views.semantic, views.depth, chunk.layout, views.rig, size)
         target = at_size.semantic                                          # [V, h, w] at the judge's size
         gen = resize_images(generated.images, size, smooth=False)
@@ -205,7 +203,7 @@ def measure_images(n_chunks: int = 6, seed: int = 0, checkpoint: str | Path | No
         detail["gen"].append(laplacian_energy(resize_images(generated.images, native, smooth=False)))
         detail["preview"].append(laplacian_energy(prev_native))
         if plain is not None:
-            plain_images = plain(views, chunk.description, chunk.layout, seed=s).images
+            plain_images = plain.finish(cond, sample, views.rig, s).images
             compared.append(("plain", resize_images(plain_images, size, smooth=False)))
             ext["plain"].append(psnr(compared[-1][1], prev))
             detail["plain"].append(laplacian_energy(resize_images(plain_images, native, smooth=False)))

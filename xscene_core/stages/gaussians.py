@@ -10,8 +10,9 @@
 A chunk is lifted from its occupancy and its views: `chunk.images` (the generated views) when present,
 else `chunk.preview` (the preview look). Gaussians are flat patches on the visible voxel faces
 (ops.lifting.surfels), coloured by the mean of the view pixels that see them first (the box renderer's
-z-buffer is the depth test), unseen ones filled from same-class neighbours (ops.lifting.colour). In a
-world, each voxel belongs to the earliest chunk of `world.chunks` holding it (ops.lifting.lift).
+z-buffer is the depth test), unseen ones filled from same-class neighbours, else the mean colour of
+their class or of the scene (ops.lifting.colour). In a world, each voxel belongs to the earliest chunk of
+`world.chunks` holding it (ops.lifting.lift).
 
 Choice of patches (measured on one rural chunk, 224 x 400 preview views, box re-render, PSNR over geometry
 pixels): one Gaussian per visible voxel (59k) 29.69 dB, one flat Gaussian per visible face (62k) 29.72 dB,

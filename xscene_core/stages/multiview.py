@@ -29,6 +29,7 @@ import torch
 
 from ..models.image_condition import ImageCondition, resize_images, style_features, view_condition_arrays
 from ..models.image_diffusion import ImageCodec, ImageDiffusion, SamplingInterrupted
+from ..types.cameras import CameraRig
 from ..types.images import MultiViewImages, RenderedViews
 from ..types.layout import Layout
 from ..types.scene import SceneDescription
@@ -118,9 +119,10 @@ class MultiViewStage:
                                       self.model.image_channels, self.model.config["max_boxes"], [style],
                                       self.model.config["geometry_stride"])
 
-    def generate(self, cond: ImageCondition, seed: int = 0,
-                 step_callback: Callable[[int, int], object] | None = None) -> np.ndarray:
-        """uint8 [V, h, w, 3] views at the model's image size for a prepared condition (one scene)."""
+    def sample(self, cond: ImageCondition, seed: int = 0,
+               step_callback: Callable[[int, int], object] | None = None) -> torch.Tensor:
+        """float [1, V, C, h, w]: a sample in the model's image space (latents of a latent-space model) for a
+        prepared condition (one scene); deterministic in seed."""
         def on_step(step: int, total: int) -> bool:
             if step_callback is not None and step_callback(step, total) is False:
                 return False
@@ -130,25 +132,42 @@ class MultiViewStage:
         if self.threads is not None and self.model.device.type == "cpu":
             torch.set_num_threads(self.threads)
         try:
-            x = self.model.sample(cond, seed, self.guidance_scale, self.num_inference_steps, callback=on_step,
-                                  guidance_rescale=self.guidance_rescale)
+            return self.model.sample(cond, seed, self.guidance_scale, self.num_inference_steps, callback=on_step,
+                                     guidance_rescale=self.guidance_rescale)
         except SamplingInterrupted as stop:
             raise MultiViewInterrupted(f"image sampling interrupted ({stop})") from None
         finally:
             torch.set_num_threads(threads)
-        return self.codec.decode(x[0], cond, noise_seed=seed)
 
-    def _run(self, views, description, layout, reference, T_ref_new, seed, step_callback) -> MultiViewImages:
+    def generate(self, cond: ImageCondition, seed: int = 0,
+                 step_callback: Callable[[int, int], object] | None = None) -> np.ndarray:
+        """uint8 [V, h, w, 3] views at the model's image size for a prepared condition (one scene)."""
+        return self.codec.decode(self.sample(cond, seed, step_callback)[0], cond, noise_seed=seed)
+
+    def finish(self, cond: ImageCondition, sample: torch.Tensor, rig: CameraRig, seed: int = 0) -> MultiViewImages:
+        """The camera images of a `sample` (float [1, V, C, h, w] from `sample`) of condition `cond`: decoded
+        by this stage's codec (its injected noise seeded by `seed`) and upsampled to the rig's size. A
+        second stage with another decoder can finish the same sample."""
+        small = self.codec.decode(sample[0], cond, noise_seed=seed)
+        cam = rig.cameras[0]
+        return MultiViewImages(resize_images(small, (cam.height, cam.width), smooth=True), rig)
+
+    def generate_views(self, views: RenderedViews, description: SceneDescription | None = None,
+                       layout: Layout | None = None, reference: MultiViewImages | None = None,
+                       T_ref_new: np.ndarray | None = None, seed: int = 0,
+                       step_callback: Callable[[int, int], object] | None = None
+                       ) -> tuple[MultiViewImages, ImageCondition, torch.Tensor]:
+        """(images, condition, sample): what __call__ / extrapolate return, with the condition and the
+        sample it was decoded from (for `finish` by another decoder)."""
         # 1. Validate.
         self.check_inputs(views, description, layout, reference, T_ref_new)
         self._interrupt = False
         # 2. Conditions at the model resolution (geometry maps, tokens, reference view).
         cond = self.condition(views, description, layout, reference, T_ref_new)
         # 3. Denoise all views together (UniPC, classifier-free guidance).
-        small = self.generate(cond, seed, step_callback)
-        # 4. Back to the rig's size.
-        cam = views.rig.cameras[0]
-        return MultiViewImages(resize_images(small, (cam.height, cam.width), smooth=True), views.rig)
+        x = self.sample(cond, seed, step_callback)
+        # 4. Decode and return to the rig's size.
+        return self.finish(cond, x, views.rig, seed), cond, x
 
     def __call__(self, views: RenderedViews, description: SceneDescription | None = None, layout: Layout | None = None,
                  seed: int = 0, step_callback: Callable[[int, int], object] | None = None) -> MultiViewImages:
@@ -156,7 +175,7 @@ class MultiViewStage:
         time of day, weather, environment); layout (rig's world frame) the perspective box / map-line maps
         and the box tokens; both optional. step_callback(step, total) after each denoising step; returning
         False (or interrupt()) raises MultiViewInterrupted. Deterministic in seed."""
-        return self._run(views, description, layout, None, None, seed, step_callback)
+        return self.generate_views(views, description, layout, seed=seed, step_callback=step_callback)[0]
 
     def extrapolate(self, views: RenderedViews, description: SceneDescription | None, layout: Layout | None,
                     reference: MultiViewImages, T_ref_new: np.ndarray, seed: int = 0,
@@ -166,7 +185,7 @@ class MultiViewStage:
         T_ref_new float [4, 4], the new chunk's pose in the reference chunk's frame."""
         if reference is None:
             raise ValueError("MultiViewStage.extrapolate: a reference MultiViewImages is required")
-        return self._run(views, description, layout, reference, T_ref_new, seed, step_callback)
+        return self.generate_views(views, description, layout, reference, T_ref_new, seed, step_callback)[0]
 
 
 def chunk_images(stage: MultiViewStage, chunk: Chunk, reference: Chunk | None = None, seed: int = 0,
@@ -211,16 +230,15 @@ def main(argv: list[str] | None = None) -> None:
     stage = MultiViewStage.from_pretrained(args.checkpoint, guidance_scale=args.guidance,
                                            guidance_rescale=args.guidance_rescale,
                                            geometry_decoder=None if args.decoder is None else args.decoder == "geometry")
-    images = stage(views, chunk.description, chunk.layout, seed=args.seed)
+    images, cond, sample = stage.generate_views(views, chunk.description, chunk.layout, seed=args.seed)
     preview = render.preview(views, chunk.description, chunk.layout, seed=args.seed, occupancy=chunk.occupancy)
     out = Path(args.out)
     paths = images.save(out)
     Image.fromarray(_mosaic(images.images, views.rig.names)).save(out / "mosaic.png")
     Image.fromarray(_mosaic(preview.images, views.rig.names)).save(out / "preview_mosaic.png")
     written = "mosaic.png and preview_mosaic.png"
-    if stage.codec.use_geometry_decoder:  # the same sample (same latents) through the plain decoder, to compare
-        plain = MultiViewStage(stage.model, guidance_scale=args.guidance, guidance_rescale=args.guidance_rescale,
-                               geometry_decoder=False)(views, chunk.description, chunk.layout, seed=args.seed)
+    if stage.codec.use_geometry_decoder:  # the same sample through the plain decoder, to compare
+        plain = MultiViewStage(stage.model, geometry_decoder=False).finish(cond, sample, views.rig, args.seed)
         Image.fromarray(_mosaic(plain.images, views.rig.names)).save(out / "plain_decoder_mosaic.png")
         written = "mosaic.png (geometry-aware decoder), plain_decoder_mosaic.png and preview_mosaic.png"
     d = chunk.description

@@ -79,7 +79,8 @@ def fill_unseen(cells: np.ndarray, face: np.ndarray, labels: np.ndarray, colors:
                 seen: np.ndarray, rounds: int = FILL_ROUNDS) -> np.ndarray:
     """Colours for patches no view saw: first spread from seen patches of the same class and face
     direction among the 26 neighbouring fine cells (`rounds` times, each filled patch becoming a source),
-    then the mean colour of that class and face direction, then the class colour.
+    then the mean colour of the seen patches of that class and face direction, then of that class, then of
+    all seen patches; the class colour only where no patch was seen.
 
     cells: int64 [N, 3] fine-cell coordinates (patches of different grids must not share coordinates);
     face: int64 [N] face ids; labels: uint8 [N]; colors: float [N, 3]; seen: bool [N]. Returns float32
@@ -113,16 +114,23 @@ def fill_unseen(cells: np.ndarray, face: np.ndarray, labels: np.ndarray, colors:
         w = ok[got].astype(np.float64)
         out[todo[got]] = (out[np.clip(nb[got], 0, None)] * w[..., None]).sum(1) / w.sum(1, keepdims=True)
         known[todo[got]] = True
-    rest = ~known
-    if rest.any():
-        # Mean of the seen patches of the same class and face direction, else the class colour.
-        group = labels.astype(np.int64) * 6 + face
-        sums = np.zeros((semantics.NUM_CLASSES * 6, 3))
-        cnt = np.zeros(semantics.NUM_CLASSES * 6)
-        s = np.asarray(seen, dtype=bool)
+    s = np.asarray(seen, dtype=bool)
+    lab = labels.astype(np.int64)
+    # Then the mean of the seen patches of the same class and face direction, of the same class, of all
+    # classes (the scene's tone: a class no view saw takes the light of the scene, not a label colour that
+    # glows in a night street); the class colour only when no view saw anything.
+    for group, groups in ((lab * 6 + face, semantics.NUM_CLASSES * 6), (lab, semantics.NUM_CLASSES),
+                          (np.zeros_like(lab), 1)):
+        rest = np.nonzero(~known)[0]
+        if len(rest) == 0:
+            break
+        sums = np.zeros((groups, 3))
+        cnt = np.zeros(groups)
         np.add.at(sums, group[s], out[s])
         np.add.at(cnt, group[s], 1)
         g = group[rest]
-        mean = sums[g] / np.maximum(cnt[g], 1)[:, None]
-        out[rest] = np.where((cnt[g] > 0)[:, None], mean, semantics.COLORS[labels[rest]] / 255.0)
+        has = cnt[g] > 0
+        out[rest[has]] = sums[g[has]] / cnt[g[has], None]
+        known[rest[has]] = True
+    out[~known] = semantics.COLORS[labels[~known]] / 255.0
     return out.astype(np.float32)
