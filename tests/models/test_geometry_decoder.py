@@ -184,7 +184,7 @@ def test_an_adversarial_run_trains_the_discriminator_saves_it_and_resumes_it(aut
             "--crop-w", "28", "--log-every", "1", "--eval-every", "2", "--ckpt-every", "1", "--adv-weight", "0.5",
             "--fm-weight", "1", "--disc-start", "1", "--disc-width", "8", "--style-condition", "--noise-injection"]
     main(args + ["--steps", "3"])
-    saved = load_file(str(tmp_path / "run" / "discriminator.safetensors"))
+    saved = load_file(str(tmp_path / "run" / "checkpoint" / "discriminator.safetensors"))
     assert any(k.startswith("opt.") for k in saved) and any(k.startswith("disc.") for k in saved)
     main(args + ["--steps", "5", "--resume"])
     assert "discriminator resumed" in capsys.readouterr().out
@@ -194,7 +194,7 @@ def test_an_adversarial_run_trains_the_discriminator_saves_it_and_resumes_it(aut
     assert evals and all(np.isfinite(x["disc_loss"]) and x["adv_balance"] >= 0 for x in evals)
     assert max(x["adv_balance"] for x in evals) > 0  # the decoder was trained against the discriminator
     assert all("val_sharpness_clean" in x for x in lines if "val_loss" in x)
-    later = load_file(str(tmp_path / "run" / "discriminator.safetensors"))
+    later = load_file(str(tmp_path / "run" / "checkpoint" / "discriminator.safetensors"))
     assert any(not torch.equal(saved[k], later[k]) for k in saved if k.startswith("disc."))
     dec = GeometryDecoder.from_pretrained(tmp_path / "run" / "final")
     assert dec.config.style_condition and dec.config.noise_injection

@@ -36,9 +36,10 @@ def adamw(model: torch.nn.Module, cfg) -> torch.optim.AdamW:
 
 
 def save_checkpoint(out: Path, model, ema: dict[str, torch.Tensor], opt: torch.optim.Optimizer, step: int,
-                    extra: dict) -> None:
-    """OUT/checkpoint/: the raw model (save_pretrained), ema.safetensors, optimizer.safetensors and
-    train_state.json; written beside and swapped in, so a crash leaves the previous checkpoint intact."""
+                    extra: dict, also: Callable[[Path], None] | None = None) -> None:
+    """OUT/checkpoint/: the raw model (save_pretrained), ema.safetensors, optimizer.safetensors,
+    train_state.json and whatever also(folder) writes there; written beside and swapped in, so a crash
+    leaves the previous checkpoint intact."""
     from safetensors.torch import save_file
 
     tmp = out / "checkpoint.tmp"
@@ -48,6 +49,8 @@ def save_checkpoint(out: Path, model, ema: dict[str, torch.Tensor], opt: torch.o
     tensors, meta = optimizer_tensors(opt)
     save_file(tensors, str(tmp / "optimizer.safetensors"))
     (tmp / "train_state.json").write_text(json.dumps({"step": step, "optimizer": meta, **extra}, indent=1))
+    if also is not None:
+        also(tmp)
     swap_in(tmp, out / "checkpoint")
 
 
@@ -122,7 +125,12 @@ class EmaTraining:
 
     def checkpoint(self) -> None:
         save_checkpoint(self.out, self.model, self.ema, self.opt, self.step,
-                        {"best_val_loss": self.best, "elapsed_s": self.elapsed(), "train_config": asdict(self.cfg)})
+                        {"best_val_loss": self.best, "elapsed_s": self.elapsed(), "train_config": asdict(self.cfg)},
+                        self.save_more)
+
+    def save_more(self, folder: Path) -> None:
+        """Write a subclass's own state (beyond model, EMA and optimizer) into the checkpoint folder being
+        written, so it is swapped in with them."""
 
     def _update_ema(self) -> None:
         d = min(self.cfg.ema_decay, (1 + self.step) / (10 + self.step))

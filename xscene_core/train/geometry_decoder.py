@@ -32,11 +32,11 @@ and style) learns to tell preview renders from decoded views, and the decoder is
 (hinge loss), the adversarial gradient balanced against the reconstruction's at the decoder's last layer
 (as latent-diffusion autoencoders are trained) and scaled by W; --fm-weight adds discriminator feature
 matching. For the first --disc-start steps of the run the discriminator learns while the decoder keeps
-its L1 / MSE loss only. --style-condition and
---noise-injection give the decoder (new, or extended from --init) the style and per-pixel noise inputs
-(models.geometry_decoder), zero-initialised. The discriminator and its optimizer are saved beside each
-checkpoint (OUT/discriminator.safetensors) and come back with --resume. An adversarial run's val_loss
-rises as it trades PSNR for detail, so pick its weights by the image metrics, not by OUT/best; the
+its L1 / MSE loss only. --style-condition and --noise-injection give the decoder (new, or extended from
+--init) the style and per-pixel noise inputs (models.geometry_decoder), zero-initialised. The
+discriminator and its optimizer are saved in each checkpoint (OUT/checkpoint/discriminator.safetensors,
+the same step as the decoder) and come back with --resume. An adversarial run's val_loss rises as it
+trades PSNR for detail, so pick its weights by the image metrics, not by OUT/best; the
 validation also logs val_sharpness_* (mean absolute Laplacian of the decoded views over the targets': 1 =
 as sharp as the previews).
 """
@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
@@ -169,7 +168,7 @@ def resampled(model, z: torch.Tensor, cond: ImageCondition, t: int, steps: int,
 
 class Adversary:
     """The discriminator of an adversarial run and its optimizer (Adam, betas 0.5 / 0.9), saved and loaded
-    as one safetensors file (written beside and renamed over, so a crash leaves the previous one)."""
+    as one safetensors file (in the run's checkpoint folder: AdversarialTraining)."""
 
     def __init__(self, cfg: TrainConfig, device: torch.device) -> None:
         from ..models.patch_discriminator import PatchDiscriminator
@@ -182,8 +181,7 @@ class Adversary:
 
         tensors, meta = optimizer_tensors(self.opt, prefix="opt.")
         tensors.update({f"disc.{k}": v.detach().cpu().contiguous() for k, v in self.disc.state_dict().items()})
-        save_file(tensors, str(path.with_suffix(".tmp")), metadata={"optimizer": json.dumps(meta)})
-        os.replace(path.with_suffix(".tmp"), path)
+        save_file(tensors, str(path), metadata={"optimizer": json.dumps(meta)})
 
     def load(self, path: Path) -> None:
         from safetensors import safe_open
@@ -218,15 +216,17 @@ class Adversary:
         return -f.mean(), sum((a - b).abs().mean() for a, b in zip(ffeat, rfeat)) / len(ffeat)
 
 
+DISCRIMINATOR = "discriminator.safetensors"  # in OUT/checkpoint, beside the decoder of the same step
+
+
 class AdversarialTraining(EmaTraining):
-    """EmaTraining whose checkpoints also save the adversary (when there is one)."""
+    """EmaTraining whose checkpoints also hold the adversary (when there is one)."""
 
     adversary: Adversary | None = None
 
-    def checkpoint(self) -> None:
-        super().checkpoint()
+    def save_more(self, folder: Path) -> None:
         if self.adversary is not None:
-            self.adversary.save(self.out / "discriminator.safetensors")
+            self.adversary.save(folder / DISCRIMINATOR)
 
 
 def balanced(rec: torch.Tensor, adv: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
@@ -314,7 +314,7 @@ def main(argv: list[str] | None = None) -> None:
     first_step = run.step  # of the discriminator's training: it learns alone for cfg.disc_start steps from here
     if cfg.adv_weight > 0:
         run.adversary = Adversary(cfg, device)
-        saved = args.out / "discriminator.safetensors"
+        saved = args.out / "checkpoint" / DISCRIMINATOR
         if args.resume and saved.exists():
             run.adversary.load(saved)
             first_step = 0
