@@ -71,3 +71,31 @@ def test_sample_style_stored_or_read_from_an_older_caches_caption(tmp_path):
     assert np.array_equal(load_sample(tmp_path / "new.npz").style, style_features("dusk", "foggy"))
     assert np.array_equal(load_sample(tmp_path / "old.npz").style, style_features("dawn", "snowy"))
     assert not load_sample(tmp_path / "other.npz").style.any()  # a caption of another form: style unknown
+
+
+def test_a_text_table_builds_the_cache_without_the_embedder(tmp_path):
+    """A machine without the embedder package builds the cache from a caption table written elsewhere,
+    with the embedder's own vectors; a caption the table lacks leaves its sample out, with a message."""
+    from xscene_core.data.image_dataset import build_split, read_text_table, write_text_table
+    from xscene_core.llm.embedder import embed
+
+    table_path = tmp_path / "captions.npz"
+    n = write_text_table(table_path, "val", 1, log=lambda m: None)
+    table = read_text_table(table_path)
+    assert n == len(table) >= 1 and all(t.shape == (384,) for t in table.values())
+
+    size = (16, 28)
+    paths = build_split(tmp_path / "a", "val", 1, size, text_table=table, log=lambda m: None)
+    assert paths
+    captions = []
+    for path in paths:
+        with np.load(path) as d:
+            captions.append(str(d["caption"]))
+            np.testing.assert_allclose(d["text"], embed([captions[-1]])[0], atol=1e-5)
+
+    gone = paths[0]
+    gone.unlink()
+    messages = []
+    partial = {c: t for c, t in table.items() if c != captions[0]}
+    assert build_split(tmp_path / "a", "val", 1, size, text_table=partial, log=messages.append) == paths[1:]
+    assert any("caption not in the text table" in m for m in messages) and not gone.exists()

@@ -103,3 +103,22 @@ def test_the_time_budget_ends_the_run_with_a_checkpoint(tmp_path):
     assert run.step == 1
     state = json.loads((tmp_path / "checkpoint" / "train_state.json").read_text())
     assert state["step"] == 1 and "time budget" in (tmp_path / "log.jsonl").read_text()
+
+
+def test_batch_prefetch_gives_each_step_its_own_batch_ahead_or_in_line():
+    from xscene_core.train.image_diffusion import BatchPrefetch
+
+    made = []
+
+    def make(step):
+        made.append(step)
+        return ("batch", step)
+
+    ahead, inline = BatchPrefetch(make, True), BatchPrefetch(make, False)
+    assert [ahead(s) for s in (0, 1, 2)] == [("batch", s) for s in (0, 1, 2)]
+    assert ahead(7) == ("batch", 7)  # a jump (a resumed run) is built in line, not taken from the queue
+    assert ahead(8) == ("batch", 8)
+    ahead.pool.shutdown(wait=True)
+    assert {0, 1, 2, 3, 7, 8, 9} <= set(made)  # the step after each call was built in the background
+    made.clear()
+    assert inline(3) == ("batch", 3) and made == [3] and inline.pool is None

@@ -94,6 +94,29 @@ def test_save_load_round_trip(scene, tmp_path):
     assert n.config == m.config
 
 
+def test_export_halves_the_weights_sets_config_keys_and_loads_back(scene, tmp_path):
+    from xscene_core.train.export import export_half, main, parse_setting
+
+    m = _model()
+    m.save_pretrained(tmp_path / "run")
+    n = export_half(tmp_path / "run", tmp_path / "ship", {"guidance_scale": 2.5})
+    assert n == sum(t.numel() for t in m.state_dict().values())
+    assert (tmp_path / "ship" / "model.safetensors").stat().st_size < 0.6 * (tmp_path / "run" / "model.safetensors").stat().st_size
+    shipped = ImageDiffusion.from_pretrained(tmp_path / "ship")
+    assert shipped.config["guidance_scale"] == 2.5 and next(shipped.parameters()).dtype == torch.float32
+    for (k, a), b in zip(m.state_dict().items(), shipped.state_dict().values()):
+        assert torch.allclose(a, b, atol=1e-3, rtol=1e-3), k  # float16 rounding only
+    assert parse_setting("vae_path=checkpoints/x") == ("vae_path", "checkpoints/x")
+    assert parse_setting("geometry_decoder=true") == ("geometry_decoder", True)
+    with pytest.raises(ValueError, match="has no key guidance_scal"):
+        export_half(tmp_path / "run", tmp_path / "bad", {"guidance_scal": 1.0})
+    assert not (tmp_path / "bad").exists()
+    with pytest.raises(ValueError, match="not a save_pretrained folder"):
+        export_half(tmp_path / "nothing", tmp_path / "bad")
+    main([str(tmp_path / "ship"), str(tmp_path / "again"), "--set", "guidance_scale=1.5"])
+    assert ImageDiffusion.from_pretrained(tmp_path / "again").config["guidance_scale"] == 1.5
+
+
 def test_bad_inputs(scene):
     m = _model()
     with pytest.raises(ValueError):

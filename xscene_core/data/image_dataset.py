@@ -129,39 +129,102 @@ def build_sample(world, k: int, size: tuple[int, int], rng: np.random.Generator,
                 reference=ref_looks, T_ref_new=T, look_seeds=np.array(seeds, np.int64))
 
 
-def build_split(cache: Path, split: str, n_worlds: int, size: tuple[int, int], first_world: int = 0,
-                cond_size: tuple[int, int] | None = None, log=print, styles: str = DEFAULT_STYLES) -> list[Path]:
-    """Cache files of worlds [first_world, first_world + n_worlds) of a split (built where missing);
-    images at `size`, conditions at `cond_size` (default `size`), time and weather per `styles`."""
-    from ..llm.embedder import embed
-    from .world import SyntheticWorld
-
-    out, paths, t0 = cache_dir(cache, size, split, cond_size, styles), [], time.time()
+def _locations(split: str, n_worlds: int, first_world: int, styles: str):
+    """(world seed, world index in the split, location k, Style or None) of worlds [first_world,
+    first_world + n_worlds) of a split, in the order the cache is built."""
     seeds = world_seeds(split)
     for _ in range(first_world):
         next(seeds)
     for w in range(n_worlds):
         seed = next(seeds)
-        todo = []
         for k in range(len(ENVIRONMENTS)):
+            yield seed, first_world + w, k, location_style(first_world + w, k, styles)
+
+
+def build_split(cache: Path, split: str, n_worlds: int, size: tuple[int, int], first_world: int = 0,
+                cond_size: tuple[int, int] | None = None, log=print, styles: str = DEFAULT_STYLES,
+                text_table: dict[str, np.ndarray] | None = None) -> list[Path]:
+    """Cache files of worlds [first_world, first_world + n_worlds) of a split (built where missing);
+    images at `size`, conditions at `cond_size` (default `size`), time and weather per `styles`.
+    text_table: caption -> embedding (read_text_table) instead of the embedder, for a machine without the
+    all-MiniLM-L6-v2 package; a sample whose caption it lacks is left out (logged) and built by a later run."""
+    from .world import SyntheticWorld
+
+    out, paths, t0 = cache_dir(cache, size, split, cond_size, styles), [], time.time()
+    by_world: dict[tuple[int, int], list] = {}
+    for seed, w, k, style in _locations(split, n_worlds, first_world, styles):
+        by_world.setdefault((seed, w), []).append((k, style))
+    for n, ((seed, w), locations) in enumerate(by_world.items()):
+        todo = []
+        for k, style in locations:
             p = out / f"w{seed:06d}_{k:02d}.npz"
-            (paths.append(p) if p.exists() else todo.append((k, p)))
+            (paths.append(p) if p.exists() else todo.append((k, style, p)))
         if not todo:
             continue
         world, items = SyntheticWorld(seed), []
-        for k, p in todo:
-            s = build_sample(world, k, size, np.random.default_rng([seed, k]), cond_size,
-                             location_style(first_world + w, k, styles))
+        for k, style, p in todo:
+            s = build_sample(world, k, size, np.random.default_rng([seed, k]), cond_size, style)
             if s is not None:
                 items.append((p, s))
-        for (p, s), t in zip(items, embed([str(s["caption"]) for _, s in items]) if items else []):
+        texts = _caption_embeddings([str(s["caption"]) for _, s in items], text_table)
+        for (p, s), t in zip(items, texts):
+            if t is None:
+                log(f"{p.name}: caption not in the text table, left out: {s['caption']!r}")
+                continue
             p.parent.mkdir(parents=True, exist_ok=True)
             tmp = p.with_suffix(".tmp.npz")
             np.savez_compressed(tmp, **s, text=t.astype(np.float32), world_seed=np.int64(seed))
             tmp.replace(p)
             paths.append(p)
-        log(f"{split}: world {seed} ({w + 1}/{n_worlds}) -> {len(items)} samples, {time.time() - t0:.0f} s")
+        log(f"{split}: world {seed} ({n + 1}/{len(by_world)}) -> {len(items)} samples, {time.time() - t0:.0f} s")
     return sorted(paths)
+
+
+def _caption_embeddings(captions: list[str], text_table: dict[str, np.ndarray] | None) -> list[np.ndarray | None]:
+    """Embeddings [384] of captions: from the table when one is given (None where it lacks one), else by
+    the embedder."""
+    if text_table is not None:
+        return [text_table.get(c) for c in captions]
+    if not captions:
+        return []
+    from ..llm.embedder import embed
+
+    return list(embed(captions))
+
+
+def write_text_table(path: Path, split: str, n_worlds: int, first_world: int = 0,
+                     styles: str = DEFAULT_STYLES, log=print) -> int:
+    """Embed the captions of every location the cache builder would build for these worlds (the chunks are
+    generated, not rendered) and save them as an .npz of captions [N] and text float32 [N, 384], merged
+    with a table already at `path`. Returns the table's size. The cache can then be built where the
+    embedder is missing (build_split(text_table=read_text_table(path)))."""
+    from .world import SyntheticWorld
+
+    table = read_text_table(path) if Path(path).exists() else {}
+    new, world, t0 = [], None, time.time()
+    for seed, w, k, style in _locations(split, n_worlds, first_world, styles):
+        if world is None or world.seed != seed:
+            world = SyntheticWorld(seed)
+            log(f"{split}: world {seed} ({w + 1 - first_world}/{n_worlds}), {time.time() - t0:.0f} s")
+        try:
+            x, y = world.find_location(ENVIRONMENTS[k % len(ENVIRONMENTS)], start=k)
+        except ValueError:
+            continue
+        caption = world.chunk(x, y, style=style).description.caption()
+        if caption not in table:
+            new.append(caption)
+    new = sorted(set(new))
+    table.update(zip(new, _caption_embeddings(new, None)))
+    captions = sorted(table)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(path, captions=np.array(captions), text=np.stack([table[c] for c in captions]).astype(np.float32))
+    return len(captions)
+
+
+def read_text_table(path: Path) -> dict[str, np.ndarray]:
+    """caption -> embedding float32 [384] of a table written by write_text_table."""
+    with np.load(path) as d:
+        return {str(c): t for c, t in zip(d["captions"], d["text"].astype(np.float32))}
 
 
 @dataclass
@@ -261,12 +324,21 @@ def main(argv: list[str] | None = None) -> None:
                     help="condition size (default: the image size; a latent model's latent size, e.g. 28 50 for 224 400)")
     add_styles_arg(ap)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--text-table", type=Path, default=None,
+                    help="caption embeddings from this table (--write-text-table) instead of the embedder package")
+    ap.add_argument("--write-text-table", type=Path, default=None, metavar="TABLE",
+                    help="only embed the captions of these worlds into TABLE (merged with it), render nothing")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.write_text_table is not None:
+        n = write_text_table(args.write_text_table, args.split, args.worlds, args.first_world, args.styles)
+        print(f"{args.write_text_table}: {n} captions")
+        return
     cond = tuple(args.cond_size) if args.cond_size else None
-    paths = build_split(args.cache, args.split, args.worlds, tuple(args.size), args.first_world, cond, styles=args.styles)
+    table = read_text_table(args.text_table) if args.text_table is not None else None
+    paths = build_split(args.cache, args.split, args.worlds, tuple(args.size), args.first_world, cond,
+                        styles=args.styles, text_table=table)
     print(f"{args.split}: {len(paths)} samples under {cache_dir(args.cache, tuple(args.size), args.split, cond, args.styles)}")
-
 
 if __name__ == "__main__":
     main()

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -99,6 +100,26 @@ def make_batch(data: ImageDataset, step: int, cfg: TrainConfig, model: ImageDiff
     return x0, cond, t, noise
 
 
+class BatchPrefetch:
+    """make(step) for consecutive steps, the next one built on a background thread while the current one
+    trains (on a GPU the CPU-side batch assembly would otherwise stall it); ahead=False builds in line."""
+
+    def __init__(self, make, ahead: bool) -> None:
+        self.make, self.ahead = make, ahead
+        self.pool = ThreadPoolExecutor(1) if ahead else None
+        self.pending: tuple[int, Future] | None = None
+
+    def __call__(self, step: int):
+        if self.pool is None:
+            return self.make(step)
+        if self.pending is not None and self.pending[0] == step:
+            batch = self.pending[1].result()
+        else:
+            batch = self.make(step)
+        self.pending = (step + 1, self.pool.submit(self.make, step + 1))
+        return batch
+
+
 def latent_scale(codec: ImageCodec, data: ImageDataset, scenes: int = 16) -> float:
     """1 / std of the autoencoder's latents (before any scale) over the preview views of up to `scenes`
     evenly spread training scenes."""
@@ -152,6 +173,8 @@ def main(argv: list[str] | None = None) -> None:
     train, val = ImageDataset.load(train_paths), ImageDataset.load(val_paths)
 
     device = torch.device(args.device)
+    if device.type == "cuda":  # TF32 matrix products: the small UNet's convolutions need no full fp32
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     if args.resume and (args.out / "checkpoint").exists():
         run = EmaTraining.resume(args.out, log, cfg, ImageDiffusion, device, args.max_minutes)
     else:
@@ -205,10 +228,13 @@ def main(argv: list[str] | None = None) -> None:
         return {"val_loss": total / cfg.val_samples}
 
     if args.init is not None and run.step == 0:  # the bar a continuation has to beat, on the same triples
-        log({"step": 0, "event": "init_val", **evaluate()})
+        with run.ema_weights():  # the EMA equals the weights here; this gives eval mode and no graph
+            log({"step": 0, "event": "init_val", **evaluate()})
+
+    batches = BatchPrefetch(lambda step: make_batch(train, step, cfg, model, T), device.type != "cpu")
 
     def loss_at(step: int) -> torch.Tensor:
-        x0, cond, t, noise = make_batch(train, step, cfg, model, T)
+        x0, cond, t, noise = batches(step)
         return diffusion_loss(model, sched, x0.to(device), cond.to(device), t.to(device), noise.to(device), cfg.snr_gamma)
 
     def take_new_samples(step: int) -> None:

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Prepare, on this (CPU) machine, what scripts/device_image_diffusion.sh needs on a GPU machine that has no
+# internet, no diffusers and no all-MiniLM-L6-v2 weights (see checkpoints/image_diffusion/MODEL_CARD.md,
+# "A GPU run"). Writes $PREP (default runs/device, 18 MB; carry it to the device):
+#   wheels/      diffusers and importlib_metadata for Python 3.12 (pure-Python wheels)
+#   captions.npz the caption embeddings of every location the GPU machine's cache will hold
+#   init/        the starting weights, float16 (default: the wider denoiser's CPU run, runs/small/best)
+# Usage: bash scripts/device_prepare.sh [INIT_FOLDER]   (WORLDS=160 by default, as the device script)
+set -euo pipefail
+PREP=${PREP:-runs/device}
+WORLDS=${WORLDS:-160}
+INIT=${1:-runs/small/best}
+PY=${PY:-.venv/bin/python}
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+mkdir -p "$PREP/wheels"
+diffusers=$($PY -c "import diffusers; print(diffusers.__version__)")
+$PY -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+    -d "$PREP/wheels" "diffusers==$diffusers" importlib_metadata
+$PY -m xscene_core.data.image_dataset --split val --worlds 2 --write-text-table "$PREP/captions.npz"
+$PY -m xscene_core.data.image_dataset --split train --worlds "$WORLDS" --write-text-table "$PREP/captions.npz"
+$PY -m xscene_core.train.export "$INIT" "$PREP/init"
+du -sh "$PREP"
