@@ -22,7 +22,8 @@ from xscene_core.ops.lane_edit import bend_lane
 from xscene_core.session import Session
 from xscene_core.types.gaussians import GaussianScene
 from xscene_core.types.layout import Box, Layout
-from xscene_core.types.scene import DescribedScene, SceneDescription, SceneGraph
+from xscene_core.types.occupancy import GridSpec
+from xscene_core.types.scene import TIMES_OF_DAY, WEATHERS, DescribedScene, SceneDescription, SceneGraph
 from xscene_core.types.world import DIRECTIONS, Chunk, ChunkIndex, WorldMap
 
 from .jobs import JobContext, StagePool, Worker
@@ -30,6 +31,7 @@ from .pending import PendingEdits
 from .viewer import Selection, Viewer, ViewerCallbacks
 
 ORIGIN = ChunkIndex(0, 0)
+GRID = GridSpec()  # every chunk's voxel grid (the Occ3D one)
 DEFAULT_STATES = {"car": "parked", "pedestrian": "standing", "bicycle": "parked", "motorcycle": "parked",
                   "bus": "stopped", "truck": "parked", "trailer": "parked", "construction_vehicle": "parked"}
 
@@ -134,7 +136,11 @@ class EditorSession:
         local = np.linalg.inv(T) @ np.array([*world_xyz, 1.0])
         box = self.layouts()[index].boxes[i]
         yaw = world_yaw - math.atan2(T[1, 0], T[0, 0])
-        self.update_box(index, i, replace(box, center=(local[0], local[1], box.center[2]), yaw=_wrap(yaw)))
+        try:
+            self.update_box(index, i, replace(box, center=(local[0], local[1], box.center[2]), yaw=_wrap(yaw)))
+        except ValueError as err:  # dragged off the chunk: say so, keep the box where it was
+            self.say(f"⚠ {err}")
+            self.changed()
 
     def _viewer_bend(self, index: ChunkIndex, lane: int, point: int, world_xyz: tuple[float, float, float]) -> None:
         chunk = self.chunk(index)
@@ -159,6 +165,7 @@ class EditorSession:
         self.changed()
 
     def update_box(self, index: ChunkIndex, i: int, box: Box) -> None:
+        _check_box(box)
         layout = self.layouts()[index]
         boxes = list(layout.boxes)
         boxes[i] = box
@@ -196,6 +203,7 @@ class EditorSession:
         n = sum(1 for b in layout.boxes if b.track_id.startswith("user_"))
         box = Box((x, y, ground + size[2] / 2), size, math.radians(yaw_deg), label,
                   DEFAULT_STATES.get(class_name, "static"), f"user_{n}")
+        _check_box(box)
         self.selection = Selection(index, len(layout.boxes))
         self._edit_layout(index, replace(layout, boxes=layout.boxes + (box,)), f"{class_name} added")
         return len(layout.boxes)
@@ -231,11 +239,13 @@ class EditorSession:
     # -- history and files -------------------------------------------------------------------------------------
     def undo(self) -> None:
         """Take back the last pending edit, or (with none) the last change to the world."""
+        self._require_idle()  # a running Regenerate holds the pending edits it is applying
         if not self._pending_step(self.pending.undo, "Undid"):
             self._history(self.session.undo, "Undid")
 
     def redo(self) -> None:
         """Put back the last pending edit taken back, or the last world change taken back."""
+        self._require_idle()
         if not self._pending_step(self.pending.redo, "Redid"):
             if self.pending:  # a world redo replaces the chunks these edits were made on
                 raise RuntimeError("regenerate or discard the pending edits before redoing a change to the world")
@@ -260,18 +270,20 @@ class EditorSession:
         label = step()
         with self._lock:
             self.pending.clear()
-            self.message = f"{verb} '{label}'." if label else f"Nothing to {verb[:-1].lower()}."
+            self.message = f"{verb} '{label}'." if label else f"Nothing to {'undo' if verb == 'Undid' else 'redo'}."
             self._words_from_world()
         self.changed()
 
-    def load(self, directory: Path) -> None:
+    def load(self, directory: Path, name: str | None = None) -> None:
+        """Replace the world by the one saved in `directory` (undoable); `name` is what the message calls it
+        (default: the folder's name)."""
         self._require_idle()
         self.session.load_world(directory)
         with self._lock:
             self.pending.clear()
             self.selection = Selection(ORIGIN if ORIGIN in self.world.chunks else min(self.world.chunks))
             self._words_from_world()
-            self.message = f"Loaded {len(self.world.chunks)} chunk(s) from {directory.name}."
+            self.message = f"Loaded {len(self.world.chunks)} chunk(s) from {name or directory.name}."
         self.viewer.edit_mode()
         self.changed()
 
@@ -284,12 +296,30 @@ class EditorSession:
     def _start(self, label: str, stages: tuple[str, ...], fn, images: str = "preview") -> None:
         self._require_idle()
         self.session.record(label)
+        before, pending = self.world, self.pending.copy()
         self.viewer.edit_mode()
 
         def rollback() -> None:
-            # a job that failed before its first stage finished changed nothing: forget its undo point
-            if self.worker.job is not None and all(s.state != "done" for s in self.worker.job.stages.values()):
-                self.session.drop_record()
+            # A cancelled or failed job keeps what it finished, never a half-made chunk: a world it left
+            # holding a draft (boxes and lanes shown before their voxels) goes back to what it was, with the
+            # pending edits the job had cleared; a world it did not touch forgets the job's undo point.
+            job = self.worker.job
+            with self._lock:
+                if self.world is before:
+                    self.session.drop_record()
+                elif _new_draft(self.world, before):
+                    self.session.revert()
+                    self.pending = pending
+                    self.selection = Selection(ORIGIN if self.world is None or ORIGIN in self.world.chunks
+                                               else min(self.world.chunks))
+                    self._words_from_world()
+                    if job is not None:
+                        job.message = (f"{job.label}: cancelled before its chunk was finished; the world is as "
+                                       "it was." if job.state == "cancelled" else
+                                       f"{job.message} The world is as it was before.")
+                else:
+                    return
+            self.changed()
         self.worker.start(label, stages, fn, images, on_cancel=rollback)
 
     def generate(self, prompt: str, seed: int, images: str) -> None:
@@ -298,6 +328,7 @@ class EditorSession:
         prompt = prompt.strip()
         if not prompt:
             raise ValueError("type a prompt first (or pick an example)")
+        seed = check_seed(seed)
         self.session.info.prompt, self.session.info.seed, self.session.info.images = prompt, int(seed), images
 
         def run(ctx: JobContext) -> str:
@@ -310,11 +341,16 @@ class EditorSession:
 
     def generate_from_text(self, description_json: str, graph_text: str, seed: int, images: str) -> None:
         """The edited description (JSON) and scene graph (text) -> a new chunk. Raises ValueError with the
-        parse error for text that does not parse."""
+        parse error for text that does not parse, or a time of day or weather the models do not know."""
+        seed = check_seed(seed)
         try:
             description = SceneDescription.from_json_dict(json.loads(description_json))
         except json.JSONDecodeError as err:
             raise ValueError(f"the description is not valid JSON: {err}") from None
+        for key, value, known in (("Time of the day", description.time_of_day, TIMES_OF_DAY),
+                                  ("Weather", description.weather, WEATHERS)):
+            if value not in known:
+                raise ValueError(f"the description's \"{key}\" is {value!r}: use one of {', '.join(known)}")
         try:
             graph = SceneGraph.from_text(graph_text)
         except ValueError as err:
@@ -339,14 +375,17 @@ class EditorSession:
     def generate_from_layout(self, layout: Layout, description: SceneDescription | None, seed: int, images: str,
                              source: str) -> None:
         """An uploaded layout (project JSON or a nuScenes sample) -> a new chunk."""
+        seed = check_seed(seed)
         description = description or DEFAULT_DESCRIPTION
 
         def run(ctx: JobContext) -> str:
             with self._lock:
                 self.pending.clear()
                 self.selection = Selection(ORIGIN)
-                self.words = None
+                self.words = None  # an uploaded layout has no scene graph: the text boxes are emptied
+                self.words_version += 1
             self._set_world(ctx.gen.new_world(Chunk(np.eye(4), layout=layout, description=description)))
+            ctx.done("layout")  # given, not generated
             chunk = ctx.gen.from_layout(layout, description, seed, "none", ctx.progress)
             return self._finish_chunk(ctx, chunk, seed, images)
         self._start(f"generate from {source}", self._stages(images), run, images)
@@ -398,6 +437,7 @@ class EditorSession:
     def regenerate(self, seed: int, images: str) -> None:
         """Apply the pending layout edits: each edited chunk is regenerated around what changed (chunks
         that never got their voxels are generated from their layout)."""
+        seed = check_seed(seed)
         edits = dict(self.pending)
         if not edits:
             raise ValueError("nothing to regenerate: edit a box or a lane first")
@@ -430,11 +470,15 @@ class EditorSession:
         """An edit said in words on the selected chunk."""
         text = text.strip()
         if not text:
-            raise ValueError("type an edit, e.g. 'remove the parked car'")
+            raise ValueError("type an edit, e.g. 'remove the nearest parked car'")
+        seed = check_seed(seed)
         index = self.selection.chunk or ORIGIN
         chunk = self.chunk(index)
         if chunk is None or chunk.occupancy is None:
             raise ValueError("generate a chunk first, then say what to change")
+        if index in self.pending:  # the edit would start from the regenerated chunk and drop them
+            raise ValueError(f"chunk {index} has box or lane edits not regenerated yet: press Regenerate (or "
+                             "Discard) first, then say the edit")
 
         def run(ctx: JobContext) -> str:
             result = ctx.gen.edit_intent(chunk, text, seed, "none", ctx.progress)
@@ -462,7 +506,7 @@ class EditorSession:
         target = origin.neighbour(direction)
         if target in world.chunks:
             raise ValueError(f"there is already a chunk {direction} of {origin}")
-        seed = self.session.info.seed + len(world.chunks) if seed is None else seed
+        seed = (self.session.info.seed + len(world.chunks)) % (SEED_MAX + 1) if seed is None else check_seed(seed)
         images = images or self.session.info.images
 
         def run(ctx: JobContext) -> str:
@@ -504,7 +548,7 @@ class EditorSession:
         start = (origin + np.array([-20.0, 0.0, 3.0]), origin + np.array([20.0, 0.0, 0.0]))
         self.viewer.roam(key, scene, stitched, start)
         self.say("Roaming" + ("" if scene is not None else " (voxels: the Gaussian stage is not installed)") +
-                 ": fly with WASD (Q/E down/up) and the mouse in the viewer. Press Edit to return.")
+                 ": fly with WASD (Q/E down/up) and the mouse in the viewer. Press Edit mode to return.")
 
     def leave_roam(self) -> None:
         self.viewer.edit_mode()
@@ -513,6 +557,42 @@ class EditorSession:
     @staticmethod
     def world_key(world: WorldMap) -> tuple:
         return tuple((i, id(c)) for i, c in sorted(world.chunks.items()))
+
+
+SEED_MAX = 2**31 - 1
+
+
+def check_seed(seed) -> int:
+    """The seed as an int; ValueError unless it is a whole number in 0 .. SEED_MAX."""
+    try:
+        value = int(seed)
+    except (TypeError, ValueError, OverflowError):
+        raise ValueError(f"the seed must be a whole number, got {seed!r}") from None
+    if value != seed or not 0 <= value <= SEED_MAX:
+        raise ValueError(f"the seed must be a whole number from 0 to {SEED_MAX}, got {seed!r}")
+    return value
+
+
+BOX_MAX_SIZE = (25.0, 25.0, GRID.extent[2])  # metres: length, width (a long trailer), height (the grid's)
+
+
+def _check_box(box: Box) -> None:
+    """ValueError unless the box's centre lies inside its chunk and its size is a size some object has
+    (a box far off or hundreds of metres long would make the generator allocate without bound)."""
+    (lx, ly, _), (ux, uy, _) = GRID.lower, GRID.upper
+    x, y = box.center[:2]
+    if not (lx <= x <= ux and ly <= y <= uy):
+        raise ValueError(f"{box.class_name}: its centre ({x:.1f}, {y:.1f}) m is outside the chunk (x and y "
+                         f"within {lx:g} .. {ux:g} m)")
+    for name, v, top in zip(("length", "width", "height"), box.size, BOX_MAX_SIZE):
+        if not 0.1 <= v <= top:
+            raise ValueError(f"{box.class_name}: a {name} of {v:g} m is out of range (0.1 .. {top:g} m)")
+
+
+def _new_draft(world: WorldMap | None, before: WorldMap | None) -> bool:
+    """Whether `world` holds a chunk without voxels that `before` did not hold (a flow's draft)."""
+    old = before.chunks if before is not None else {}
+    return world is not None and any(c.occupancy is None and old.get(i) is not c for i, c in world.chunks.items())
 
 
 def _wrap(angle: float) -> float:

@@ -76,6 +76,8 @@ def build(editor: Editor) -> gr.Blocks:
             with gr.Column(scale=3):
                 viewer = gr.HTML("<div>starting the viewer...</div>", elem_id="viewer")
                 progress = gr.HTML(elem_id="progress")
+                # beside the bars, not in a tab: Regenerate, Extend and Export start jobs from other tabs
+                cancel_btn = gr.Button("Cancel", variant="stop", elem_id="cancel", size="sm")
                 message = gr.Markdown(elem_id="message")
             with gr.Column(scale=2):
                 with gr.Tabs():
@@ -87,9 +89,7 @@ def build(editor: Editor) -> gr.Blocks:
                             seed = gr.Number(0, label="Seed", precision=0, minimum=0, elem_id="seed")
                             modes = ["preview", "none"] + (["diffusion"] if editor.pool.diffusion_available else [])
                             images = gr.Radio(modes, value="preview", label="Images", elem_id="images")
-                        with gr.Row():
-                            generate_btn = gr.Button("Generate", variant="primary", elem_id="generate")
-                            cancel_btn = gr.Button("Cancel", variant="stop", elem_id="cancel")
+                        generate_btn = gr.Button("Generate", variant="primary", elem_id="generate")
                     with gr.Tab("Description & graph", id="tab-text"):
                         description = gr.Code(language="json", label="Description (editable JSON)", lines=12,
                                               elem_id="description")
@@ -127,7 +127,7 @@ def build(editor: Editor) -> gr.Blocks:
                         with gr.Row():
                             move_lane_btn = gr.Button("Shift lane")
                             delete_lane_btn = gr.Button("Delete lane")
-                        intent = gr.Textbox(label="Edit in words", placeholder="remove the parked car",
+                        intent = gr.Textbox(label="Edit in words", placeholder="remove the nearest parked car",
                                             elem_id="intent")
                         intent_btn = gr.Button("Apply the edit", elem_id="apply-intent")
                         with gr.Row():
@@ -226,8 +226,9 @@ def build(editor: Editor) -> gr.Blocks:
         redo_btn.click(act(lambda es: es.redo()), None, None)
 
         def save(es: EditorSession, name):
-            path = editor.save(es, name or "")
-            es.say(f"Saved the world as '{path.name}' ({len(es.world.chunks)} chunk(s)).")
+            path, replaced = editor.save(es, name or "")
+            es.say(f"Saved the world as '{path.name}' ({len(es.world.chunks)} chunk(s))" +
+                   (", replacing the earlier save of that name." if replaced else "."))
         save_btn.click(act(save), [save_name], None)
         load_btn.click(act(lambda es, n: editor.load(es, n or "")), [load_dd], None)
         restore_btn.click(act(lambda es, n: editor.restore(es, n or "")), [restore_dd], None)
@@ -276,6 +277,8 @@ def panels(es: EditorSession, request: gr.Request, editor: Editor) -> list:
         if es.words is not None:
             out["description"] = json.dumps(es.words.description.to_json_dict(), indent=1)
             out["graph"] = es.words.graph.to_text()
+        else:  # e.g. an uploaded layout: the previous scene's text would rebuild the previous scene
+            out["description"] = out["graph"] = ""
     world = es.world
     sel = es.selection
     chunk = es.chunk(sel.chunk) if sel.chunk else None
@@ -286,7 +289,8 @@ def panels(es: EditorSession, request: gr.Request, editor: Editor) -> list:
     put("chunk", (tuple(names), str(sel.chunk)), gr.update(choices=names, value=str(sel.chunk) if sel.chunk in
                                                            (world.chunks if world else {}) else None))
     layout = es.layouts().get(sel.chunk) if sel.chunk else None
-    boxes = [f"{i}: {b.class_name}_{i} ({b.center[0]:.1f}, {b.center[1]:.1f})" for i, b in
+    # named by track id (what an edit in words calls a box), which a deletion does not shift
+    boxes = [f"{i}: {b.track_id or b.class_name} ({b.center[0]:.1f}, {b.center[1]:.1f})" for i, b in
              enumerate(layout.boxes)] if layout else []
     box_value = boxes[sel.box] if layout and sel.box is not None and sel.box < len(boxes) else None
     put("box", (tuple(boxes), box_value), gr.update(choices=boxes, value=box_value))

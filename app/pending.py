@@ -68,6 +68,12 @@ class PendingEdits(Mapping):
         self._undo.clear()
         self._redo.clear()
 
+    def copy(self) -> "PendingEdits":
+        """An independent copy (edits and their steps), to put back if a job that cleared them stops."""
+        other = PendingEdits()
+        other._layouts, other._undo, other._redo = dict(self._layouts), list(self._undo), list(self._redo)
+        return other
+
     def clear(self) -> None:
         self._layouts.clear()
         self._undo.clear()

@@ -70,7 +70,9 @@ class Editor:
     def saved_worlds(self) -> list[str]:
         return sorted((d.name for d in self.worlds_dir.iterdir() if (d / "world.json").exists()), key=str.lower)
 
-    def save(self, es: EditorSession, name: str) -> Path:
+    def save(self, es: EditorSession, name: str) -> tuple[Path, bool]:
+        """The world saved as `name` under the worlds folder; (its folder, whether it replaced an earlier
+        save of that name)."""
         name = name.strip()
         if not NAME_RE.match(name):
             raise ValueError(f"'{name}' cannot be a world name: use letters, digits, '-' and '_' (up to 64)")
@@ -78,9 +80,10 @@ class Editor:
         tmp = self.worlds_dir / f".{name}.writing"
         shutil.rmtree(tmp, ignore_errors=True)
         es.session.save_world_as(tmp)
+        replaced = target.exists()
         shutil.rmtree(target, ignore_errors=True)
         tmp.rename(target)
-        return target
+        return target, replaced
 
     def load(self, es: EditorSession, name: str) -> None:
         if name not in self.saved_worlds():
@@ -101,7 +104,7 @@ class Editor:
         folder = self.sessions_dir / session_id
         if not NAME_RE.match(session_id) or not folder.is_dir():
             raise ValueError("that autosave no longer exists")
-        es.load(folder / "world")
+        es.load(folder / "world", f"the autosave {session_id}")
 
     # -- export -------------------------------------------------------------------------------------------
     def export(self, es: EditorSession) -> None:

@@ -68,6 +68,20 @@ def test_bad_inputs(stage, chunk_views):
         stage.extrapolate(views, chunk.description, chunk.layout, None, np.eye(4))
 
 
+def test_free_text_time_and_weather_fall_back_to_the_preview_looks_style(stage, chunk_views):
+    """A description saying "evening" or "drizzle" (free text, an LLM's) generates like the preview look
+    draws it (noon, sunny: ops.preview_look.Style's fallback) instead of failing at the images stage."""
+    from dataclasses import replace
+
+    from xscene_core.models.image_condition import style_features
+
+    chunk, views = chunk_views
+    free = replace(chunk.description, time_of_day="evening", weather="drizzle")
+    cond = stage.condition(views, free, chunk.layout)
+    assert torch.equal(cond.style[0], torch.from_numpy(style_features("noon", "sunny")))
+    assert stage(views, free, chunk.layout, seed=1).images.shape == (6, 32, 56, 3)
+
+
 def test_step_callback_interrupts(stage, chunk_views):
     chunk, views = chunk_views
     seen = []

@@ -110,10 +110,14 @@ class MultiViewStage:
         """The model's condition batch (one scene) of the inputs: geometry at model.condition_size, the
         reference view in the model's image space."""
         from ..llm.embedder import embed
+        from ..ops.preview_look.style import Style
 
         arrays = view_condition_arrays(views.semantic, views.depth, layout, views.rig, self.model.condition_size)
         text = embed([description.caption()])[0] if description is not None else None
-        style = style_features(description.time_of_day, description.weather) if description is not None else None
+        style = None
+        if description is not None:  # the style the preview look draws (unknown words fall back alike)
+            look = Style.from_description(description)
+            style = style_features(look.time_of_day, look.weather)
         ref = self.codec.encode(reference.images).numpy() if reference is not None else None
         return ImageCondition.collate([arrays], [text], [ref], [T_ref_new if reference is not None else None],
                                       self.model.image_channels, self.model.config["max_boxes"], [style],
