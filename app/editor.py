@@ -18,6 +18,7 @@ import numpy as np
 
 from xscene_core import semantics
 from xscene_core.generator import DEFAULT_DESCRIPTION
+from xscene_core.ops.graph_sync import graph_following
 from xscene_core.ops.lane_edit import bend_lane
 from xscene_core.session import Session
 from xscene_core.types.gaussians import GaussianScene
@@ -449,7 +450,8 @@ class EditorSession:
                 old = world[index]
                 if old.occupancy is None:
                     new = ctx.gen.from_layout(layout, old.description, seed, "none", ctx.progress)
-                    new = replace(new, graph=old.graph, T_world_chunk=old.T_world_chunk)
+                    graph = graph_following(old.graph, new.layout) if old.graph is not None else None
+                    new = replace(new, graph=graph, T_world_chunk=old.T_world_chunk)
                     notes.append(f"{index}: generated")
                 else:
                     result = ctx.gen.edit(old, layout, seed, "none", progress=ctx.progress)
@@ -461,6 +463,8 @@ class EditorSession:
                 for index in edits:
                     self.pending.applied(index, edits[index])
             self._set_world(world)
+            with self._lock:  # the text tab shows the first chunk's graph, which followed its edits
+                self._words_from_world()
             self._lift(ctx, world)
             return "Regenerated. " + " | ".join(notes)
         self._start("regenerate the edits", ("occupancy", "render") + (("images",) if images != "none" else ()),

@@ -75,6 +75,8 @@ def test_edit_moves_a_box_and_keeps_everything_else(gen, chunk):
     assert np.array_equal(result.chunk.occupancy.labels[far], before[far])
     assert 0 < result.region.mean() < 0.1 and result.chunk.layout.boxes[0] == moved
     assert not np.array_equal(result.chunk.occupancy.labels, before)
+    node = next(n for n in result.chunk.graph.objects if n.node_id == box.track_id)  # the graph followed
+    assert np.allclose(node.location, moved.center[:2], atol=0.051)
 
 
 def test_extend_twice_stitch_and_lift(gen, chunk):

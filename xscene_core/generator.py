@@ -261,6 +261,7 @@ class Generator:
         """The chunk with a new layout (boxes moved, added, removed; lanes changed): only the latent cells
         within `margin` metres of what changed are resampled, every voxel outside that region is kept; then
         the views are rendered again. A new description alone re-renders without touching the voxels."""
+        from .ops.graph_sync import graph_following
         from .ops.layout_diff import change_distance, layout_change
 
         if chunk.occupancy is None or chunk.layout is None:
@@ -274,7 +275,9 @@ class Generator:
             layout = with_road_map(layout, d, force=True)
             change = layout_change(chunk.layout, layout)
         region = change_distance(change, stage.grid) <= margin
-        new = replace(chunk, layout=layout, description=d)
+        # the graph follows the boxes and lanes, so a later edit in words starts from what is there
+        graph = graph_following(chunk.graph, layout, stage.grid) if chunk.graph is not None else None
+        new = replace(chunk, layout=layout, description=d, graph=graph)
         if region.any():
             triplane = chunk.triplane if chunk.triplane is not None else stage.encode(chunk.occupancy)
             out = self._run("occupancy", lambda: stage.regenerate(

@@ -27,7 +27,7 @@ from ..types.occupancy import GridSpec
 from ..types.scene import ENVIRONMENTS, AreaNode, LaneNode, ObjectNode, Relation, SceneGraph
 from .splits import world_seeds
 from .world import SyntheticWorld
-from .world.describe import GRAPH_LANE_POINTS, _resample
+from .world.describe import graph_lane_points
 
 FORMAT = "xscene.layout_pairs/1"
 MIN_LANE_M = 4.0  # graph_of drops lanes shorter than this
@@ -64,7 +64,7 @@ def paired_target(layout: Layout, graph: SceneGraph, grid: GridSpec) -> Layout:
         raise ValueError(f"layout and graph disagree: {len(boxes)} boxes / {len(graph.objects)} objects, "
                          f"{len(lanes)} lanes / {len(graph.lanes)} lane nodes")
     for lane, node in zip(lanes, graph.lanes):
-        pts = np.round(_resample(lane.points, GRAPH_LANE_POINTS), 1)
+        pts = graph_lane_points(lane.points)
         if not np.allclose(pts, np.asarray(node.points), atol=0.051):
             raise ValueError(f"lane {lane.lane_id} does not match graph node {node.lane_id}")
     return Layout(boxes, lanes)

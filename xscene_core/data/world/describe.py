@@ -37,6 +37,12 @@ def _resample(points: np.ndarray, n: int) -> np.ndarray:
     return np.stack([np.interp(s, cum, points[:, 0]), np.interp(s, cum, points[:, 1])], -1)
 
 
+def graph_lane_points(points: np.ndarray) -> np.ndarray:
+    """A lane's points in its scene-graph node: GRAPH_LANE_POINTS points evenly along the polyline float
+    [N, 2], rounded to 0.1 m (so the graph's text form round-trips)."""
+    return np.round(_resample(np.asarray(points, np.float64), GRAPH_LANE_POINTS), 1)
+
+
 def dist_to_polyline(p: np.ndarray, line: np.ndarray) -> float:
     """Distance (m) from a point float [2] to a polyline float [N, 2]."""
     a, b = line[:-1], line[1:]
@@ -63,7 +69,7 @@ def graph_of(layout: Layout, grid: GridSpec) -> SceneGraph:
         seg = np.hypot(*np.diff(lane.points, axis=0).T).sum()
         if seg < 4.0:
             continue
-        pts = np.round(_resample(lane.points, GRAPH_LANE_POINTS), 1)
+        pts = graph_lane_points(lane.points)
         lanes.append((lane, LaneNode(f"lane_{len(lanes)}", tuple(map(tuple, pts)), flow_word(lane.heading), lane.turn)))
     objects, counts = [], Counter()
     for b in layout.boxes:

@@ -1,0 +1,52 @@
+"""The scene graph follows a layout edited by hand: moved, deleted and added boxes, deleted lanes."""
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from xscene_core.ops.graph_sync import graph_following
+from xscene_core.types.layout import Box
+from xscene_core.types.scene import SceneGraph
+
+
+@pytest.fixture(scope="module")
+def graph_and_layout():
+    from xscene_core.data.world import SyntheticWorld
+    from xscene_core.stages.layout import LayoutStage
+
+    world = SyntheticWorld(5)
+    chunk = world.chunk(*world.find_location("downtown"))
+    stage = LayoutStage.from_pretrained()
+    return chunk.graph, stage(chunk.graph, seed=0), stage
+
+
+def test_an_unedited_layout_keeps_every_node_and_relation(graph_and_layout):
+    graph, layout, _ = graph_and_layout
+    synced = graph_following(graph, layout)
+    assert [n.node_id for n in synced.objects] == [n.node_id for n in graph.objects]
+    assert [n.lane_id for n in synced.lanes] == [n.lane_id for n in graph.lanes]
+    assert synced.relations == graph.relations and synced.areas == graph.areas
+    by_id = {b.track_id: b for b in layout.boxes}
+    for node in synced.objects:
+        assert np.allclose(node.location, by_id[node.node_id].center[:2], atol=0.051)
+
+
+def test_moved_deleted_and_added_boxes_and_a_deleted_lane(graph_and_layout):
+    graph, layout, stage = graph_and_layout
+    moved, gone = layout.boxes[0], layout.boxes[1]
+    lane_gone = next(r.object for r in graph.relations if r.predicate == "on top of")
+    added = Box((3.0, -6.0, 0.8), (4.5, 1.9, 1.6), 0.5, moved.label, "parked", "user_0")
+    edited = replace(layout,
+                     boxes=(replace(moved, center=(moved.center[0] + 5.0, *moved.center[1:])),) + layout.boxes[2:] + (added,),
+                     lanes=tuple(l for l in layout.lanes if l.lane_id != lane_gone))
+    synced = graph_following(graph, edited)
+    nodes = {n.node_id: n for n in synced.objects}
+    assert gone.track_id not in nodes and "user_0" in nodes
+    assert nodes[moved.track_id].location[0] == pytest.approx(round(moved.center[0] + 5.0, 1))
+    assert nodes["user_0"].state == "parked" and nodes["user_0"].heading_deg == 29
+    assert lane_gone not in {n.lane_id for n in synced.lanes}
+    assert all({r.subject, r.object}.isdisjoint({gone.track_id, lane_gone}) for r in synced.relations)
+    assert len(synced.relations) < len(graph.relations)
+    assert SceneGraph.from_text(synced.to_text()) == synced       # the text form round-trips
+    stage.check_inputs(synced)                                    # and the layout stage takes it
