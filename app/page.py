@@ -193,9 +193,11 @@ def build(editor: Editor) -> gr.Blocks:
                 raise ValueError("pick a box first (click one in the viewer or choose it in the list)")
             return int(str(value).split(":")[0])
 
-        chunk_dd.input(act(lambda es, c: es.select(index_of(c))), [chunk_dd], None)
-        box_dd.input(act(lambda es, c, b: es.select(index_of(c), box_of(b))), [chunk_dd, box_dd], None)
-        lane_dd.input(act(lambda es, c, l: es.select(index_of(c), None, int(str(l).split(":")[0]))),
+        # a list closed without a pick sends an empty value: that selects nothing new, it is no mistake
+        chunk_dd.input(act(lambda es, c: es.select(index_of(c)) if c else None), [chunk_dd], None)
+        box_dd.input(act(lambda es, c, b: es.select(index_of(c), box_of(b)) if c and b else None),
+                     [chunk_dd, box_dd], None)
+        lane_dd.input(act(lambda es, c, l: es.select(index_of(c), None, int(str(l).split(":")[0])) if c and l else None),
                       [chunk_dd, lane_dd], None)
         apply_box_btn.click(act(lambda es, c, b, x, y, yaw, l, w, h, k: es.set_box(
             index_of(c), box_of(b), *(_num(v, n) for v, n in ((x, "x"), (y, "y"), (yaw, "yaw"), (l, "length"),
