@@ -308,6 +308,8 @@ class EditorSession:
             with self._lock:
                 if self.world is before:
                     self.session.drop_record()
+                    if job is not None and job.state == "cancelled":
+                        job.message = f"{job.label}: cancelled; the world is unchanged."
                 elif _new_draft(self.world, before):
                     self.session.revert()
                     self.pending = pending

@@ -40,6 +40,10 @@ class StandInGenerator:
     def from_layout(self, layout, description, seed, images, progress):
         return self._from_layout(self, layout)
 
+    def edit(self, chunk, layout, seed, images, progress=None):
+        assert self.cancelled.wait(20)  # the tests cancel every regeneration
+        raise GenerationCancelled("cancelled")
+
     def cancel(self) -> None:
         self.cancelled.set()
 
@@ -166,3 +170,14 @@ def test_undo_and_redo_say_when_there_is_nothing_to_do(es):
     es.undo()
     es.undo()
     assert es.message == "Nothing to undo."
+
+
+def test_a_regeneration_cancelled_before_it_changed_the_world_leaves_no_undo_step(es):
+    chunk = es.world.chunks[ORIGIN]
+    es.set_box(ORIGIN, 0, 8.0, 2.0, 0.0, 4.5, 1.9, 1.6, "car")
+    es.regenerate(0, "none")
+    es.worker.cancel()
+    assert _wait(es) == "cancelled"
+    assert es.world.chunks[ORIGIN] is chunk and es.session.history()[0] == ["first chunk"]
+    assert es.pending[ORIGIN].boxes[0].center[0] == 8.0           # the edit is still there to regenerate
+    assert es.message.endswith("cancelled; the world is unchanged.")
