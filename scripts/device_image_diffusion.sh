@@ -2,11 +2,12 @@
 # One GPU run of the image denoiser in a single command (see checkpoints/image_diffusion/MODEL_CARD.md,
 # "A GPU run"). The machine's CPUs build the synthetic 128 x 224 cache in SHARDS processes while its GPU
 # trains from the start on whatever is finished (the trainer takes new files at each evaluation); at the
-# end the EMA weights of the best validation loss go to $OUT/model/ in float16, with the logs.
+# end the EMA weights of the best validation loss go to $OUT/model/ in float16, with the logs and the loss
+# per noise level of the new model and of its start (xscene_core.eval.noise_levels; 7 files in all).
 #
 # Needs $PREP from scripts/device_prepare.sh (carry it). On the device tool:
 #   run(command="bash scripts/device_image_diffusion.sh", carry=["runs/device"], timeout_s=560)
-# A dry run on a CPU: DEVICE=cpu MINUTES=1 WORLDS=1 SHARDS=1 BATCH=1 OUT=/tmp/dry bash scripts/device_image_diffusion.sh
+# A dry run on a CPU: DEVICE=cpu MINUTES=1 WORLDS=1 SHARDS=1 BATCH=1 NL_SCENES=2 OUT=/tmp/dry bash scripts/device_image_diffusion.sh
 set -euo pipefail
 PREP=${PREP:-runs/device}
 OUT=${OUT:-runs/device_out}
@@ -16,6 +17,7 @@ SHARDS=${SHARDS:-13}           # cache-building processes
 BATCH=${BATCH:-16}             # scenes (x 6 views) per step
 LR=${LR:-3e-4}
 PRESET=${PRESET:-small_latent}
+NL_SCENES=${NL_SCENES:-12}     # scenes per split of the per-noise-level figure
 DEVICE=${DEVICE:-cuda}
 CACHE=${CACHE:-/tmp/xscene_cache}
 RUN=${RUN:-/tmp/xscene_run}
@@ -38,7 +40,7 @@ print('torch', torch.__version__, 'device', '$DEVICE', 'init', sum(p.numel() for
 "
 
 SIZE=(--size 128 224 --cond-size 64 112 --cache "$CACHE" --text-table "$PREP/captions.npz")
-$PY -m xscene_core.data.image_dataset --split val --worlds 2 "${SIZE[@]}" > "$OUT/cache_val.log" 2>&1 &
+$PY -m xscene_core.data.image_dataset --split val --worlds 2 "${SIZE[@]}" > /tmp/cache_val.log 2>&1 &
 val=$!
 per=$(( (WORLDS + SHARDS - 1) / SHARDS ))
 shards=()
@@ -64,9 +66,14 @@ $PY -m xscene_core.train.image_diffusion --preset "$PRESET" --cache "$CACHE" --o
     --steps 1000000 --max-minutes "$MINUTES" --eval-every 400 --ckpt-every 2000 --log-every 50 --val-samples 32 \
     --high-noise-share 0.3 --threads 2 > "$OUT/train.log" 2>&1 || { tail -n 30 "$OUT/train.log"; exit 1; }
 stop_shards
-cat /tmp/cache_train_*.log > "$OUT/cache_train.log"
+cat /tmp/cache_val.log /tmp/cache_train_*.log > "$OUT/cache.log"
 cp "$RUN/log.jsonl" "$OUT/log.jsonl"
 $PY -m xscene_core.train.export "$RUN/best" "$OUT/model" --set vae_path=checkpoints/image_autoencoder \
     --set guidance_scale=1.5 --set geometry_decoder=true
 echo "cache: $(count) train samples at the end"
 tail -n 3 "$OUT/train.log"
+# the figure to compare with the CPU runs (image card): the loss per noise level, the new model and its start
+for m in "$OUT/model" "$PREP/init"; do
+    $PY -m xscene_core.eval.noise_levels --checkpoint "$m" --cache "$CACHE" --device "$DEVICE" --scenes "$NL_SCENES" \
+        --json "$OUT/noise_levels_$(basename "$m").json"
+done

@@ -31,7 +31,7 @@ def test_the_device_run_builds_trains_and_exports_on_a_cpu(tmp_path):
     export_half(REPO / "checkpoints" / "image_diffusion", prep / "init")
     env = {**os.environ, "PREP": str(prep), "OUT": str(out), "CACHE": str(tmp_path / "cache"),
            "RUN": str(tmp_path / "run"), "DEVICE": "cpu", "MINUTES": "0.2", "WORLDS": "1", "SHARDS": "1",
-           "BATCH": "1", "PRESET": "tiny_latent", "PY": sys.executable}
+           "BATCH": "1", "NL_SCENES": "2", "PRESET": "tiny_latent", "PY": sys.executable}
     done = subprocess.run(["bash", str(REPO / "scripts" / "device_image_diffusion.sh")], env=env, cwd=REPO,
                           capture_output=True, text=True, timeout=1200)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
@@ -42,4 +42,7 @@ def test_the_device_run_builds_trains_and_exports_on_a_cpu(tmp_path):
         p.numel() for p in ImageDiffusion.from_pretrained(prep / "init").parameters())
     events = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert any(e.get("event") == "done" for e in events) and any("val_loss" in e for e in events)
-    assert "train samples at the end" in done.stdout
+    assert "train samples at the end" in done.stdout and "looks' variance" in done.stdout
+    assert sorted(f.name for f in out.rglob("*") if f.is_file()) == sorted(
+        ["cache.log", "config.json", "log.jsonl", "model.safetensors", "noise_levels_init.json",
+         "noise_levels_model.json", "train.log"])  # within the device tool's 8 files
