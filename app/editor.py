@@ -23,16 +23,15 @@ from xscene_core.ops.lane_edit import bend_lane
 from xscene_core.session import Session
 from xscene_core.types.gaussians import GaussianScene
 from xscene_core.types.layout import Box, Layout
-from xscene_core.types.occupancy import GridSpec
-from xscene_core.types.scene import TIMES_OF_DAY, WEATHERS, DescribedScene, SceneDescription, SceneGraph
+from xscene_core.types.scene import DescribedScene, SceneDescription, SceneGraph
 from xscene_core.types.world import DIRECTIONS, Chunk, ChunkIndex, WorldMap
 
+from .inputs import SEED_MAX, check_box, check_description_style, check_seed
 from .jobs import JobContext, StagePool, Worker
 from .pending import PendingEdits
 from .viewer import Selection, Viewer, ViewerCallbacks
 
 ORIGIN = ChunkIndex(0, 0)
-GRID = GridSpec()  # every chunk's voxel grid (the Occ3D one)
 DEFAULT_STATES = {"car": "parked", "pedestrian": "standing", "bicycle": "parked", "motorcycle": "parked",
                   "bus": "stopped", "truck": "parked", "trailer": "parked", "construction_vehicle": "parked"}
 
@@ -166,7 +165,7 @@ class EditorSession:
         self.changed()
 
     def update_box(self, index: ChunkIndex, i: int, box: Box) -> None:
-        _check_box(box)
+        check_box(box)
         layout = self.layouts()[index]
         boxes = list(layout.boxes)
         boxes[i] = box
@@ -201,10 +200,11 @@ class EditorSession:
         size = tuple(float(np.mean(r)) for r in (sr.length, sr.width, sr.height))
         grounds = [b.center[2] - b.size[2] / 2 for b in layout.boxes]
         ground = float(np.median(grounds)) if grounds else 0.2
-        n = sum(1 for b in layout.boxes if b.track_id.startswith("user_"))
+        ids = {b.track_id for b in layout.boxes}
+        n = next(k for k in range(len(ids) + 1) if f"user_{k}" not in ids)  # a deleted one's id is free again
         box = Box((x, y, ground + size[2] / 2), size, math.radians(yaw_deg), label,
                   DEFAULT_STATES.get(class_name, "static"), f"user_{n}")
-        _check_box(box)
+        check_box(box)
         self.selection = Selection(index, len(layout.boxes))
         self._edit_layout(index, replace(layout, boxes=layout.boxes + (box,)), f"{class_name} added")
         return len(layout.boxes)
@@ -300,29 +300,24 @@ class EditorSession:
         before, pending = self.world, self.pending.copy()
         self.viewer.edit_mode()
 
-        def rollback() -> None:
+        def rollback(job, state: str, message: str) -> str:
             # A cancelled or failed job keeps what it finished, never a half-made chunk: a world it left
             # holding a draft (boxes and lanes shown before their voxels) goes back to what it was, with the
             # pending edits the job had cleared; a world it did not touch forgets the job's undo point.
-            job = self.worker.job
             with self._lock:
                 if self.world is before:
                     self.session.drop_record()
-                    if job is not None and job.state == "cancelled":
-                        job.message = f"{job.label}: cancelled; the world is unchanged."
-                elif _new_draft(self.world, before):
-                    self.session.revert()
-                    self.pending = pending
-                    self.selection = Selection(ORIGIN if self.world is None or ORIGIN in self.world.chunks
-                                               else min(self.world.chunks))
-                    self._words_from_world()
-                    if job is not None:
-                        job.message = (f"{job.label}: cancelled before its chunk was finished; the world is as "
-                                       "it was." if job.state == "cancelled" else
-                                       f"{job.message} The world is as it was before.")
-                else:
-                    return
+                    return f"{job.label}: cancelled; the world is unchanged." if state == "cancelled" else message
+                if not _new_draft(self.world, before):
+                    return message
+                self.session.revert()
+                self.pending = pending
+                self.selection = Selection(ORIGIN if self.world is None or ORIGIN in self.world.chunks
+                                           else min(self.world.chunks))
+                self._words_from_world()
             self.changed()
+            return (f"{job.label}: cancelled before its chunk was finished; the world is as it was."
+                    if state == "cancelled" else f"{message} The world is as it was before.")
         self.worker.start(label, stages, fn, images, on_cancel=rollback)
 
     def generate(self, prompt: str, seed: int, images: str) -> None:
@@ -332,7 +327,7 @@ class EditorSession:
         if not prompt:
             raise ValueError("type a prompt first (or pick an example)")
         seed = check_seed(seed)
-        self.session.info.prompt, self.session.info.seed, self.session.info.images = prompt, int(seed), images
+        self.session.info.prompt, self.session.info.seed, self.session.info.images = prompt, seed, images
 
         def run(ctx: JobContext) -> str:
             scene = ctx.gen.describe(prompt, seed, ctx.progress)
@@ -350,10 +345,7 @@ class EditorSession:
             description = SceneDescription.from_json_dict(json.loads(description_json))
         except json.JSONDecodeError as err:
             raise ValueError(f"the description is not valid JSON: {err}") from None
-        for key, value, known in (("Time of the day", description.time_of_day, TIMES_OF_DAY),
-                                  ("Weather", description.weather, WEATHERS)):
-            if value not in known:
-                raise ValueError(f"the description's \"{key}\" is {value!r}: use one of {', '.join(known)}")
+        check_description_style(description)
         try:
             graph = SceneGraph.from_text(graph_text)
         except ValueError as err:
@@ -452,7 +444,8 @@ class EditorSession:
                 old = world[index]
                 if old.occupancy is None:
                     new = ctx.gen.from_layout(layout, old.description, seed, "none", ctx.progress)
-                    graph = graph_following(old.graph, new.layout) if old.graph is not None else None
+                    graph = (graph_following(old.graph, new.layout, old.layout)
+                             if old.graph is not None and old.layout is not None else None)
                     new = replace(new, graph=graph, T_world_chunk=old.T_world_chunk)
                     notes.append(f"{index}: generated")
                 else:
@@ -563,36 +556,6 @@ class EditorSession:
     @staticmethod
     def world_key(world: WorldMap) -> tuple:
         return tuple((i, id(c)) for i, c in sorted(world.chunks.items()))
-
-
-SEED_MAX = 2**31 - 1
-
-
-def check_seed(seed) -> int:
-    """The seed as an int; ValueError unless it is a whole number in 0 .. SEED_MAX."""
-    try:
-        value = int(seed)
-    except (TypeError, ValueError, OverflowError):
-        raise ValueError(f"the seed must be a whole number, got {seed!r}") from None
-    if value != seed or not 0 <= value <= SEED_MAX:
-        raise ValueError(f"the seed must be a whole number from 0 to {SEED_MAX}, got {seed!r}")
-    return value
-
-
-BOX_MAX_SIZE = (25.0, 25.0, GRID.extent[2])  # metres: length, width (a long trailer), height (the grid's)
-
-
-def _check_box(box: Box) -> None:
-    """ValueError unless the box's centre lies inside its chunk and its size is a size some object has
-    (a box far off or hundreds of metres long would make the generator allocate without bound)."""
-    (lx, ly, _), (ux, uy, _) = GRID.lower, GRID.upper
-    x, y = box.center[:2]
-    if not (lx <= x <= ux and ly <= y <= uy):
-        raise ValueError(f"{box.class_name}: its centre ({x:.1f}, {y:.1f}) m is outside the chunk (x and y "
-                         f"within {lx:g} .. {ux:g} m)")
-    for name, v, top in zip(("length", "width", "height"), box.size, BOX_MAX_SIZE):
-        if not 0.1 <= v <= top:
-            raise ValueError(f"{box.class_name}: a {name} of {v:g} m is out of range (0.1 .. {top:g} m)")
 
 
 def _new_draft(world: WorldMap | None, before: WorldMap | None) -> bool:

@@ -140,7 +140,9 @@ class Worker:
     def start(self, label: str, stages: tuple[str, ...], fn: Callable[[JobContext], str],
               images: str = "preview", on_cancel: Callable[[], None] | None = None) -> Job:
         """Start `fn(ctx) -> message` in a thread. Raises RuntimeError when a job is already running.
-        on_cancel() runs after a cancelled or failed job (e.g. to roll back an unfinished operation)."""
+        on_cancel(job, state, message) runs after a cancelled or failed job, before it counts as over (e.g. to
+        roll back an unfinished operation); state is "cancelled" or "failed", and a str it returns replaces
+        the job's message."""
         unknown = [s for s in stages if s not in STAGES]
         if unknown:
             raise ValueError(f"unknown stages {unknown}")
@@ -165,6 +167,7 @@ class Worker:
         return True
 
     def _run(self, job: Job, fn, images: str, on_cancel) -> None:
+        state, message = "failed", f"{job.label} failed"
         try:
             with self.pool.lock:
                 if job.cancel_event.is_set():
@@ -173,22 +176,27 @@ class Worker:
                 job.state = "running"
                 job.started = time.time()
                 self.on_change()
-                job.message = fn(JobContext(job, job.generator, self.on_change))
-                job.state = "done"
+                message = fn(JobContext(job, job.generator, self.on_change))
+                state = "done"
         except GenerationCancelled:
-            job.state, job.message = "cancelled", f"{job.label}: cancelled. Finished stages are kept (Undo goes back)."
-            self._mark(job, "cancelled")
+            state, message = "cancelled", f"{job.label}: cancelled. Finished stages are kept (Undo goes back)."
         except ValueError as err:  # bad input or an edit the model cannot apply: the message is for the user
-            job.state, job.message = "failed", f"{job.label}: {err}"
-            self._mark(job, "failed")
+            state, message = "failed", f"{job.label}: {err}"
         except Exception as err:  # a bug: keep the app alive, say what happened, log the trace
             traceback.print_exc()
-            job.state, job.message = "failed", f"{job.label} failed: {type(err).__name__}: {err}"
-            self._mark(job, "failed")
+            state, message = "failed", f"{job.label} failed: {type(err).__name__}: {err}"
         finally:
-            job.finished = time.time()
-            if job.state != "done" and on_cancel is not None:
-                on_cancel()
+            if state != "done":
+                self._mark(job, state)
+                if on_cancel is not None:
+                    # while it runs the job still counts as running, so no new job can start (and take its
+                    # undo point) before the rollback is done
+                    try:
+                        message = on_cancel(job, state, message) or message
+                    except Exception:
+                        traceback.print_exc()
+            job.message, job.finished = message, time.time()
+            job.state = state  # published last: the job is over only once everything above is
             self.on_change()
 
     @staticmethod

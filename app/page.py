@@ -164,22 +164,22 @@ def build(editor: Editor) -> gr.Blocks:
         timer = gr.Timer(0.5)
 
         # -- actions -------------------------------------------------------------------------------------
-        generate_btn.click(act(lambda es, p, s, m: es.generate(p, int(s or 0), m)), [prompt, seed, images], None)
+        generate_btn.click(act(lambda es, p, s, m: es.generate(p, s, m)), [prompt, seed, images], None)
         cancel_btn.click(act(lambda es: es.say("Cancelling...") if es.worker.cancel() else es.say("Nothing is running.")),
                          None, None)
-        from_text_btn.click(act(lambda es, d, g, s, m: es.generate_from_text(d, g, int(s or 0), m)),
+        from_text_btn.click(act(lambda es, d, g, s, m: es.generate_from_text(d, g, s, m)),
                             [description, graph, seed, images], None)
 
         def from_file(es: EditorSession, f, s, m):
             if f is None:
                 raise ValueError("choose a layout file first")
             layout, desc = read_layout_file(f)
-            es.generate_from_layout(layout, desc, int(s or 0), m, Path(f).name)
+            es.generate_from_layout(layout, desc, s, m, Path(f).name)
         from_layout_btn.click(act(from_file), [layout_file, seed, images], None)
 
         def from_nus(es: EditorSession, root, version, sample, s, m):
             layout, token = read_nuscenes_sample(root, version, sample)
-            es.generate_from_layout(layout, None, int(s or 0), m, f"nuScenes sample {token[:8]}")
+            es.generate_from_layout(layout, None, s, m, f"nuScenes sample {token[:8]}")
         from_nus_btn.click(act(from_nus), [nus_root, nus_version, nus_sample, seed, images], None)
 
         def index_of(value) -> ChunkIndex:
@@ -216,8 +216,8 @@ def build(editor: Editor) -> gr.Blocks:
                                                                       float(dy or 0))),
                             [chunk_dd, lane_dd, ldx, ldy], None)
         delete_lane_btn.click(act(lambda es, c, l: es.delete_lane(index_of(c), lane_of(l))), [chunk_dd, lane_dd], None)
-        intent_btn.click(act(lambda es, t, s, m: es.apply_intent(t, int(s or 0), m)), [intent, seed, images], None)
-        regen_btn.click(act(lambda es, s, m: es.regenerate(int(s or 0), m)), [seed, images], None)
+        intent_btn.click(act(lambda es, t, s, m: es.apply_intent(t, s, m)), [intent, seed, images], None)
+        regen_btn.click(act(lambda es, s, m: es.regenerate(s, m)), [seed, images], None)
         discard_btn.click(act(lambda es: es.discard_edits()), None, None)
         for d, b in ext_buttons.items():
             b.click(act(lambda es, c, d=d: es.extend(index_of(c), d)), [chunk_dd], None)

@@ -69,7 +69,8 @@ class PendingEdits(Mapping):
         self._redo.clear()
 
     def copy(self) -> "PendingEdits":
-        """An independent copy (edits and their steps), to put back if a job that cleared them stops."""
+        """A copy whose edits and steps later calls on this one do not change (the layouts themselves are
+        immutable and shared), to put back if a job that cleared them stops."""
         other = PendingEdits()
         other._layouts, other._undo, other._redo = dict(self._layouts), list(self._undo), list(self._redo)
         return other

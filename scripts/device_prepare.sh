@@ -5,7 +5,8 @@
 #   wheels/      diffusers and importlib_metadata for Python 3.12 (pure-Python wheels)
 #   captions.npz the caption embeddings of every location the GPU machine's cache will hold
 #   init/        the starting weights, float16 (default: the wider denoiser's CPU run, runs/small/best)
-# Usage: bash scripts/device_prepare.sh [INIT_FOLDER]   (WORLDS=160 by default, as the device script)
+#   worlds       the number of train worlds the table covers (the device script builds that many)
+# Usage: bash scripts/device_prepare.sh [INIT_FOLDER]   (WORLDS=160 by default)
 set -euo pipefail
 PREP=${PREP:-runs/device}
 WORLDS=${WORLDS:-160}
@@ -19,4 +20,5 @@ $PY -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --imp
 $PY -m xscene_core.data.image_dataset --split val --worlds 2 --write-text-table "$PREP/captions.npz"
 $PY -m xscene_core.data.image_dataset --split train --worlds "$WORLDS" --write-text-table "$PREP/captions.npz"
 $PY -m xscene_core.train.export "$INIT" "$PREP/init"
+echo "$WORLDS" > "$PREP/worlds"
 du -sh "$PREP"

@@ -29,8 +29,9 @@ def test_the_device_run_builds_trains_and_exports_on_a_cpu(tmp_path):
     write_text_table(prep / "captions.npz", "train", 1, log=lambda m: None)
     assert len(read_text_table(prep / "captions.npz")) >= 12
     export_half(REPO / "checkpoints" / "image_diffusion", prep / "init")
+    (prep / "worlds").write_text("1\n")  # what device_prepare.sh writes: the train worlds of the table
     env = {**os.environ, "PREP": str(prep), "OUT": str(out), "CACHE": str(tmp_path / "cache"),
-           "RUN": str(tmp_path / "run"), "DEVICE": "cpu", "MINUTES": "0.2", "WORLDS": "1", "SHARDS": "1",
+           "RUN": str(tmp_path / "run"), "DEVICE": "cpu", "DEADLINE": "300", "RESERVE": "60", "SHARDS": "1",
            "BATCH": "1", "NL_SCENES": "2", "PRESET": "tiny_latent", "PY": sys.executable}
     done = subprocess.run(["bash", str(REPO / "scripts" / "device_image_diffusion.sh")], env=env, cwd=REPO,
                           capture_output=True, text=True, timeout=1200)
@@ -43,6 +44,7 @@ def test_the_device_run_builds_trains_and_exports_on_a_cpu(tmp_path):
     events = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert any(e.get("event") == "done" for e in events) and any("val_loss" in e for e in events)
     assert "train samples at the end" in done.stdout and "looks' variance" in done.stdout
+    assert "training for" in done.stdout and "done in" in done.stdout
     assert sorted(f.name for f in out.rglob("*") if f.is_file()) == sorted(
         ["cache.log", "config.json", "log.jsonl", "model.safetensors", "noise_levels_init.json",
          "noise_levels_model.json", "train.log"])  # within the device tool's 8 files

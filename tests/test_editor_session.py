@@ -11,7 +11,8 @@ import time
 import numpy as np
 import pytest
 
-from app.editor import ORIGIN, EditorSession, check_seed
+from app.editor import ORIGIN, EditorSession
+from app.inputs import check_seed
 from xscene_core.generator import DEFAULT_DESCRIPTION, GenerationCancelled, Generator
 from xscene_core.types.layout import Box, Layout
 from xscene_core.types.occupancy import GridSpec, Occupancy
@@ -141,6 +142,7 @@ def test_an_edit_in_words_is_refused_while_the_chunk_has_pending_edits(es):
     ((5.0, 2.0, 0.0, 1e7, 1.9, 1.6), "length of 1e\\+07 m is out of range"),
     ((5.0, 2.0, 0.0, 4.5, 1.9, 50.0), "height of 50 m is out of range"),
     ((float("nan"), 2.0, 0.0, 4.5, 1.9, 1.6), "outside the chunk|finite"),
+    ((5.0, 2.0, float("nan"), 4.5, 1.9, 1.6), "heading|finite"),
 ])
 def test_box_fields_out_of_range_are_refused_and_nothing_changes(es, fields, problem):
     with pytest.raises(ValueError, match=problem):
@@ -152,7 +154,7 @@ def test_box_fields_out_of_range_are_refused_and_nothing_changes(es, fields, pro
 
 
 def test_seeds_and_description_values_are_checked_before_anything_starts(es):
-    assert check_seed(7) == 7 and check_seed(2**31 - 1) == 2**31 - 1
+    assert check_seed(7) == 7 and check_seed(2**31 - 1) == 2**31 - 1 and check_seed(None) == 0 and check_seed(5.0) == 5
     for bad in (-5, 2**31, 99999999999999999999, 2.5, "x"):
         with pytest.raises(ValueError, match="seed"):
             check_seed(bad)
@@ -181,3 +183,42 @@ def test_a_regeneration_cancelled_before_it_changed_the_world_leaves_no_undo_ste
     assert es.world.chunks[ORIGIN] is chunk and es.session.history()[0] == ["first chunk"]
     assert es.pending[ORIGIN].boxes[0].center[0] == 8.0           # the edit is still there to regenerate
     assert es.message.endswith("cancelled; the world is unchanged.")
+
+
+def test_a_stopped_job_counts_as_running_until_its_rollback_is_done():
+    from app.jobs import Worker
+
+    worker, seen = Worker(StandInPool(), lambda: None), []
+
+    def fail(ctx):
+        raise ValueError("no such thing")
+
+    def rollback(job, state, message):
+        with pytest.raises(RuntimeError, match="still running"):  # no job can slip in and take its undo point
+            worker.start("second", (), lambda ctx: "second done")
+        seen.append((state, job.active, message))
+        return "rolled back"
+
+    job = worker.start("first", (), fail, on_cancel=rollback)
+    t0 = time.time()
+    while job.active:
+        assert time.time() - t0 < 20
+        time.sleep(0.01)
+    assert seen == [("failed", True, "first: no such thing")]
+    assert job.state == "failed" and job.message == "rolled back"
+
+
+def test_added_boxes_get_free_ids_and_styles_are_checked_in_any_case(es):
+    from app.inputs import check_description_style
+    from dataclasses import replace
+
+    first = es.add_box(ORIGIN, "car", 10.0, 5.0)
+    second = es.add_box(ORIGIN, "car", 14.0, 5.0)
+    es.delete_box(ORIGIN, first)
+    third = es.add_box(ORIGIN, "car", 18.0, 5.0)
+    ids = [b.track_id for b in es.layouts()[ORIGIN].boxes]
+    assert len(set(ids)) == len(ids) == 3 and ids[third] == "user_0"  # the deleted one's id, not a copy of user_1
+    assert ids[second - 1] == "user_1"
+    check_description_style(replace(DEFAULT_DESCRIPTION, time_of_day="Night", weather="RAINY"))
+    with pytest.raises(ValueError, match='"Weather" is \'drizzle\''):
+        check_description_style(replace(DEFAULT_DESCRIPTION, weather="drizzle"))

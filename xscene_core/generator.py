@@ -276,7 +276,7 @@ class Generator:
             change = layout_change(chunk.layout, layout)
         region = change_distance(change, stage.grid) <= margin
         # the graph follows the boxes and lanes, so a later edit in words starts from what is there
-        graph = graph_following(chunk.graph, layout, stage.grid) if chunk.graph is not None else None
+        graph = graph_following(chunk.graph, layout, chunk.layout, stage.grid) if chunk.graph is not None else None
         new = replace(chunk, layout=layout, description=d, graph=graph)
         if region.any():
             triplane = chunk.triplane if chunk.triplane is not None else stage.encode(chunk.occupancy)

@@ -23,7 +23,7 @@ def graph_and_layout():
 
 def test_an_unedited_layout_keeps_every_node_and_relation(graph_and_layout):
     graph, layout, _ = graph_and_layout
-    synced = graph_following(graph, layout)
+    synced = graph_following(graph, layout, layout)
     assert [n.node_id for n in synced.objects] == [n.node_id for n in graph.objects]
     assert [n.lane_id for n in synced.lanes] == [n.lane_id for n in graph.lanes]
     assert synced.relations == graph.relations and synced.areas == graph.areas
@@ -36,11 +36,12 @@ def test_moved_deleted_and_added_boxes_and_a_deleted_lane(graph_and_layout):
     graph, layout, stage = graph_and_layout
     moved, gone = layout.boxes[0], layout.boxes[1]
     lane_gone = next(r.object for r in graph.relations if r.predicate == "on top of")
-    added = Box((3.0, -6.0, 0.8), (4.5, 1.9, 1.6), 0.5, moved.label, "parked", "user_0")
+    near = layout.boxes[2].center  # beside a box that stays, so the new one gets a relation to it
+    added = Box((near[0] + 3.0, near[1], 0.8), (4.5, 1.9, 1.6), 0.5, moved.label, "parked", "user_0")
     edited = replace(layout,
                      boxes=(replace(moved, center=(moved.center[0] + 5.0, *moved.center[1:])),) + layout.boxes[2:] + (added,),
                      lanes=tuple(l for l in layout.lanes if l.lane_id != lane_gone))
-    synced = graph_following(graph, edited)
+    synced = graph_following(graph, edited, layout)
     nodes = {n.node_id: n for n in synced.objects}
     assert gone.track_id not in nodes and "user_0" in nodes
     assert nodes[moved.track_id].location[0] == pytest.approx(round(moved.center[0] + 5.0, 1))
@@ -48,5 +49,21 @@ def test_moved_deleted_and_added_boxes_and_a_deleted_lane(graph_and_layout):
     assert lane_gone not in {n.lane_id for n in synced.lanes}
     assert all({r.subject, r.object}.isdisjoint({gone.track_id, lane_gone}) for r in synced.relations)
     assert len(synced.relations) < len(graph.relations)
+    at = {(r.subject, r.predicate) for r in synced.relations}
+    assert any(s == "user_0" for s, _ in at)                      # the added box is placed among the others
+    unmoved = {b.track_id for b in layout.boxes[2:]}
+    kept = [r for r in graph.relations if {r.subject, r.object} <= unmoved and lane_gone not in (r.subject, r.object)]
+    assert set(kept) <= set(synced.relations)                     # untouched objects keep their relations
     assert SceneGraph.from_text(synced.to_text()) == synced       # the text form round-trips
     stage.check_inputs(synced)                                    # and the layout stage takes it
+
+
+def test_a_graph_whose_ids_are_not_the_layouts_is_left_as_it_is():
+    """A synthetic world's chunk numbers its graph's objects itself (car_0, ...), while its layout keeps
+    the world's ids: which node is which box is unknown, so the graph is not touched."""
+    from xscene_core.data.world import SyntheticWorld
+
+    world = SyntheticWorld(5)
+    chunk = world.chunk(*world.find_location("downtown"))
+    moved = replace(chunk.layout, boxes=chunk.layout.boxes[1:])
+    assert graph_following(chunk.graph, moved, chunk.layout) is chunk.graph

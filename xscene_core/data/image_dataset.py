@@ -102,6 +102,16 @@ def render_looks(chunk, size: tuple[int, int], seeds: list[int]) -> tuple[np.nda
     return views.semantic, views.depth, np.stack(looks)
 
 
+def location_chunk(world, k: int, style=None):
+    """((x, y), chunk) of location k of a world (a place of environment ENVIRONMENTS[k], searched from k),
+    or None when the world has no such environment; style: the Style of the chunk (None: the world's)."""
+    try:
+        x, y = world.find_location(ENVIRONMENTS[k % len(ENVIRONMENTS)], start=k)
+    except ValueError:
+        return None
+    return (x, y), world.chunk(x, y, style=style)
+
+
 def build_sample(world, k: int, size: tuple[int, int], rng: np.random.Generator,
                  cond_size: tuple[int, int] | None = None, style=None) -> dict | None:
     """The cached arrays of location k (environment ENVIRONMENTS[k]) of a world, or None when the world
@@ -109,11 +119,10 @@ def build_sample(world, k: int, size: tuple[int, int], rng: np.random.Generator,
     world's). The caption embedding is added by the caller (batched)."""
     from ..stages.render import default_rig
 
-    try:
-        x, y = world.find_location(ENVIRONMENTS[k % len(ENVIRONMENTS)], start=k)
-    except ValueError:
+    found = location_chunk(world, k, style)
+    if found is None:
         return None
-    chunk = world.chunk(x, y, style=style)
+    (x, y), chunk = found
     seeds = [int(s) for s in rng.integers(0, 2**31, LOOKS)]
     sem, depth, looks = render_looks(chunk, size, seeds)
     arrays = view_condition_arrays(sem, depth, chunk.layout, default_rig((2 * size[0], 2 * size[1])), cond_size or size)
@@ -206,11 +215,10 @@ def write_text_table(path: Path, split: str, n_worlds: int, first_world: int = 0
         if world is None or world.seed != seed:
             world = SyntheticWorld(seed)
             log(f"{split}: world {seed} ({w + 1 - first_world}/{n_worlds}), {time.time() - t0:.0f} s")
-        try:
-            x, y = world.find_location(ENVIRONMENTS[k % len(ENVIRONMENTS)], start=k)
-        except ValueError:
+        found = location_chunk(world, k, style)
+        if found is None:
             continue
-        caption = world.chunk(x, y, style=style).description.caption()
+        caption = found[1].description.caption()
         if caption not in table:
             new.append(caption)
     new = sorted(set(new))
@@ -339,6 +347,7 @@ def main(argv: list[str] | None = None) -> None:
     paths = build_split(args.cache, args.split, args.worlds, tuple(args.size), args.first_world, cond,
                         styles=args.styles, text_table=table)
     print(f"{args.split}: {len(paths)} samples under {cache_dir(args.cache, tuple(args.size), args.split, cond, args.styles)}")
+
 
 if __name__ == "__main__":
     main()

@@ -25,6 +25,7 @@ OUT/best/ and OUT/final/ hold EMA weights (save_pretrained folders).
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -105,9 +106,13 @@ class BatchPrefetch:
     trains (on a GPU the CPU-side batch assembly would otherwise stall it); ahead=False builds in line."""
 
     def __init__(self, make, ahead: bool) -> None:
-        self.make, self.ahead = make, ahead
+        self.make = make
         self.pool = ThreadPoolExecutor(1) if ahead else None
         self.pending: tuple[int, Future] | None = None
+
+    def invalidate(self) -> None:
+        """Drop the batch built ahead (the data changed: the next step builds from the new data)."""
+        self.pending = None
 
     def __call__(self, step: int):
         if self.pool is None:
@@ -173,8 +178,8 @@ def main(argv: list[str] | None = None) -> None:
     train, val = ImageDataset.load(train_paths), ImageDataset.load(val_paths)
 
     device = torch.device(args.device)
-    if device.type == "cuda":  # TF32 matrix products: the small UNet's convolutions need no full fp32
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    if device.type == "cuda":  # TF32 matrix products (attention, projections) as cuDNN's convolutions use already
+        torch.backends.cuda.matmul.allow_tf32 = True
     if args.resume and (args.out / "checkpoint").exists():
         run = EmaTraining.resume(args.out, log, cfg, ImageDiffusion, device, args.max_minutes)
     else:
@@ -182,8 +187,11 @@ def main(argv: list[str] | None = None) -> None:
         model = ImageDiffusion.from_preset(args.preset, unet_path=args.unet_path,
                                            **({"vae_path": vae_path} if latent else {}))
         if latent and args.preset != "paper":  # our own autoencoder: scale its latents to unit variance
-            model.config["vae_scale"] = latent_scale(ImageCodec(model), train)
-            log({"event": "vae_scale", "vae_scale": model.config["vae_scale"]})
+            # a continuation keeps the scale its weights were trained with
+            init_cfg = json.loads((args.init / "config.json").read_text()) if args.init else {}
+            init_scale = init_cfg.get("vae_scale") if init_cfg.get("space") == "latent" else None
+            model.config["vae_scale"] = init_scale or latent_scale(ImageCodec(model), train)
+            log({"event": "vae_scale", "vae_scale": model.config["vae_scale"], "from_init": bool(init_scale)})
         if args.init is not None:
             from safetensors.torch import load_file
 
@@ -243,6 +251,7 @@ def main(argv: list[str] | None = None) -> None:
             added = ImageDataset.load(new)
             train.samples += (to_latent(added) if latent else added).samples
             train_paths.extend(new)
+            batches.invalidate()  # as a run without the prefetch (or a resumed one) would draw it
             log({"step": step, "train_scenes": len(train)})
 
     run.train(loss_at, evaluate, take_new_samples)

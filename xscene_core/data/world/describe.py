@@ -91,22 +91,33 @@ def graph_of(layout: Layout, grid: GridSpec) -> SceneGraph:
         c = np.round(poly.points.mean(0), 1)
         if lx <= c[0] < ux and ly <= c[1] < uy:
             areas.append(AreaNode(f"intersection_{sum(a.kind == 'intersection' for a in areas)}", "intersection", (c[0], c[1])))
+    lane_lines = [(lane.points, node.lane_id) for lane, node in lanes]
     relations = []
     for b, node in objects:
-        p = np.array(b.center[:2])
-        if b.label in semantics.VEHICLE_IDS and lanes:
-            best = min(lanes, key=lambda ln: dist_to_polyline(p, ln[0].points))
-            if dist_to_polyline(p, best[0].points) < 1.8:
-                relations.append(Relation(node.node_id, "on top of", best[1].lane_id))
-        for a in areas:
-            if math.dist(a.center, p) < NEAR_M:
-                relations.append(Relation(node.node_id, "near", a.area_id))
-        others = [(math.dist(o.center[:2], p), o, n) for o, n in objects if n is not node]
-        if others:
-            d, o, n = min(others, key=lambda e: e[0])
-            if d < PAIR_M:
-                relations.append(Relation(node.node_id, spatial_predicate(p, o.center[:2]), n.node_id))
+        others = [(o.center[:2], n.node_id) for o, n in objects if n is not node]
+        relations += object_relations(node.node_id, b.label, b.center[:2], lane_lines, areas, others)
     return SceneGraph(tuple(n for _, n in lanes), tuple(n for _, n in objects), tuple(areas), tuple(relations))
+
+
+def object_relations(node_id: str, label: int, center, lanes, areas, others) -> list[Relation]:
+    """The relations a scene graph gives an object at `center` (x, y metres, chunk frame): a vehicle is
+    "on top of" the nearest lane within 1.8 m (lanes: (points float [N, 2], lane id)); any object is "near"
+    each area within NEAR_M; and front of / behind / left of / right of its nearest other object within
+    PAIR_M (others: (centre (x, y), node id))."""
+    p = np.array(center[:2], np.float64)
+    out = []
+    if label in semantics.VEHICLE_IDS and lanes:
+        points, lane_id = min(lanes, key=lambda ln: dist_to_polyline(p, ln[0]))
+        if dist_to_polyline(p, points) < 1.8:
+            out.append(Relation(node_id, "on top of", lane_id))
+    for a in areas:
+        if math.dist(a.center, p) < NEAR_M:
+            out.append(Relation(node_id, "near", a.area_id))
+    if others:
+        d, q, other = min(((math.dist(q[:2], p), q, n) for q, n in others), key=lambda e: e[0])
+        if d < PAIR_M:
+            out.append(Relation(node_id, spatial_predicate(p, q[:2]), other))
+    return out
 
 
 PLURAL = {"bus": "buses", "pedestrian": "pedestrians", "traffic_cone": "traffic cones", "construction_vehicle": "construction vehicles"}
