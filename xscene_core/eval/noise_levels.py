@@ -57,13 +57,11 @@ def measure_noise_levels(checkpoint: str | Path, cache: str | Path = "runs/image
 
     model = ImageDiffusion.from_pretrained(checkpoint).to(device).eval()
     codec = ImageCodec(model)
-    h, w = model.config["sample_size"]
-    factor = model.config.get("vae_factor", 8) if model.config["space"] == "latent" else 1
     stride = model.config["geometry_stride"]
     sched = model.scheduler("ddpm")
     loss, mean, looks = {}, {}, {}
     for split in ("train", "val"):
-        folder = cache_dir(Path(cache), (h * factor, w * factor), split, (h * stride, w * stride), styles or DEFAULT_STYLES)
+        folder = cache_dir(Path(cache), codec.image_size, split, model.condition_size, styles or DEFAULT_STYLES)
         paths = cache_files(folder)[:scenes]
         if len(paths) < scenes:
             raise ValueError(f"{folder}: {len(paths)} cached scenes, {scenes} asked for (build the cache with "
