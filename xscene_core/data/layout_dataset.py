@@ -55,8 +55,7 @@ def paired_target(layout: Layout, graph: SceneGraph, grid: GridSpec) -> Layout:
     """The boxes and lanes of `layout` that the nodes of `graph = graph_of(layout, grid)` stand for, in
     node order (the same selection rules as graph_of: boxes whose centre lies in the chunk, lanes that
     are not junction connectors and at least MIN_LANE_M long, sorted by lane id)."""
-    (lx, ly, _), (ux, uy, _) = grid.lower, grid.upper
-    boxes = tuple(b for b in layout.boxes if lx <= b.center[0] < ux and ly <= b.center[1] < uy)
+    boxes = tuple(b for b in layout.boxes if grid.contains_xy(*b.center[:2]))
     lanes = tuple(
         l for l in sorted((l for l in layout.lanes if not l.connector), key=lambda l: l.lane_id)
         if np.hypot(*np.diff(l.points, axis=0).T).sum() >= MIN_LANE_M)

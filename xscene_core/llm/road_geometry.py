@@ -110,11 +110,10 @@ def to_ego_lane(road: Road, grid: GridSpec) -> Road:
     rot = np.array([[c, -s], [s, c]])
     move = lambda pts: (np.asarray(pts, float) - p0) @ rot.T  # noqa: E731
     lanes = _clip_lanes(((move(l.points), l.turn) for l in road.lanes), grid)
-    (lx, ly, _), (ux, uy, _) = grid.lower, grid.upper
     areas, counts = [], Counter()
     for a in road.areas:
         x, y = move([a.center])[0]
-        if lx <= x < ux and ly <= y < uy:
+        if grid.contains_xy(x, y):
             areas.append(AreaNode(f"{a.kind}_{counts[a.kind]}", a.kind, (text_round(x), text_round(y))))
             counts[a.kind] += 1
     return Road(tuple(lanes), tuple(areas))

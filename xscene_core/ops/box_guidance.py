@@ -51,10 +51,9 @@ def box_voxels(box, grid: GridSpec) -> tuple[np.ndarray, ...] | None:
 def counted_boxes(layout: Layout, grid: GridSpec) -> list[tuple[object, tuple[np.ndarray, ...]]]:
     """(box, voxel indices) of the layout's boxes that have their centre inside the grid and at least one
     voxel centre inside them: the boxes the occupancy is asked to realise."""
-    (lx, ly, _), (ux, uy, _) = grid.lower, grid.upper
     out = []
     for box in layout.boxes:
-        if not (lx <= box.center[0] < ux and ly <= box.center[1] < uy):
+        if not grid.contains_xy(*box.center[:2]):
             continue
         vox = box_voxels(box, grid)
         if vox is not None:

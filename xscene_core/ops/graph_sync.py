@@ -7,13 +7,12 @@ from, the text the page shows and the exported scene.json describe the chunk as 
 
 from __future__ import annotations
 
-import math
 from dataclasses import replace
 
 import numpy as np
 
 from .. import semantics
-from ..data.world.describe import flow_word, graph_lane_points, object_relations, position_word
+from ..data.world.describe import flow_word, graph_lane_points, object_node, object_relations
 from ..types.layout import Box, Layout
 from ..types.occupancy import GridSpec
 from ..types.scene import ObjectNode, SceneGraph
@@ -38,9 +37,8 @@ def graph_following(graph: SceneGraph, layout: Layout, before: Layout, grid: Gri
     boxes = {b.track_id: b for b in layout.boxes if b.track_id}
     objects = [_node(n.node_id, boxes[n.node_id], n.state) for n in graph.objects if n.node_id in boxes]
     taken = {n.node_id for n in objects} | {n.lane_id for n in graph.lanes} | {a.area_id for a in graph.areas}
-    (lx, ly, _), (ux, uy, _) = grid.lower, grid.upper
     for b in layout.boxes:
-        if b.track_id in taken or not (lx <= b.center[0] < ux and ly <= b.center[1] < uy):
+        if b.track_id in taken or not grid.contains_xy(*b.center[:2]):
             continue
         node_id, k = b.track_id, 0
         while not node_id or node_id in taken:
@@ -77,8 +75,7 @@ def graph_following(graph: SceneGraph, layout: Layout, before: Layout, grid: Gri
     return SceneGraph(tuple(lanes), tuple(objects), graph.areas, tuple(relations))
 
 
+
 def _node(node_id: str, box: Box, old_state: str) -> ObjectNode:
-    x, y = box.center[:2]
-    state = box.state if box.state in semantics.STATES else old_state
-    return ObjectNode(node_id, box.label, state, position_word(x, y), round(math.degrees(box.yaw)),
-                      (round(x, 1), round(y, 1)), tuple(round(max(v, 0.1), 1) for v in box.size))
+    """The node of an edited box, keeping the node's state where the box's is not a graph state."""
+    return object_node(node_id, box, box.state if box.state in semantics.STATES else old_state)

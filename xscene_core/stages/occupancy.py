@@ -117,9 +117,9 @@ class OccupancyStage:
         if caption is not None and not isinstance(caption, str):
             raise ValueError(f"OccupancyStage: caption must be text or None, got {type(caption).__name__}")
         if layout is not None:
-            (lx, ly, _), (ux, uy, _) = self.grid.lower, self.grid.upper
-            inside = [b for b in layout.boxes if lx <= b.center[0] < ux and ly <= b.center[1] < uy]
+            inside = [b for b in layout.boxes if self.grid.contains_xy(*b.center[:2])]
             if len(layout.boxes) and not inside:
+                (lx, ly, _), (ux, uy, _) = self.grid.lower, self.grid.upper
                 raise ValueError(f"OccupancyStage: none of the layout's {len(layout.boxes)} boxes lies inside the "
                                  f"chunk ([{lx:g}, {ux:g}) x [{ly:g}, {uy:g}) m in the chunk frame)")
 

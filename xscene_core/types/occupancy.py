@@ -41,6 +41,11 @@ class GridSpec:
         """Upper corner of the grid in metres."""
         return tuple(lo + n * self.voxel_size for lo, n in zip(self.lower, self.shape))  # type: ignore[return-value]
 
+    def contains_xy(self, x: float, y: float) -> bool:
+        """Whether the point (x, y) metres lies in the grid's footprint (lower bound in, upper bound out):
+        the rule for "a box / an area is in this chunk"."""
+        return self.lower[0] <= x < self.upper[0] and self.lower[1] <= y < self.upper[1]
+
     @property
     def extent(self) -> tuple[float, float, float]:
         """Size of the grid in metres along x, y, z."""

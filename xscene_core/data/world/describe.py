@@ -63,7 +63,6 @@ def graph_of(layout: Layout, grid: GridSpec) -> SceneGraph:
     the chunk, crosswalks and junction areas, and relations (object on top of lane, near an area, and
     front of / behind / left of / right of its nearest neighbour). Values are rounded to 0.1 m / 1 deg
     so the text form round-trips exactly."""
-    (lx, ly, _), (ux, uy, _) = grid.lower, grid.upper
     lanes = []
     for lane in sorted((l for l in layout.lanes if not l.connector), key=lambda l: l.lane_id):
         seg = np.hypot(*np.diff(lane.points, axis=0).T).sum()
@@ -73,13 +72,10 @@ def graph_of(layout: Layout, grid: GridSpec) -> SceneGraph:
         lanes.append((lane, LaneNode(f"lane_{len(lanes)}", tuple(map(tuple, pts)), flow_word(lane.heading), lane.turn)))
     objects, counts = [], Counter()
     for b in layout.boxes:
-        if not (lx <= b.center[0] < ux and ly <= b.center[1] < uy):
+        if not grid.contains_xy(*b.center[:2]):
             continue
         name = b.class_name
-        node = ObjectNode(
-            f"{name}_{counts[name]}", b.label, b.state, position_word(b.center[0], b.center[1]),
-            round(math.degrees(b.yaw)), (round(b.center[0], 1), round(b.center[1], 1)),
-            tuple(round(max(v, 0.1), 1) for v in b.size))
+        node = object_node(f"{name}_{counts[name]}", b)
         counts[name] += 1
         objects.append((b, node))
     areas = []
@@ -89,7 +85,7 @@ def graph_of(layout: Layout, grid: GridSpec) -> SceneGraph:
             areas.append(AreaNode(f"crosswalk_{len(areas)}", "crosswalk", (c[0], c[1])))
     for poly in (p for p in layout.polygons if p.kind == "intersection"):
         c = np.round(poly.points.mean(0), 1)
-        if lx <= c[0] < ux and ly <= c[1] < uy:
+        if grid.contains_xy(c[0], c[1]):
             areas.append(AreaNode(f"intersection_{sum(a.kind == 'intersection' for a in areas)}", "intersection", (c[0], c[1])))
     lane_lines = [(lane.points, node.lane_id) for lane, node in lanes]
     relations = []
@@ -97,6 +93,14 @@ def graph_of(layout: Layout, grid: GridSpec) -> SceneGraph:
         others = [(o.center[:2], n.node_id) for o, n in objects if n is not node]
         relations += object_relations(node.node_id, b.label, b.center[:2], lane_lines, areas, others)
     return SceneGraph(tuple(n for _, n in lanes), tuple(n for _, n in objects), tuple(areas), tuple(relations))
+
+
+def object_node(node_id: str, box, state: str | None = None) -> ObjectNode:
+    """The scene-graph node of a layout box (state: the box's own by default), rounded to 0.1 m and 1
+    degree so the text form round-trips."""
+    x, y = box.center[:2]
+    return ObjectNode(node_id, box.label, state or box.state, position_word(x, y), round(math.degrees(box.yaw)),
+                      (round(x, 1), round(y, 1)), tuple(round(max(v, 0.1), 1) for v in box.size))
 
 
 def object_relations(node_id: str, label: int, center, lanes, areas, others) -> list[Relation]:
