@@ -138,7 +138,7 @@ class Worker:
         self._lock = threading.Lock()
 
     def start(self, label: str, stages: tuple[str, ...], fn: Callable[[JobContext], str],
-              images: str = "preview", on_cancel: Callable[[], None] | None = None) -> Job:
+              images: str = "preview", on_cancel: Callable[[Job, str, str], str | None] | None = None) -> Job:
         """Start `fn(ctx) -> message` in a thread. Raises RuntimeError when a job is already running.
         on_cancel(job, state, message) runs after a cancelled or failed job, before it counts as over (e.g. to
         roll back an unfinished operation); state is "cancelled" or "failed", and a str it returns replaces

@@ -163,14 +163,7 @@ class Session:
     def revert(self) -> str | None:
         """Go back to the last undo point and forget it (an operation that stopped half-way, leaving
         nothing worth keeping); returns its label (None when there is no undo point)."""
-        with self._lock:
-            if not self._undo:
-                return None
-            snapshot, label = self._undo.pop()
-            self.world = snapshot.world() if snapshot is not None else None
-            if self.autosave:
-                self.save()
-            return label
+        return self._step(self._undo, [])  # an undo whose redo step is thrown away
 
     def set_world(self, world: WorldMap | None) -> None:
         """The world after a finished stage: becomes the current state and is autosaved."""
