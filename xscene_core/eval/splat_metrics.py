@@ -4,8 +4,8 @@ splat_psnr: each test chunk is lifted on its own (GaussianStage.chunk, from its 
 shipped image diffusion model generates for it, or the preview look when no image model is installed or
 `images="preview"`), re-rendered into its six cameras and compared with those views. The
 squared error is pooled over every pixel that shows geometry (the occupancy render's depth > 0, or the
-re-render hits a Gaussian): the sky is no part of the scene the Gaussians model. PSNR = 10 log10(1 / MSE)
-with RGB in [0, 1].
+re-render hits a surface Gaussian): the sky, and the stage's sky dome (ops.lifting.sky), are left out.
+PSNR = 10 log10(1 / MSE) with RGB in [0, 1].
 
 gaussians_s: median seconds of GaussianStage.chunk per chunk (no refinement), after one warm-up.
 """
@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .. import semantics
 from ..types.gaussians import GaussianScene
 from ..types.images import MultiViewImages, RenderedViews
 
@@ -51,7 +52,7 @@ def splat_tally(scene: GaussianScene, images: MultiViewImages, views: RenderedVi
     from ..ops.lifting import render_gaussians
 
     r = render_gaussians(scene, images.rig, mode)
-    mask = r.alpha > 0
+    mask = (r.alpha > 0) & (r.semantic != semantics.FREE)  # a surface Gaussian, not the sky dome
     if views is not None and views.depth.shape == mask.shape:
         mask = mask | (views.depth > 0)
     tally = SplatTally()

@@ -12,7 +12,9 @@ else `chunk.preview` (the preview look). Gaussians are flat patches on the visib
 (ops.lifting.surfels), coloured by the mean of the view pixels that see them first (the box renderer's
 z-buffer is the depth test), unseen ones filled from same-class neighbours, else the mean colour of
 their class or of the scene (ops.lifting.colour). In a world, each voxel belongs to the earliest chunk of
-`world.chunks` holding it (ops.lifting.lift).
+`world.chunks` holding it (ops.lifting.lift). After the surfaces (and any refinement of them) comes a sky
+dome: flat Gaussians 500 m around the scene coloured from the view pixels whose render hit nothing
+(ops.lifting.sky; `sky=False` leaves it out), labelled free, so novel views show a sky instead of black.
 
 Choice of patches (measured on one rural chunk, 224 x 400 preview views, box re-render, PSNR over geometry
 pixels): one Gaussian per visible voxel (59k) 29.69 dB, one flat Gaussian per visible face (62k) 29.72 dB,
@@ -39,8 +41,8 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..ops.lifting import (GaussianRender, PlacedGrid, RefineView, lift_chunk, lift_world, owners, refine_gaussians,
-                           render_gaussians)
+from ..ops.lifting import (GaussianRender, PlacedGrid, RefineView, concat_scenes, lift_chunk, lift_sky, lift_world,
+                           owners, refine_gaussians, render_gaussians)
 from ..ops.lifting.lift import DEFAULT_PATCHES_PER_EDGE
 from ..ops.lifting.render import MODES
 from ..types.cameras import Camera, CameraRig
@@ -64,11 +66,12 @@ class GaussianStage:
     patches_per_edge: flat patches per voxel face edge (1: one Gaussian per visible face); render_mode:
     default of render() ("box": opaque patches, "splat": alpha-blended Gaussians); refine_lr, refine_downscale:
     Adam learning rate (on logits) and the view downscale factor of the optional refinement; threads: torch
-    CPU threads during a call, restored afterwards (None leaves the setting alone).
+    CPU threads during a call, restored afterwards (None leaves the setting alone); sky: add a sky dome
+    coloured from the view pixels that see no geometry (ops.lifting.sky), after the surface Gaussians.
     """
 
     def __init__(self, patches_per_edge: int = DEFAULT_PATCHES_PER_EDGE, render_mode: str = "box",
-                 refine_lr: float = 0.05, refine_downscale: int = 2, threads: int | None = 2) -> None:
+                 refine_lr: float = 0.05, refine_downscale: int = 2, threads: int | None = 2, sky: bool = True) -> None:
         if patches_per_edge < 1:
             raise ValueError(f"GaussianStage: patches_per_edge must be >= 1, got {patches_per_edge}")
         if render_mode not in MODES:
@@ -77,6 +80,7 @@ class GaussianStage:
             raise ValueError(f"GaussianStage: refine_downscale must be >= 1, got {refine_downscale}")
         self.patches_per_edge = patches_per_edge
         self.render_mode = render_mode
+        self.sky = sky
         self.refine_lr = refine_lr
         self.refine_downscale = refine_downscale
         self.threads = threads
@@ -138,6 +142,16 @@ class GaussianStage:
         finally:
             torch.set_num_threads(threads)
 
+    def _with_sky(self, scene: GaussianScene, chunks: list[Chunk], frames: list[np.ndarray]) -> GaussianScene:
+        """`scene` and, with `sky`, the dome of the chunks' views placed by frames (T_world_chunk float64 [4, 4]
+        each) around their mean origin; chunks without a semantic render of their views' size are left out."""
+        if not self.sky:
+            return scene
+        items = [(chunk_views(c), c.views.semantic, T) for c, T in zip(chunks, frames)
+                 if c.views is not None and c.views.semantic.shape == chunk_views(c).images.shape[:3]]
+        dome = lift_sky(items, np.mean([T[:3, 3] for T in frames], 0)) if items else None
+        return scene if dome is None else concat_scenes([scene, dome])
+
     def chunk(self, chunk: Chunk, refine_steps: int = 0,
               step_callback: Callable[[int, int], object] | None = None) -> GaussianScene:
         """The Gaussians of one chunk on its own, in the chunk frame (the frame of its occupancy and of its
@@ -152,9 +166,11 @@ class GaussianStage:
         def work() -> GaussianScene:
             # 2. Surface patches coloured from the views.
             scene = lift_chunk(chunk.occupancy, views, self.patches_per_edge, on_view=tick).gaussians
-            # 3. Optional refinement against the same views.
-            return refine_gaussians(scene, [RefineView(views)], refine_steps, self.refine_lr, self.refine_downscale,
-                                    callback=tick)
+            # 3. Optional refinement against the same views (the surfaces only).
+            scene = refine_gaussians(scene, [RefineView(views)], refine_steps, self.refine_lr, self.refine_downscale,
+                                     callback=tick)
+            # 4. The sky around them.
+            return self._with_sky(scene, [chunk], [np.eye(4)])
         return self._run(work)
 
     def __call__(self, world: WorldMap, refine_steps: int = 0,
@@ -174,16 +190,18 @@ class GaussianStage:
         def work() -> GaussianScene:
             # 2. Lift every chunk, stitch the overlaps, pool the colours.
             scene = lift_world(grids, images, self.patches_per_edge, on_view=tick).gaussians
-            if refine_steps <= 0:
-                return scene
-            # 3. Refinement: each chunk's views (placed in the world) see the Gaussians inside its grid.
-            centres = scene.means.double().numpy()
-            targets = []
-            for ci, (g, im) in enumerate(zip(grids, images)):
-                inside = owners(centres, [g]) == 0
-                rig = im.rig.at(g.T_world_grid @ im.rig.T_world_ego)
-                targets.append(RefineView(MultiViewImages(im.images, rig), torch.from_numpy(np.nonzero(inside)[0])))
-            return refine_gaussians(scene, targets, refine_steps, self.refine_lr, self.refine_downscale, callback=tick)
+            if refine_steps > 0:
+                # 3. Refinement: each chunk's views (placed in the world) see the Gaussians inside its grid.
+                centres = scene.means.double().numpy()
+                targets = []
+                for ci, (g, im) in enumerate(zip(grids, images)):
+                    inside = owners(centres, [g]) == 0
+                    rig = im.rig.at(g.T_world_grid @ im.rig.T_world_ego)
+                    targets.append(RefineView(MultiViewImages(im.images, rig), torch.from_numpy(np.nonzero(inside)[0])))
+                scene = refine_gaussians(scene, targets, refine_steps, self.refine_lr, self.refine_downscale,
+                                         callback=tick)
+            # 4. The sky around the world.
+            return self._with_sky(scene, chunks, [c.T_world_chunk for c in chunks])
         return self._run(work)
 
     def render(self, scene: GaussianScene, cameras: Camera | CameraRig, mode: str | None = None) -> GaussianRender:

@@ -28,8 +28,8 @@ BACKGROUND = (0.0, 0.0, 0.0)  # RGB in [0, 1] where nothing is hit
 @dataclass
 class GaussianRender:
     """Renders of V views. rgb: uint8 [V, H, W, 3]; depth: float32 [V, H, W] camera z in metres (0 where
-    nothing is hit); semantic: uint8 [V, H, W] Occ3D ids (semantics.FREE where nothing is hit); alpha:
-    float32 [V, H, W] in [0, 1]."""
+    nothing but the sky dome is hit); semantic: uint8 [V, H, W] Occ3D ids (semantics.FREE where nothing but
+    the sky dome is hit: its Gaussians are labelled free, ops.lifting.sky); alpha: float32 [V, H, W] in [0, 1]."""
 
     rgb: np.ndarray
     depth: np.ndarray
@@ -75,6 +75,7 @@ def render_gaussians(gaussians: GaussianScene, cameras: Camera | CameraRig, mode
     else:
         out = splat_render(gaussians, rig, with_semantic=True, background=BACKGROUND)
         rgb, depth, sem, alpha = out.rgb, out.depth, out.semantic, out.alpha
+    depth = torch.where(sem.to(depth.device) == semantics.FREE, torch.zeros((), device=depth.device), depth)  # the sky
     rgb8 = (rgb.detach().cpu().clamp(0, 1) * 255 + 0.5).to(torch.uint8).numpy()
     return GaussianRender(rgb8, depth.detach().cpu().float().numpy(), sem.cpu().to(torch.uint8).numpy(),
                           alpha.detach().cpu().float().numpy())
