@@ -146,11 +146,13 @@ def judge_size() -> tuple[int, int]:
 
 def measure_images(n_chunks: int = 6, seed: int = 0, checkpoint: str | Path | None = None,
                    segmenter: str | Path = SEGMENTER, log=print, split: str = "test",
-                   guidance: float | None = None, guidance_rescale: float | None = None) -> dict:
+                   guidance: float | None = None, guidance_rescale: float | None = None,
+                   first_guess_strength: float | None = None) -> dict:
     """Figures of the module docstring over n_chunks chunks of `split` worlds (environments cycled): `test`
     for the reported figures; `val` to choose sampling settings, by the PSNR figures (the judge segmenter
     was trained on `val` preview renders, so its val alignment figures are optimistic). guidance: the
-    classifier-free guidance scale and guidance_rescale its rescale (None: the model's)."""
+    classifier-free guidance scale and guidance_rescale its rescale, first_guess_strength where sampling
+    starts (MultiViewStage; None: the model's)."""
     from ..data.splits import world_seeds
     from ..data.world import SyntheticWorld
     from ..models.segmenter import Segmenter, confusion
@@ -162,7 +164,7 @@ def measure_images(n_chunks: int = 6, seed: int = 0, checkpoint: str | Path | No
 
     torch.set_num_threads(2)
     stage = MultiViewStage.from_pretrained(checkpoint or DEFAULT_CHECKPOINT, guidance_scale=guidance,
-                                           guidance_rescale=guidance_rescale)
+                                           guidance_rescale=guidance_rescale, first_guess_strength=first_guess_strength)
     # the same samples through the autoencoder's own decoder, beside a geometry-aware one
     plain = MultiViewStage(stage.model, geometry_decoder=False) if stage.codec.use_geometry_decoder else None
     judge = Segmenter.from_pretrained(segmenter)
@@ -253,9 +255,13 @@ def main(argv: list[str] | None = None) -> None:
                     help="test: the reported figures; val: for choosing settings such as the guidance")
     ap.add_argument("--guidance", type=float, default=None, help="classifier-free guidance (default: the model's)")
     ap.add_argument("--guidance-rescale", type=float, default=None, help="guidance rescale in [0, 1] (default: the model's)")
+    ap.add_argument("--first-guess-strength", type=float, default=None,
+                    help="start sampling from the first-guess decoder's views noised to this share of the schedule "
+                         "(1: from pure noise; default: the model's)")
     args = ap.parse_args(argv)
     m = measure_images(args.chunks, args.seed, args.checkpoint, args.segmenter, split=args.split,
-                       guidance=args.guidance, guidance_rescale=args.guidance_rescale)
+                       guidance=args.guidance, guidance_rescale=args.guidance_rescale,
+                       first_guess_strength=args.first_guess_strength)
     for k, v in m.items():
         print(f"{k:40s} {v:.4f}" if isinstance(v, float) else f"{k:40s} {v}")
     if args.json:

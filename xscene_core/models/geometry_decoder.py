@@ -36,6 +36,7 @@ from torch import nn
 from .image_condition import STYLE_FEATURES, GeometryEncoder, ImageCondition
 
 SUBFOLDER = "geometry_decoder"  # inside an autoencoder folder, beside vae/
+FIRST_GUESS = "first_guess"  # a GeometryDecoder trained on blank latents (draw), beside it
 
 
 def resize_features(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -130,12 +131,20 @@ class GeometryDecoder(ModelMixin, ConfigMixin):
                 x = x + self.noise_scale[k].view(1, -1, 1, 1) * noise
         return d.conv_out(d.conv_act(d.conv_norm_out(x)))
 
+    def draw(self, cond: ImageCondition) -> torch.Tensor:
+        """The views of `cond` (B scenes of V views; latent grid cond.image_size) from their geometry and
+        style alone: the decoder on all-zero latents -> RGB float [B*V, 3, H, W] in about [-1, 1]. What a
+        decoder trained with train.geometry_decoder --p-blank 1 (a geometry-to-image regression) is for."""
+        z = torch.zeros(cond.batch_size * cond.num_views, self.config.latent_channels, *cond.image_size,
+                        device=cond.semantic.device)
+        return self(z, cond)
 
-def load_geometry_decoder(path: str | Path) -> GeometryDecoder:
-    """The GeometryDecoder in PATH/geometry_decoder (local files only: config.json + safetensors), in eval
-    mode; ValueError when there is none."""
-    folder = Path(path) / SUBFOLDER
+
+def load_geometry_decoder(path: str | Path, subfolder: str = SUBFOLDER) -> GeometryDecoder:
+    """The GeometryDecoder in PATH/subfolder (local files only: config.json + safetensors), in eval mode;
+    ValueError when there is none."""
+    folder = Path(path) / subfolder
     if not (folder / "config.json").is_file():
-        raise ValueError(f"{path}: no {SUBFOLDER}/ subfolder with a GeometryDecoder (train one with "
+        raise ValueError(f"{path}: no {subfolder}/ subfolder with a GeometryDecoder (train one with "
                          f"python -m xscene_core.train.geometry_decoder)")
     return GeometryDecoder.from_pretrained(folder, local_files_only=True).eval()

@@ -55,14 +55,20 @@ class MultiViewStage:
     (None: the model's defaults, UniPC 20 steps, its guidance scale and rescale); threads: torch CPU
     threads while sampling, restored afterwards (None leaves the setting alone); geometry_decoder: decode
     the latents with the geometry-aware decoder (None: as the model's config says; False: the
-    autoencoder's own decoder).
+    autoencoder's own decoder); first_guess_strength: start sampling from the first-guess decoder's views
+    noised to this share of the schedule (None: the model's config; 1: from pure noise).
     """
 
     def __init__(self, model: ImageDiffusion, num_inference_steps: int | None = None,
                  guidance_scale: float | None = None, threads: int | None = 2,
-                 guidance_rescale: float | None = None, geometry_decoder: bool | None = None) -> None:
+                 guidance_rescale: float | None = None, geometry_decoder: bool | None = None,
+                 first_guess_strength: float | None = None) -> None:
         self.model = model.eval()
         self.codec = ImageCodec(model, geometry_decoder)
+        self.first_guess_strength = (model.config.get("first_guess_strength", 1.0) if first_guess_strength is None
+                                     else float(first_guess_strength))
+        if not 0.0 < self.first_guess_strength <= 1.0:
+            raise ValueError(f"MultiViewStage: first_guess_strength must lie in (0, 1], got {first_guess_strength}")
         self.num_inference_steps = num_inference_steps
         self.guidance_scale = guidance_scale
         self.guidance_rescale = guidance_rescale
@@ -126,7 +132,8 @@ class MultiViewStage:
     def sample(self, cond: ImageCondition, seed: int = 0,
                step_callback: Callable[[int, int], object] | None = None) -> torch.Tensor:
         """float [1, V, C, h, w]: a sample in the model's image space (latents of a latent-space model) for a
-        prepared condition (one scene); deterministic in seed."""
+        prepared condition (one scene); deterministic in seed. With a first-guess strength below 1 the
+        sampler starts from the first-guess decoder's views of `cond` (ImageCodec.first_guess)."""
         def on_step(step: int, total: int) -> bool:
             if step_callback is not None and step_callback(step, total) is False:
                 return False
@@ -136,8 +143,10 @@ class MultiViewStage:
         if self.threads is not None and self.model.device.type == "cpu":
             torch.set_num_threads(self.threads)
         try:
+            strength = self.first_guess_strength
+            start = self.codec.first_guess(cond.to(self.model.device)) if strength < 1 else None
             return self.model.sample(cond, seed, self.guidance_scale, self.num_inference_steps, callback=on_step,
-                                     guidance_rescale=self.guidance_rescale)
+                                     guidance_rescale=self.guidance_rescale, start=start, strength=strength)
         except SamplingInterrupted as stop:
             raise MultiViewInterrupted(f"image sampling interrupted ({stop})") from None
         finally:
@@ -223,6 +232,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--decoder", choices=("geometry", "plain"), default=None,
                    help="decode the latents with the geometry-aware decoder or the autoencoder's own (default: the "
                         "model's config)")
+    p.add_argument("--first-guess-strength", type=float, default=None,
+                   help="start sampling from the first-guess decoder's views noised to this share of the schedule "
+                        "(1: from pure noise; default: the model's config)")
     args = p.parse_args(argv)
     if (args.time is None) != (args.weather is None):
         p.error("--time and --weather go together")
@@ -233,7 +245,8 @@ def main(argv: list[str] | None = None) -> None:
     views = render(chunk.occupancy)
     stage = MultiViewStage.from_pretrained(args.checkpoint, guidance_scale=args.guidance,
                                            guidance_rescale=args.guidance_rescale,
-                                           geometry_decoder=None if args.decoder is None else args.decoder == "geometry")
+                                           geometry_decoder=None if args.decoder is None else args.decoder == "geometry",
+                                           first_guess_strength=args.first_guess_strength)
     images, cond, sample = stage.generate_views(views, chunk.description, chunk.layout, seed=args.seed)
     preview = render.preview(views, chunk.description, chunk.layout, seed=args.seed, occupancy=chunk.occupancy)
     out = Path(args.out)

@@ -23,6 +23,10 @@ train.ema_training's. Validation: fixed val views decoded from clean latents, fr
 fixed strength and (with --denoiser) from the denoiser's estimates and resamples at --val-t; val_loss is
 the mean of those losses (it picks OUT/best), and the step-0 line is the starting decoder's figure on
 the same views (the plain decoder's, unless --init).
+--p-blank P decodes all-zero latents in a share P of the steps; with P = 1 the decoder becomes a
+geometry-to-image regression (GeometryDecoder.draw; with --style-condition it also reads the time of day
+and weather), the first guess a sampler can start from (ImageDiffusion.sample start / strength; its
+validation then measures only that).
 --init FOLDER starts a new run from a trained GeometryDecoder. The shipped decoder's commands are in
 checkpoints/image_autoencoder/MODEL_CARD.md.
 
@@ -89,6 +93,9 @@ class TrainConfig:
     """share of the denoiser's steps that decode a few-step sample from the noised latents (resampled)
     instead of the one-step estimate"""
     resample_steps: int = 4
+    p_blank: float = 0.0
+    """share of steps whose latents are all zero: the decoder draws the view from its geometry and style
+    alone (1: a geometry-to-image regression, GeometryDecoder.draw: the image model's first guess)"""
     p_blur: float = 0.5
     """share of the noised (not denoised) views whose latents are also blurred (2x average-pooled and upsampled)"""
     val_noise: float = 0.3
@@ -359,7 +366,9 @@ def main(argv: list[str] | None = None) -> None:
         n = len(z)
         gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
         clean = torch.from_numpy(rng.random(n) < cfg.p_clean)
-        if denoiser is not None and rng.random() < cfg.p_denoised:  # the whole scene: the UNet sees all views
+        if cfg.p_blank > 0 and rng.random() < cfg.p_blank:  # (no draw otherwise: earlier runs' streams stay)
+            z = torch.zeros_like(z)
+        elif denoiser is not None and rng.random() < cfg.p_denoised:  # the whole scene: the UNet sees all views
             t = int(rng.integers(1, max(2, int(cfg.t_max * T))))
             soft = (resampled(denoiser, z, cond, t, cfg.resample_steps, gen) if rng.random() < cfg.p_resampled
                     else denoised(denoiser, z, cond, t, gen))
@@ -391,7 +400,11 @@ def main(argv: list[str] | None = None) -> None:
     vgen = torch.Generator().manual_seed(12345)
     vlatents = {"clean": vz, "degraded": degrade(vz, torch.full((len(vz),), cfg.val_noise * z_std),
                                                  torch.arange(len(vz)) % 2 == 0, vgen)}
-    if denoiser is not None:
+    if cfg.p_blank >= 1:  # a pure regression: only its own task counts
+        vlatents = {}
+    if cfg.p_blank > 0:
+        vlatents["blank"] = torch.zeros_like(vz)
+    if denoiser is not None and cfg.p_blank < 1:
         vlatents["denoised"] = torch.cat([denoised(denoiser, vz[k * nv:(k + 1) * nv], c, int(cfg.val_t * T), vgen)
                                           for k, c in enumerate(vconds)])
         if cfg.p_resampled > 0:
