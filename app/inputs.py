@@ -31,11 +31,11 @@ def check_box(box: Box) -> None:
     """ValueError unless the box's centre lies inside its chunk, its heading is a number and its size is a
     size some object has (a box far off or hundreds of metres long makes the generator allocate without
     bound)."""
-    (lx, ly, _), (ux, uy, _) = GRID.lower, GRID.upper
     x, y = box.center[:2]
-    if not (lx <= x <= ux and ly <= y <= uy):
+    if not GRID.contains_xy(x, y):  # the one "in this chunk" rule: lower bound in, upper bound out
+        (lx, _, _), (ux, _, _) = GRID.lower, GRID.upper
         raise ValueError(f"{box.class_name}: its centre ({x:.1f}, {y:.1f}) m is outside the chunk (x and y "
-                         f"within {lx:g} .. {ux:g} m)")
+                         f"from {lx:g} m up to, not including, {ux:g} m)")
     if not math.isfinite(box.yaw):
         raise ValueError(f"{box.class_name}: the heading must be a number of degrees, got {box.yaw}")
     for name, v, top in zip(("length", "width", "height"), box.size, BOX_MAX_SIZE):

@@ -139,6 +139,7 @@ def test_an_edit_in_words_is_refused_while_the_chunk_has_pending_edits(es):
 
 @pytest.mark.parametrize("fields, problem", [
     ((1e9, 2.0, 0.0, 4.5, 1.9, 1.6), "outside the chunk"),
+    ((40.0, 2.0, 0.0, 4.5, 1.9, 1.6), "outside the chunk"),  # the upper bound belongs to the next chunk
     ((5.0, 2.0, 0.0, 1e7, 1.9, 1.6), "length of 1e\\+07 m is out of range"),
     ((5.0, 2.0, 0.0, 4.5, 1.9, 50.0), "height of 50 m is out of range"),
     ((float("nan"), 2.0, 0.0, 4.5, 1.9, 1.6), "outside the chunk|finite"),
@@ -151,6 +152,11 @@ def test_box_fields_out_of_range_are_refused_and_nothing_changes(es, fields, pro
     with pytest.raises(ValueError, match="outside the chunk"):
         es.add_box(ORIGIN, "car", 60.0, 0.0)
     assert ORIGIN not in es.pending
+
+
+def test_a_box_on_the_lower_bound_of_the_chunk_is_in_it(es):
+    es.set_box(ORIGIN, 0, -40.0, -40.0, 0.0, 4.5, 1.9, 1.6, "car")
+    assert tuple(es.pending[ORIGIN].boxes[0].center[:2]) == (-40.0, -40.0)
 
 
 def test_seeds_and_description_values_are_checked_before_anything_starts(es):
