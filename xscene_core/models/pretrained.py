@@ -23,15 +23,8 @@ class Pretrained:
 
     def save_pretrained(self, directory: str | Path) -> Path:
         """Write config.json and model.safetensors into `directory` (the weights atomically)."""
-        from safetensors.torch import save_file
-
-        d = Path(directory)
-        d.mkdir(parents=True, exist_ok=True)
-        tmp = d / (WEIGHTS_NAME + ".tmp")
-        save_file({k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}, str(tmp))
-        tmp.replace(d / WEIGHTS_NAME)
-        (d / CONFIG_NAME).write_text(json.dumps({"_class_name": type(self).__name__, **self.config}, indent=1))
-        return d
+        return write_pretrained(directory, {k: v.detach().cpu() for k, v in self.state_dict().items()},
+                                {"_class_name": type(self).__name__, **self.config})
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, map_location: str | torch.device = "cpu"):
@@ -48,3 +41,17 @@ class Pretrained:
         model = cls(**cfg)
         model.load_state_dict(load_file(str(d / WEIGHTS_NAME), device=str(map_location)), strict=True)
         return model.eval()
+
+
+def write_pretrained(directory: str | Path, tensors: dict, config: dict) -> Path:
+    """Write `tensors` as model.safetensors (beside, then renamed: a crash leaves no half file) and `config`
+    as config.json into `directory`; returns it."""
+    from safetensors.torch import save_file
+
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    tmp = d / (WEIGHTS_NAME + ".tmp")
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp))
+    tmp.replace(d / WEIGHTS_NAME)
+    (d / CONFIG_NAME).write_text(json.dumps(config, indent=1))
+    return d

@@ -13,14 +13,14 @@ import argparse
 import json
 from pathlib import Path
 
-from ..models.pretrained import CONFIG_NAME, WEIGHTS_NAME
+from ..models.pretrained import CONFIG_NAME, WEIGHTS_NAME, write_pretrained
 
 
 def export_half(src: Path, dst: Path, settings: dict | None = None) -> int:
     """Write dst/model.safetensors (src's floating-point tensors as float16, others as they are) and
     dst/config.json (src's, updated with `settings`); returns the number of parameters. The weights are
     written beside and renamed, so a crash leaves no half file; dst may be src."""
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import load_file
 
     src, dst = Path(src), Path(dst)
     if not (src / CONFIG_NAME).exists() or not (src / WEIGHTS_NAME).exists():
@@ -31,11 +31,7 @@ def export_half(src: Path, dst: Path, settings: dict | None = None) -> int:
     if unknown:  # a typo would otherwise be written and silently ignored by the constructor's caller
         raise ValueError(f"{src / CONFIG_NAME} has no key {', '.join(unknown)}")
     config.update(settings or {})
-    dst.mkdir(parents=True, exist_ok=True)
-    tmp = dst / (WEIGHTS_NAME + ".tmp")
-    save_file({k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in weights.items()}, str(tmp))
-    tmp.replace(dst / WEIGHTS_NAME)
-    (dst / CONFIG_NAME).write_text(json.dumps(config, indent=1))
+    write_pretrained(dst, {k: (v.half() if v.is_floating_point() else v) for k, v in weights.items()}, config)
     return sum(v.numel() for v in weights.values())
 
 
