@@ -36,6 +36,7 @@ SELECTED_COLOR = (255, 230, 0)
 LANE_COLOR = (250, 250, 250)
 SELECTED_LANE_COLOR = (255, 60, 60)
 ARROW_COLOR = (255, 140, 0)
+ROAM_FAR = 1000.0  # metres: viser's default far plane, the least the roam view keeps
 
 
 @dataclass(frozen=True)
@@ -343,6 +344,12 @@ class Viewer:
                     self.server.scene.add_gaussian_splats(
                         "/roam/splats", g.means.float().numpy(), cov, g.colors.float().numpy().clip(0, 1),
                         g.opacities.float().numpy().reshape(-1, 1))
+                    # the far plane must reach across the sky dome (ops.lifting.sky) from anywhere inside it
+                    span = float((g.means - g.means.mean(0)).norm(dim=1).max()) if len(g) else 0.0
+                    far = max(ROAM_FAR, 2.5 * span)
+                    self.server.initial_camera.far = far
+                    for client in self.server.get_clients().values():
+                        client.camera.far = far
                 elif stitched is not None:
                     centres, labels = surface_voxels(stitched)
                     self.server.scene.add_point_cloud("/roam/voxels", centres, semantics.COLORS[labels],

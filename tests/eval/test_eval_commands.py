@@ -15,6 +15,13 @@ def test_bench_writes_json(tmp_path, capsys):
     assert "| `world_chunk_s` |" in capsys.readouterr().out
 
 
+def test_a_partial_bench_leaves_the_whole_pipelines_peak_memory_alone(tmp_path):
+    out = tmp_path / "bench.json"
+    bench.main(["--json", str(out), "--repeats", "1", "--no-markdown", "--only", "core"])
+    data = json.loads(out.read_text())
+    assert "world_chunk_s" in data and "peak_rss_gb" not in data and "images_s" not in data
+
+
 def test_quality_writes_json(tmp_path):
     out = tmp_path / "quality.json"
     quality.main(["--json", str(out), "--worlds", "1", "--graphs", "10", "--layout-graphs", "4", "--vae-chunks", "1", "--control-chunks", "1", "--world-chunks", "1", "--no-markdown"])

@@ -61,6 +61,9 @@ def test_a_sampler_started_from_a_guess_runs_the_last_steps_only_and_stays_deter
     assert not torch.equal(part, m.sample(cond, seed=3, start=-start, strength=0.3))  # the guess matters
     full = m.sample(cond, seed=3)
     assert torch.equal(m.sample(cond, seed=3, start=start, strength=1.0), full)  # strength 1: the plain sampler
+    calls.clear()  # DDIM starts part-way too (it has no begin index to set)
+    ddim = m.sample(cond, seed=3, scheduler="ddim", start=start, strength=0.3, callback=lambda i, n: calls.append((i, n)))
+    assert calls == [(i, 3) for i in range(1, 4)] and not torch.equal(ddim, m.sample(cond, seed=3, scheduler="ddim"))
     with pytest.raises(ValueError, match="strength must lie in"):
         m.sample(cond, seed=3, start=start, strength=0.0)
     with pytest.raises(ValueError, match="does not match the samples"):

@@ -10,7 +10,7 @@ import torch
 from xscene_core import semantics
 from xscene_core.ops.geometry import quaternion_to_matrix
 from xscene_core.ops.lifting.sky import (SKY_CELL_DEG, SKY_LOWEST_DEG, SKY_OVERLAP, SKY_RADIUS, fill_sky, lift_sky,
-                                         sky_cells, sky_dome, sky_grid_shape, sky_sums)
+                                         sky_cells, sky_dome, sky_grid_shape, sky_radius, sky_sums)
 from xscene_core.ops.rasterize import BOX_SIGMAS
 from xscene_core.stages.render import default_rig
 from xscene_core.types.images import MultiViewImages
@@ -81,21 +81,57 @@ def test_the_dome_is_closed_flat_facing_the_centre_and_labelled_free():
     assert torch.allclose(dome.colors, torch.tensor(colours.reshape(-1, 3), dtype=torch.float32))
 
 
-def test_the_stage_adds_a_sky_that_novel_views_show_and_semantic_and_depth_ignore():
-    from xscene_core.stages.gaussians import GaussianStage, look_camera, synthetic_world
+def test_the_dome_grows_with_the_scene():
+    assert sky_radius(10.0) == SKY_RADIUS and sky_radius(400.0) == 1200.0
+    colours = np.full(sky_grid_shape() + (3,), 0.5)
+    big = sky_dome(colours, radius=1200.0)
+    assert np.allclose(big.means.norm(dim=1).numpy(), 1200.0, rtol=1e-5)
+    assert torch.allclose(big.scales, sky_dome(colours).scales * 1200.0 / SKY_RADIUS, rtol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def lifted():
+    from xscene_core.stages.gaussians import GaussianStage, synthetic_world
 
     world = synthetic_world(0, 1, (48, 80), environment="suburban")
-    plain, with_sky = GaussianStage(sky=False)(world), GaussianStage()(world)
+    return world, GaussianStage(sky=False)(world, refine_steps=1), GaussianStage()(world, refine_steps=1)
+
+
+def test_the_stage_adds_the_dome_after_the_refined_surfaces(lifted):
+    from xscene_core.stages.gaussians import GaussianStage
+
+    world, plain, with_sky = lifted
     chunk = next(iter(world.chunks.values()))
     expected = lift_sky([(chunk.preview, chunk.views.semantic, chunk.T_world_chunk)], chunk.T_world_chunk[:3, 3])
     assert len(with_sky) == len(plain) + len(expected)
-    assert torch.equal(with_sky.means[:len(plain)], plain.means)
-    up = look_camera(np.array([0.0, 0.0, 2.0]), np.array([1.0, 0.0]), (32, 48), pitch_deg=40.0)
-    for mode in ("box", "splat"):
-        a, b = GaussianStage(sky=False).render(plain, up, mode), GaussianStage().render(with_sky, up, mode)
-        sky = a.semantic[0] == semantics.FREE
-        assert sky.mean() > 0.3                                 # the camera looks up into the sky
-        assert (a.rgb[0][sky] == 0).all() and b.rgb[0][sky].mean() > 20  # black without the dome, coloured with it
-        assert (b.semantic[0][sky] == semantics.FREE).all() and (b.depth[0][sky] == 0).all()
+    for f in ("means", "colors", "opacities"):                  # the surfaces are refined as without a sky
+        assert torch.allclose(getattr(with_sky, f)[:len(plain)], getattr(plain, f), atol=1e-5)  # (thread sums)
+    assert torch.allclose(with_sky.colors[len(plain):], expected.colors)
+    centre = chunk.T_world_chunk[:3, 3]                          # one chunk reaches less than 500 / 3 m
+    assert np.allclose(np.linalg.norm(with_sky.means[len(plain):].numpy() - centre, axis=1), SKY_RADIUS, rtol=1e-5)
     one = GaussianStage().chunk(chunk)
     assert len(one) == len(GaussianStage(sky=False).chunk(chunk)) + len(expected)
+
+
+def test_novel_views_draw_the_sky_behind_the_surfaces_in_colour_only(lifted):
+    from xscene_core.stages.gaussians import GaussianStage, look_camera, street_camera
+
+    world, plain, with_sky = lifted
+    chunk = next(iter(world.chunks.values()))
+    up = look_camera(np.array([0.0, 0.0, 2.0]), np.array([1.0, 0.0]), (32, 48), pitch_deg=20.0)
+    street = street_camera(chunk, (32, 48))
+    stage = GaussianStage()
+    for mode in ("box", "splat"):
+        for cam in (up, street):
+            a, b = stage.render(plain, cam, mode), stage.render(with_sky, cam, mode)
+            # depth, classes and coverage are the surfaces' alone, also where a splat's edge is half transparent
+            assert np.array_equal(a.depth, b.depth) and np.array_equal(a.semantic, b.semantic)
+            assert np.array_equal(a.alpha, b.alpha)
+            # the dome shows through a surface only as far as the surface lets it: (1 - alpha) of the sky
+            gap = np.abs(a.rgb[0].astype(int) - b.rgb[0]).max(-1)
+            assert (gap <= (1 - a.alpha[0]) * 255 + 1).all()
+            assert (a.alpha[0] > 0.5).mean() > 0.1 and (gap[a.alpha[0] > 0.98] <= 6).all()
+        a, b = stage.render(plain, up, mode), stage.render(with_sky, up, mode)
+        sky = a.alpha[0] == 0
+        assert sky.mean() > 0.2                                   # the camera looks up into the sky
+        assert (a.rgb[0][sky] == 0).all() and b.rgb[0][sky].mean() > 20  # black without the dome, coloured with it

@@ -163,7 +163,7 @@ def splat_rows(args) -> list[Row]:
     return [Row("splat_psnr", sp["splat_psnr"], "dB", ">= 20",
                 f"each chunk lifted to Gaussians from its six {sp['splat_views']} views, re-rendered "
                 f"(opaque box render) into the same cameras, pooled over pixels showing geometry; {args.world_chunks} "
-                f"held-out chunks, {sp['splat_gaussians']:.0f} Gaussians per chunk")]
+                f"held-out chunks, {sp['splat_gaussians']:.0f} surface Gaussians per chunk")]
 
 
 def image_rows(args) -> list[Row]:

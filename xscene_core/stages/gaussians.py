@@ -13,8 +13,9 @@ else `chunk.preview` (the preview look). Gaussians are flat patches on the visib
 z-buffer is the depth test), unseen ones filled from same-class neighbours, else the mean colour of
 their class or of the scene (ops.lifting.colour). In a world, each voxel belongs to the earliest chunk of
 `world.chunks` holding it (ops.lifting.lift). After the surfaces (and any refinement of them) comes a sky
-dome: flat Gaussians 500 m around the scene coloured from the view pixels whose render hit nothing
-(ops.lifting.sky; `sky=False` leaves it out), labelled free, so novel views show a sky instead of black.
+dome: flat Gaussians far around the scene (500 m, or 3x the world's reach) coloured from the view pixels
+whose render hit nothing (ops.lifting.sky; `sky=False` leaves it out), labelled free; novel views draw it
+behind the surfaces (ops.lifting.render), so they show a sky instead of black.
 
 Choice of patches (measured on one rural chunk, 224 x 400 preview views, box re-render, PSNR over geometry
 pixels): one Gaussian per visible voxel (59k) 29.69 dB, one flat Gaussian per visible face (62k) 29.72 dB,
@@ -144,12 +145,19 @@ class GaussianStage:
 
     def _with_sky(self, scene: GaussianScene, chunks: list[Chunk], frames: list[np.ndarray]) -> GaussianScene:
         """`scene` and, with `sky`, the dome of the chunks' views placed by frames (T_world_chunk float64 [4, 4]
-        each) around their mean origin; chunks without a semantic render of their views' size are left out."""
+        each) around their mean origin, its radius grown with the world's reach; chunks without a semantic
+        render of their views' size are left out of its colours."""
         if not self.sky:
             return scene
         items = [(chunk_views(c), c.views.semantic, T) for c, T in zip(chunks, frames)
                  if c.views is not None and c.views.semantic.shape == chunk_views(c).images.shape[:3]]
-        dome = lift_sky(items, np.mean([T[:3, 3] for T in frames], 0)) if items else None
+        if not items:
+            return scene
+        origins = np.array([T[:3, 3] for T in frames])
+        centre = origins.mean(0)
+        ex, ey, _ = chunks[0].occupancy.grid.extent
+        reach = float(np.linalg.norm(origins - centre, axis=1).max()) + math.hypot(ex, ey) / 2
+        dome = lift_sky(items, centre, reach)
         return scene if dome is None else concat_scenes([scene, dome])
 
     def chunk(self, chunk: Chunk, refine_steps: int = 0,

@@ -3,8 +3,9 @@ geometry.
 
 The surface Gaussians stop where the occupancy stops, so a novel view showed a black void above the
 horizon and beyond the grid. Street-scene 3DGS methods model the sky apart from the surfaces (Street
-Gaussians: a cube map over view directions); here it is a dome of flat Gaussians at SKY_RADIUS around the
-scene, so the exported PLY and any splat viewer show it too. The dome is a grid of cells in azimuth x
+Gaussians: a cube map over view directions); here it is a dome of flat Gaussians far around the scene
+(sky_radius: SKY_RADIUS, or more for a large world), so the exported PLY and any splat viewer show it too;
+render_gaussians draws it behind the surfaces, in colour only. The dome is a grid of cells in azimuth x
 elevation (SKY_CELL_DEG wide, from SKY_LOWEST_DEG below the horizon, where the views show the far ground
 beyond the grid, up to the zenith). A cell's colour is the mean of the view pixels whose ray points into it
 and whose render hit nothing (semantic free); at that distance a ray's direction is all that matters, so
@@ -27,11 +28,17 @@ from ...types.images import MultiViewImages
 from ..geometry import matrix_to_quaternion
 from ..rasterize import BOX_SIGMAS
 
-SKY_RADIUS = 500.0  # metres from the scene centre: far beyond a world of a few chunks, parallax negligible
+SKY_RADIUS = 500.0  # metres from the scene centre, at least: far beyond a world of a few chunks
+SKY_REACH = 3.0  # and at least this many times the scene's reach, so cameras in and above it stay far inside
 SKY_CELL_DEG = 2.0
 SKY_LOWEST_DEG = -12.0
 SKY_OVERLAP = 1.15  # cells are drawn this much larger than their spacing, so no gap shows between them
 THIN = 0.01  # the dome's thickness, relative to a cell's size
+
+
+def sky_radius(reach: float) -> float:
+    """The dome's radius in metres for a scene reaching `reach` metres from its centre (its farthest point)."""
+    return max(SKY_RADIUS, SKY_REACH * float(reach))
 
 
 def sky_grid_shape() -> tuple[int, int]:
@@ -67,8 +74,9 @@ def sky_sums(images: MultiViewImages, semantic: np.ndarray, T_world_rig: np.ndar
         i, j = np.nonzero(semantic[v] == semantics.FREE)
         if not len(i):
             continue
-        R = (T @ rig.T_world_cam(v))[:3, :3]
-        rays = np.linalg.solve(cam.K, np.stack([j, i, np.ones_like(i)]).astype(np.float64)).T @ R.T
+        R = (T @ rig.T_world_cam(v))[:3, :3] @ np.linalg.inv(cam.K)
+        # element by element, not a BLAS product: a ray on a cell border must fall the same way every time
+        rays = j[:, None] * R[:, 0] + i[:, None] * R[:, 1] + R[:, 2]
         rays /= np.linalg.norm(rays, axis=1, keepdims=True)
         row, col = sky_cells(rays)
         keep = row >= 0
@@ -101,9 +109,10 @@ def fill_sky(sums: np.ndarray, counts: np.ndarray) -> np.ndarray | None:
     return out
 
 
-def sky_dome(colours: np.ndarray, centre: Sequence[float] = (0.0, 0.0, 0.0)) -> GaussianScene:
+def sky_dome(colours: np.ndarray, centre: Sequence[float] = (0.0, 0.0, 0.0),
+             radius: float = SKY_RADIUS) -> GaussianScene:
     """Flat Gaussians, one per cell of `colours` (float [rows, cols, 3] in [0, 1], rows by elevation from
-    SKY_LOWEST_DEG, columns by azimuth from +x), on the sphere of SKY_RADIUS around `centre` (world
+    SKY_LOWEST_DEG, columns by azimuth from +x), on the sphere of `radius` metres around `centre` (world
     metres), facing it; label free, opaque."""
     rows, cols = colours.shape[:2]
     step = math.radians(SKY_CELL_DEG)
@@ -119,20 +128,21 @@ def sky_dome(colours: np.ndarray, centre: Sequence[float] = (0.0, 0.0, 0.0)) -> 
     quats = np.stack([matrix_to_quaternion(m) for m in R])
     # a cell's width in azimuth is widest at its edge nearer the horizon; keep it covered there
     widest = np.cos(np.maximum(np.abs(E) - step / 2, 0.0))
-    half = SKY_OVERLAP * SKY_RADIUS * step / 2 / BOX_SIGMAS
+    half = SKY_OVERLAP * radius * step / 2 / BOX_SIGMAS
     scales = np.stack([np.maximum(half * widest, half * 0.05), np.full_like(E, half), np.full_like(E, half * THIN)], 1)
     n = len(E)
     return GaussianScene(
-        means=torch.tensor(np.asarray(centre, np.float64) + SKY_RADIUS * radial, dtype=torch.float32),
+        means=torch.tensor(np.asarray(centre, np.float64) + radius * radial, dtype=torch.float32),
         scales=torch.tensor(scales, dtype=torch.float32), quats=torch.tensor(quats, dtype=torch.float32),
         opacities=torch.ones(n), colors=torch.tensor(colours.reshape(n, 3), dtype=torch.float32).clamp(0, 1),
         labels=torch.full((n,), semantics.FREE, dtype=torch.uint8))
 
 
-def lift_sky(views: Sequence[tuple[MultiViewImages, np.ndarray, np.ndarray]], centre: Sequence[float]
-             ) -> GaussianScene | None:
+def lift_sky(views: Sequence[tuple[MultiViewImages, np.ndarray, np.ndarray]], centre: Sequence[float],
+             reach: float = 0.0) -> GaussianScene | None:
     """The sky dome of a scene from its views: (images, their render's semantic uint8 [V, H, W],
-    T_world_rig float64 [4, 4]) per chunk; None when no view shows any sky."""
+    T_world_rig float64 [4, 4]) per chunk, around `centre` with the radius sky_radius(reach) (reach: metres
+    from the centre to the scene's farthest point); None when no view shows any sky."""
     rows, cols = sky_grid_shape()
     sums, counts = np.zeros((rows, cols, 3)), np.zeros((rows, cols), np.int64)
     for images, semantic, T in views:
@@ -140,4 +150,4 @@ def lift_sky(views: Sequence[tuple[MultiViewImages, np.ndarray, np.ndarray]], ce
         sums += s
         counts += c
     colours = fill_sky(sums, counts)
-    return None if colours is None else sky_dome(colours, centre)
+    return None if colours is None else sky_dome(colours, centre, sky_radius(reach))
