@@ -182,8 +182,7 @@ class ImageDiffusion(Pretrained, nn.Module):
             raise ValueError(f"space must be 'pixel' or 'latent', got {space!r}")
         if len(attention_levels) != len(block_out_channels):
             raise ValueError("attention_levels needs one flag per entry of block_out_channels")
-        if not 0.0 < first_guess_strength <= 1.0:
-            raise ValueError(f"first_guess_strength must lie in (0, 1], got {first_guess_strength}")
+        check_strength(first_guess_strength, "first_guess_strength")
         if prediction_type not in ("epsilon", "v_prediction", "sample"):
             raise ValueError("prediction_type must be epsilon, v_prediction or sample")
         heads = attention_heads if isinstance(attention_heads, int) else [int(v) for v in attention_heads]
@@ -359,8 +358,7 @@ class ImageDiffusion(Pretrained, nn.Module):
         start) is the plain sampler."""
         from diffusers.utils.torch_utils import randn_tensor
 
-        if not 0.0 < strength <= 1.0:
-            raise ValueError(f"strength must lie in (0, 1], got {strength}")
+        check_strength(strength, "strength")
         was_training = self.training
         self.eval()
         try:
@@ -483,6 +481,14 @@ class ImageCodec:
             else:
                 x = self._autoencoder().to(x.device).decode(z).sample
         return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+
+
+def check_strength(value: float, name: str) -> float:
+    """`value` as a float; ValueError naming `name` unless it is a share of the schedule in (0, 1] (where a
+    sampler starts: 1 = from pure noise)."""
+    if not 0.0 < value <= 1.0:
+        raise ValueError(f"{name} must lie in (0, 1], got {value}")
+    return float(value)
 
 
 class SamplingInterrupted(RuntimeError):

@@ -75,7 +75,6 @@ def graph_following(graph: SceneGraph, layout: Layout, before: Layout, grid: Gri
     return SceneGraph(tuple(lanes), tuple(objects), graph.areas, tuple(relations))
 
 
-
 def _node(node_id: str, box: Box, old_state: str) -> ObjectNode:
     """The node of an edited box, keeping the node's state where the box's is not a graph state."""
     return object_node(node_id, box, box.state if box.state in semantics.STATES else old_state)

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from ..models.image_condition import ImageCondition, resize_images, style_features, view_condition_arrays
-from ..models.image_diffusion import ImageCodec, ImageDiffusion, SamplingInterrupted
+from ..models.image_diffusion import ImageCodec, ImageDiffusion, SamplingInterrupted, check_strength
 from ..types.cameras import CameraRig
 from ..types.images import MultiViewImages, RenderedViews
 from ..types.layout import Layout
@@ -65,10 +65,9 @@ class MultiViewStage:
                  first_guess_strength: float | None = None) -> None:
         self.model = model.eval()
         self.codec = ImageCodec(model, geometry_decoder)
-        self.first_guess_strength = (model.config.get("first_guess_strength", 1.0) if first_guess_strength is None
-                                     else float(first_guess_strength))
-        if not 0.0 < self.first_guess_strength <= 1.0:
-            raise ValueError(f"MultiViewStage: first_guess_strength must lie in (0, 1], got {first_guess_strength}")
+        self.first_guess_strength = check_strength(
+            model.config.get("first_guess_strength", 1.0) if first_guess_strength is None else first_guess_strength,
+            "MultiViewStage: first_guess_strength")
         self.num_inference_steps = num_inference_steps
         self.guidance_scale = guidance_scale
         self.guidance_rescale = guidance_rescale

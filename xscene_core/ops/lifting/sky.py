@@ -16,6 +16,7 @@ The dome's Gaussians carry the label free, so semantic renders still say "nothin
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Sequence
 
@@ -109,12 +110,11 @@ def fill_sky(sums: np.ndarray, counts: np.ndarray) -> np.ndarray | None:
     return out
 
 
-def sky_dome(colours: np.ndarray, centre: Sequence[float] = (0.0, 0.0, 0.0),
-             radius: float = SKY_RADIUS) -> GaussianScene:
-    """Flat Gaussians, one per cell of `colours` (float [rows, cols, 3] in [0, 1], rows by elevation from
-    SKY_LOWEST_DEG, columns by azimuth from +x), on the sphere of `radius` metres around `centre` (world
-    metres), facing it; label free, opaque."""
-    rows, cols = colours.shape[:2]
+@functools.lru_cache(maxsize=4)
+def _dome_cells(rows: int, cols: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(radial unit directions float64 [N, 3], quaternions (w, x, y, z) float64 [N, 4] of the axes (along
+    azimuth, along elevation, radial), cos of each cell's elevation nearest the horizon [N]) of the cells of
+    a rows x cols dome, row-major. The same for every dome of that grid, so built once (read-only)."""
     step = math.radians(SKY_CELL_DEG)
     el = np.radians(SKY_LOWEST_DEG) + (np.arange(rows) + 0.5) * step
     az = (np.arange(cols) + 0.5) * step
@@ -128,9 +128,22 @@ def sky_dome(colours: np.ndarray, centre: Sequence[float] = (0.0, 0.0, 0.0),
     quats = np.stack([matrix_to_quaternion(m) for m in R])
     # a cell's width in azimuth is widest at its edge nearer the horizon; keep it covered there
     widest = np.cos(np.maximum(np.abs(E) - step / 2, 0.0))
+    for a in (radial, quats, widest):
+        a.setflags(write=False)
+    return radial, quats, widest
+
+
+def sky_dome(colours: np.ndarray, centre: Sequence[float] = (0.0, 0.0, 0.0),
+             radius: float = SKY_RADIUS) -> GaussianScene:
+    """Flat Gaussians, one per cell of `colours` (float [rows, cols, 3] in [0, 1], rows by elevation from
+    SKY_LOWEST_DEG, columns by azimuth from +x), on the sphere of `radius` metres around `centre` (world
+    metres), facing it; label free, opaque."""
+    rows, cols = colours.shape[:2]
+    radial, quats, widest = _dome_cells(rows, cols)
+    step = math.radians(SKY_CELL_DEG)
     half = SKY_OVERLAP * radius * step / 2 / BOX_SIGMAS
-    scales = np.stack([np.maximum(half * widest, half * 0.05), np.full_like(E, half), np.full_like(E, half * THIN)], 1)
-    n = len(E)
+    n = len(radial)
+    scales = np.stack([np.maximum(half * widest, half * 0.05), np.full(n, half), np.full(n, half * THIN)], 1)
     return GaussianScene(
         means=torch.tensor(np.asarray(centre, np.float64) + radius * radial, dtype=torch.float32),
         scales=torch.tensor(scales, dtype=torch.float32), quats=torch.tensor(quats, dtype=torch.float32),
