@@ -110,3 +110,147 @@ def test_the_trainer_with_blank_latents_trains_and_validates_the_regression_only
     assert trained.config.style_condition
     with torch.no_grad():
         assert np.isfinite(trained.draw(condition()).numpy()).all()
+
+
+# -- the first guess as a condition (cascaded conditioning) ------------------------------------------------
+def test_a_guided_denoiser_reads_the_guess_only_where_the_geometry_is_kept(folder):
+    from dataclasses import replace
+
+    m = model(folder, first_guess_condition=True)
+    assert m.unet.conv_in.in_channels == model(folder).unet.conv_in.in_channels + 4
+    cond = condition()
+    x = torch.randn(1, 6, 4, *LATENT)
+    t = torch.tensor([500])
+    with pytest.raises(ValueError, match="reads the first-guess views"):
+        m(x, t, cond)
+    with pytest.raises(ValueError, match="guide: expected the reference's shape"):
+        replace(cond, guide=torch.zeros(1, 6, 4, 3, 3))
+    g = torch.randn(1, 6, 4, *LATENT)
+    with torch.no_grad():
+        a, b = m(x, t, replace(cond, guide=g)), m(x, t, replace(cond, guide=-g))
+        assert float((a - b).abs().mean()) > 1e-4  # the guess steers the output
+        blind = replace(cond, guide=g).without_geometry()  # the guess is the geometry's: dropped with it
+        assert torch.equal(m(x, t, blind), m(x, t, replace(blind, guide=-g)))
+    s1 = m.sample(replace(cond, guide=g), seed=2)
+    assert torch.equal(s1, m.sample(replace(cond, guide=g), seed=2))
+    with pytest.raises(ValueError, match="needs a latent-space model"):
+        ImageDiffusion(**dict(PRESETS["tiny"], first_guess_condition=True))
+
+
+def test_conditions_with_guides_concatenate_move_and_refuse_a_mix(folder):
+    from dataclasses import replace
+
+    from xscene_core.models.image_condition import ImageCondition
+
+    a, b = condition(0), condition(1)
+    ga, gb = replace(a, guide=torch.ones(1, 6, 4, *LATENT)), replace(b, guide=torch.zeros(1, 6, 4, *LATENT))
+    both = ImageCondition.cat([ga, gb])
+    assert both.guide.shape == (2, 6, 4, *LATENT) and float(both.guide[0].min()) == 1 and float(both.guide[1].max()) == 0
+    assert ImageCondition.cat([a, b]).guide is None and a.to("cpu").guide is None
+    assert torch.equal(ga.to("cpu").guide, ga.guide)
+    with pytest.raises(ValueError, match="some batches have a first-guess guide"):
+        ImageCondition.cat([ga, b])
+
+
+@pytest.fixture(scope="module")
+def chunk_views():
+    from xscene_core.data.world import SyntheticWorld
+    from xscene_core.stages.render import RenderStage, default_rig
+
+    world = SyntheticWorld(5)
+    chunk = world.chunk(*world.find_location("suburban"))
+    return chunk, RenderStage(default_rig((32, 56)), backend="torch")(chunk.occupancy)
+
+
+def test_the_stage_puts_the_codec_guess_into_a_guided_models_condition(folder, chunk_views):
+    from xscene_core.stages.multiview import MultiViewStage
+
+    chunk, views = chunk_views
+    plain = MultiViewStage(model(folder), threads=None).condition(views, chunk.description, chunk.layout)
+    assert plain.guide is None  # a model without the condition computes no guess
+    stage = MultiViewStage(model(folder, first_guess_condition=True), threads=None)
+    cond = stage.condition(views, chunk.description, chunk.layout)
+    assert torch.allclose(cond.guide, stage.codec.first_guess(cond))
+    images = stage(views, chunk.description, chunk.layout, seed=4)
+    assert images.images.shape == (6, 32, 56, 3)
+    assert np.array_equal(images.images, stage(views, chunk.description, chunk.layout, seed=4).images)
+
+
+def test_the_trainer_grows_a_start_by_the_guess_channels_and_trains_on_guided_scenes(folder, tmp_path, monkeypatch):
+    from safetensors.torch import load_file
+
+    from xscene_core.models import image_diffusion
+    from xscene_core.train.image_diffusion import main
+
+    small = dict(sample_size=LATENT, block_out_channels=(8, 16), attention_levels=(False, True), attention_heads=2,
+                 norm_num_groups=4, token_dim=16, geometry_hidden=8, geometry_features=4, max_boxes=8)
+    monkeypatch.setitem(image_diffusion.PRESETS, "tiny_latent", {**image_diffusion.PRESETS["tiny_latent"], **small})
+    fake_cache(tmp_path / "cache", size=(32, 56), cond=GEOMETRY)
+    common = ["--preset", "tiny_latent", "--cache", str(tmp_path / "cache"), "--vae-path", str(folder),
+              "--val-samples", "2", "--log-every", "1", "--threads", "1", "--lr", "0"]
+    main(common + ["--out", str(tmp_path / "start"), "--steps", "1"])
+    main(common + ["--out", str(tmp_path / "run"), "--steps", "1", "--first-guess-condition",
+                   "--init", str(tmp_path / "start" / "final")])
+    lines = [json.loads(s) for s in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert any(r.get("event") == "guided" for r in lines)
+    init = next(r for r in lines if r.get("event") == "init")
+    assert init["kept_initialisation"] == []  # every tensor came from the start, the grown convolution included
+    start = load_file(str(tmp_path / "start" / "final" / "model.safetensors"))["unet.conv_in.weight"]
+    grown = ImageDiffusion.from_pretrained(tmp_path / "run" / "final")
+    w = grown.unet.conv_in.weight.detach()
+    assert grown.config["first_guess_condition"] and w.shape[1] == start.shape[1] + 4
+    assert torch.equal(w[:, : start.shape[1]], start.float()) and not w[:, start.shape[1]:].any()  # lr 0: as copied
+
+
+def test_a_residual_denoiser_samples_views_around_the_guess(folder):
+    from dataclasses import replace
+
+    from xscene_core.models.image_diffusion import diffusion_loss
+
+    with pytest.raises(ValueError, match="needs first_guess_condition"):
+        model(folder, first_guess_residual=True)
+    m = model(folder, first_guess_condition=True, first_guess_residual=True, residual_scale=2.0)
+    g = torch.randn(1, 6, 4, *LATENT)
+    cond = replace(condition(), guide=g)
+    r = torch.randn(1, 6, 4, *LATENT)
+    assert torch.allclose(m.views(r, cond), r / 2 + g) and torch.allclose(m.residual(m.views(r, cond), cond), r, atol=1e-6)
+    x0 = torch.randn(1, 6, 4, *LATENT)
+    sched, t, noise = m.scheduler("ddpm"), torch.tensor([300]), torch.randn(1, 6, 4, *LATENT)
+    plain = model(folder, first_guess_condition=True)
+    plain.load_state_dict(m.state_dict())
+    with torch.no_grad():  # the same network learns (x0 - guess) x scale where the plain one learns x0
+        assert torch.allclose(diffusion_loss(m, sched, x0, cond, t, noise),
+                              diffusion_loss(plain, sched, (x0 - g) * 2, cond, t, noise))
+    s = m.sample(cond, seed=5)
+    assert torch.equal(s, m.sample(cond, seed=5))
+    # with the guess's channels silenced, a shifted guess shifts the sampled views by exactly as much
+    with torch.no_grad():
+        m.unet.conv_in.weight[:, -4:] = 0
+    shifted = m.sample(replace(cond, guide=g + 1), seed=5)
+    assert torch.allclose(shifted, m.sample(cond, seed=5) + 1, atol=1e-5)
+
+
+def test_the_trainer_sets_the_residual_scale_from_the_guided_scenes(folder, tmp_path, monkeypatch):
+    from xscene_core.models import image_diffusion
+    from xscene_core.train.image_diffusion import main
+
+    small = dict(sample_size=LATENT, block_out_channels=(8, 16), attention_levels=(False, True), attention_heads=2,
+                 norm_num_groups=4, token_dim=16, geometry_hidden=8, geometry_features=4, max_boxes=8)
+    monkeypatch.setitem(image_diffusion.PRESETS, "tiny_latent", {**image_diffusion.PRESETS["tiny_latent"], **small})
+    fake_cache(tmp_path / "cache", size=(32, 56), cond=GEOMETRY)
+    main(["--preset", "tiny_latent", "--cache", str(tmp_path / "cache"), "--vae-path", str(folder), "--val-samples",
+          "2", "--log-every", "1", "--threads", "1", "--out", str(tmp_path / "run"), "--steps", "2",
+          "--first-guess-condition", "--first-guess-residual"])
+    lines = [json.loads(s) for s in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    scale = next(r for r in lines if r.get("event") == "residual_scale")["residual_scale"]
+    trained = ImageDiffusion.from_pretrained(tmp_path / "run" / "final")
+    assert trained.config["first_guess_residual"] and trained.config["residual_scale"] == scale > 0
+    assert all(np.isfinite(r["val_loss"]) for r in lines if "val_loss" in r)
+    # a continuation without the flags keeps its start's first-guess inputs and residual scale
+    main(["--preset", "tiny_latent", "--cache", str(tmp_path / "cache"), "--vae-path", str(folder), "--val-samples",
+          "2", "--log-every", "1", "--threads", "1", "--out", str(tmp_path / "again"), "--steps", "1",
+          "--init", str(tmp_path / "run" / "final")])
+    again = [json.loads(s) for s in (tmp_path / "again" / "log.jsonl").read_text().splitlines()]
+    assert next(r for r in again if r.get("event") == "residual_scale") == {
+        "event": "residual_scale", "residual_scale": scale, "from_init": True}
+    assert next(r for r in again if r.get("event") == "init")["kept_initialisation"] == []

@@ -246,6 +246,8 @@ class ImageSample:
     preview: np.ndarray
     reference: np.ndarray
     T_ref_new: np.ndarray
+    guide: np.ndarray | None = None
+    """float16 [V, C, h, w]: the first-guess views in a model space (ImageDataset.guided), or None"""
 
 
 def load_sample(path: Path) -> ImageSample:
@@ -296,12 +298,23 @@ class ImageDataset:
         with torch.no_grad():
             return ImageDataset([replace(s, preview=enc(s.preview), reference=enc(s.reference)) for s in self.samples])
 
+    def guided(self, guess, max_boxes: int, channels: int, geometry_stride: int) -> "ImageDataset":
+        """A copy whose samples hold their first-guess views, computed once: guess(ImageCondition of one
+        scene) -> float [1, V, C, h, w] (ImageCodec.first_guess); `batch` then puts them into the
+        conditions (ImageCondition.guide). The guess reads geometry and style, not the look."""
+        out = []
+        with torch.no_grad():
+            for i, s in enumerate(self.samples):
+                _, cond = self.batch([i], [0], [False], max_boxes, channels, geometry_stride)
+                out.append(replace(s, guide=guess(cond)[0].to(torch.float16).cpu().numpy()))
+        return ImageDataset(out)
+
     def batch(self, index, look, with_reference, max_boxes: int, channels: int = 3, geometry_stride: int = 1):
         """(targets float [B, V, C, h, w], ImageCondition) of samples `index` (int [B]) with looks `look`
         (int [B]); with_reference bool [B] adds the preceding chunk's same look as the reference view and
         its relative pose. Images are in [-1, 1], or in a model space of `channels` channels for an
         `encoded` dataset; geometry_stride: the cached conditions are this many times finer than the
-        images."""
+        images; a `guided` dataset's first-guess views go into the condition."""
         from ..models.image_condition import ImageCondition
 
         items = [self.samples[i] for i in index]
@@ -309,8 +322,9 @@ class ImageDataset:
         refs = [to_model_images(s.reference[l]).numpy() if r else None
                 for s, l, r in zip(items, look, with_reference)]
         poses = [s.T_ref_new if r else None for s, r in zip(items, with_reference)]
+        guides = [s.guide for s in items] if all(s.guide is not None for s in items) else None
         cond = ImageCondition.collate([s.arrays for s in items], [s.text for s in items], refs, poses, channels, max_boxes,
-                                      [s.style for s in items], geometry_stride)
+                                      [s.style for s in items], geometry_stride, guides)
         return targets, cond
 
 

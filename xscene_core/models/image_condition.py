@@ -187,7 +187,9 @@ class ImageCondition:
     bool [B, N]; text float [B, E], text_mask bool [B]; reference float [B, V, C, h / s, w / s] (the reference
     chunk's views in the model's image space; zeros when absent), pose float [B, POSE_FEATURES],
     reference_mask bool [B]; style float [B, STYLE_FEATURES] (style_features; zeros = unknown; it belongs
-    to the caption: text_mask removes both).
+    to the caption: text_mask removes both); guide float [B, V, C, h / s, w / s] or None: the first-guess
+    views of the geometry in the model's image space (ImageCodec.first_guess), read by a denoiser with
+    first_guess_condition; derived from the geometry, so geometry_mask removes it too.
     """
 
     semantic: torch.Tensor
@@ -205,6 +207,7 @@ class ImageCondition:
     pose: torch.Tensor
     reference_mask: torch.Tensor
     style: torch.Tensor
+    guide: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         if self.semantic.ndim != 4:
@@ -225,6 +228,9 @@ class ImageCondition:
                 or rh == 0 or h % rh or w % rw or h // rh != w // rw):
             raise ValueError(f"ImageCondition.reference: expected [B, V, C, h', w'] = [{b}, {v}, C, {h}/s, {w}/s] "
                              f"(s: the model's geometry_stride), got {list(self.reference.shape)}")
+        if self.guide is not None and self.guide.shape != self.reference.shape:
+            raise ValueError(f"ImageCondition.guide: expected the reference's shape {list(self.reference.shape)}, "
+                             f"got {list(self.guide.shape)}")
 
     @property
     def batch_size(self) -> int:
@@ -246,7 +252,8 @@ class ImageCondition:
         return style.repeat_interleave(self.num_views, 0)
 
     def to(self, device) -> "ImageCondition":
-        return ImageCondition(*(getattr(self, f.name).to(device) for f in fields(self)))
+        return ImageCondition(*(None if getattr(self, f.name) is None else getattr(self, f.name).to(device)
+                                for f in fields(self)))
 
     def drop(self, keep_geometry=None, keep_boxes=None, keep_text=None, keep_reference=None) -> "ImageCondition":
         """The batch with parts removed where a keep flag (bool [B]) is False; None keeps all."""
@@ -291,18 +298,23 @@ class ImageCondition:
         parts["box_labels"] = [pad(t, 0) for t in parts["box_labels"]]
         parts["box_geometry"] = [pad(t, 1.0) for t in parts["box_geometry"]]
         parts["box_mask"] = [pad(t, False) for t in parts["box_mask"]]
-        return ImageCondition(**{k: torch.cat(v) for k, v in parts.items()})
+        guides = parts.pop("guide")
+        if any(g is None for g in guides) and not all(g is None for g in guides):
+            raise ValueError("ImageCondition.cat: some batches have a first-guess guide and some do not")
+        return ImageCondition(**{k: torch.cat(v) for k, v in parts.items()},
+                              guide=None if guides[0] is None else torch.cat(guides))
 
     @classmethod
     def collate(cls, arrays: Sequence[ViewArrays], text: Sequence[np.ndarray | None],
                 reference: Sequence[np.ndarray | None], poses: Sequence[np.ndarray | None], image_channels: int,
                 max_boxes: int, styles: Sequence[np.ndarray | None] | None = None,
-                geometry_stride: int = 1) -> "ImageCondition":
+                geometry_stride: int = 1, guides: Sequence[np.ndarray] | None = None) -> "ImageCondition":
         """One batch from per-scene ViewArrays, caption embeddings (None = no caption), reference views
         (float [V, C, h, w] in the model's image space, or None), relative poses (T_ref_new [4, 4] or
         None) and styles (style_features, or None = unknown; None for all = all unknown). Boxes beyond
         max_boxes are dropped, nearest to the ego kept. geometry_stride: the arrays are this many times
-        finer than the images (h, w = their size / stride)."""
+        finer than the images (h, w = their size / stride). guides: per scene its first-guess views (float
+        [V, C, h, w] in the model's image space), or None for no guide."""
         b = len(arrays)
         V, gh, gw = arrays[0].semantic.shape
         h, w = gh // geometry_stride, gw // geometry_stride
@@ -334,7 +346,8 @@ class ImageCondition:
             t(np.stack([a.persp for a in arrays]).astype(np.float32)), t(np.stack([a.points for a in arrays])),
             torch.ones(b, dtype=torch.bool), t(np.stack([a.camera for a in arrays])), t(lab), t(geo), t(bmask),
             t(txt), torch.tensor([x is not None for x in text]), t(ref),
-            t(np.stack([pose_features(p) for p in poses])), torch.tensor([r is not None for r in reference]), t(sty))
+            t(np.stack([pose_features(p) for p in poses])), torch.tensor([r is not None for r in reference]), t(sty),
+            None if guides is None else t(np.stack([np.asarray(g, np.float32) for g in guides])))
 
 
 class GeometryEncoder(nn.Module):

@@ -161,7 +161,13 @@ class ImageDiffusion(Pretrained, nn.Module):
     geometry_decoder: decode latents with the geometry-aware decoder in vae_path/geometry_decoder
     (models.geometry_decoder) instead of the autoencoder's own, wherever the views' condition is known;
     first_guess_strength: where sampling starts (see `sample`; 1: from pure noise, below 1: from the
-    first-guess decoder's views in vae_path/first_guess noised to that share of the schedule).
+    first-guess decoder's views in vae_path/first_guess noised to that share of the schedule);
+    first_guess_condition: the first-guess views (ImageCondition.guide, ImageCodec.first_guess) are
+    concatenated with the noisy input beside the geometry features (cascaded conditioning: a regression of the
+    image from the geometry gives the structure, the denoiser what it cannot predict); first_guess_residual:
+    the denoiser generates the residual (views - first guess) x residual_scale instead of the views
+    (CorrDiff's split of a regression for the mean and diffusion for the rest; needs first_guess_condition;
+    `sample` returns views, `residual` maps views to what is denoised).
     """
 
     def __init__(self, space: str = "pixel", image_channels: int = 3, sample_size: Sequence[int] = (64, 112),
@@ -173,11 +179,16 @@ class ImageDiffusion(Pretrained, nn.Module):
                  global_condition: bool = False, style_condition: bool = False, num_inference_steps: int = 20, guidance_scale: float = 1.2,
                  guidance_rescale: float = 0.0, vae_path: str = "", vae_scale: float = 1.0,
                  vae_factor: int = 8, geometry_decoder: bool = False, first_guess_strength: float = 1.0,
+                 first_guess_condition: bool = False, first_guess_residual: bool = False, residual_scale: float = 1.0,
                  num_train_timesteps: int = 1000, beta_schedule: str = "linear", beta_start: float = 1e-4,
                  beta_end: float = 0.02, prediction_type: str = "v_prediction", rescale_betas_zero_snr: bool = True) -> None:
         super().__init__()
         from diffusers import UNet2DConditionModel
 
+        if first_guess_condition and space != "latent":
+            raise ValueError("first_guess_condition needs a latent-space model (the guess lives in vae_path)")
+        if first_guess_residual and not first_guess_condition:
+            raise ValueError("first_guess_residual needs first_guess_condition (the guess it is the residual of)")
         if space not in ("pixel", "latent"):
             raise ValueError(f"space must be 'pixel' or 'latent', got {space!r}")
         if len(attention_levels) != len(block_out_channels):
@@ -198,6 +209,8 @@ class ImageDiffusion(Pretrained, nn.Module):
             guidance_rescale=float(guidance_rescale),
             vae_path=str(vae_path), vae_scale=float(vae_scale), vae_factor=int(vae_factor),
             geometry_decoder=bool(geometry_decoder), first_guess_strength=float(first_guess_strength),
+            first_guess_condition=bool(first_guess_condition), first_guess_residual=bool(first_guess_residual),
+            residual_scale=float(residual_scale),
             num_train_timesteps=int(num_train_timesteps),
             beta_schedule=str(beta_schedule), beta_start=float(beta_start), beta_end=float(beta_end),
             prediction_type=str(prediction_type), rescale_betas_zero_snr=bool(rescale_betas_zero_snr))
@@ -234,8 +247,10 @@ class ImageDiffusion(Pretrained, nn.Module):
 
     @property
     def extra_in_channels(self) -> int:
-        """Channels concatenated after the noisy input: geometry features, reference view, reference flag."""
-        return self.config["geometry_features"] + self.image_channels + 1
+        """Channels concatenated after the noisy input: geometry features, reference view, reference flag and,
+        with first_guess_condition, the first-guess views."""
+        guide = self.image_channels if self.config.get("first_guess_condition") else 0
+        return self.config["geometry_features"] + self.image_channels + 1 + guide
 
     def _set_cross_view(self) -> None:
         if not self.config["cross_view"]:
@@ -302,7 +317,11 @@ class ImageDiffusion(Pretrained, nn.Module):
             cond = replace(cond, text=cond.text + self.style(cond.style.to(cond.text.dtype)))
         ref_on = cond.reference_mask.to(sample.dtype).view(b, 1, 1, 1, 1)
         ref = torch.cat([cond.reference * ref_on, ref_on.expand(b, v, 1, h, w)], 2)
-        x = torch.cat([sample.flatten(0, 1), self.geometry(cond), ref.flatten(0, 1)], 1)
+        parts = [sample.flatten(0, 1), self.geometry(cond), ref.flatten(0, 1)]
+        if self.config["first_guess_condition"]:
+            geo_on = cond.geometry_mask.to(sample.dtype).view(b, 1, 1, 1, 1)
+            parts.append((self._guide(cond, sample) * geo_on).flatten(0, 1))
+        x = torch.cat(parts, 1)
         ph, pw = (-h) % self.stride, (-w) % self.stride
         if ph or pw:  # pad to a multiple of the UNet's total stride (cropped off after)
             x = F.pad(x, (0, pw, 0, ph), mode="replicate")
@@ -342,6 +361,25 @@ class ImageDiffusion(Pretrained, nn.Module):
 
         return fn
 
+    def residual(self, x: torch.Tensor, cond: ImageCondition) -> torch.Tensor:
+        """Views float [B, V, C, h, w] in the model's image space -> what the UNet denoises: the views
+        themselves, or with first_guess_residual (views - cond.guide) x residual_scale."""
+        if not self.config["first_guess_residual"]:
+            return x
+        return (x - self._guide(cond, x)) * self.config["residual_scale"]
+
+    def views(self, r: torch.Tensor, cond: ImageCondition) -> torch.Tensor:
+        """The inverse of `residual`."""
+        if not self.config["first_guess_residual"]:
+            return r
+        return r / self.config["residual_scale"] + self._guide(cond, r)
+
+    def _guide(self, cond: ImageCondition, like: torch.Tensor) -> torch.Tensor:
+        if cond.guide is None:
+            raise ValueError("this model reads the first-guess views: give ImageCondition.guide "
+                             "(ImageCodec.first_guess; MultiViewStage.condition adds it)")
+        return cond.guide.to(like)
+
     @torch.no_grad()
     def sample(self, cond: ImageCondition, seed: int | torch.Generator = 0, guidance: float | None = None,
                steps: int | None = None, scheduler: str = "unipc",
@@ -379,14 +417,15 @@ class ImageDiffusion(Pretrained, nn.Module):
                 timesteps = timesteps[first:]
                 if hasattr(sched, "set_begin_index"):  # multistep solvers count their steps from here
                     sched.set_begin_index(first)
-                x = sched.add_noise(start.to(self.device, x.dtype), x, timesteps[:1])
+                start = self.residual(start.to(self.device, x.dtype), cond.to(self.device))
+                x = sched.add_noise(start, x, timesteps[:1])
             n = len(timesteps)
             for i, t in enumerate(timesteps):
                 out = fn(sched.scale_model_input(x, t), t.expand(x.shape[0]))
                 x = sched.step(out, t, x).prev_sample
                 if callback is not None and callback(i + 1, n) is False:
                     raise SamplingInterrupted(f"sampling interrupted after {i + 1} of {n} steps")
-            return x
+            return self.views(x, cond.to(self.device))
         finally:
             self.train(was_training)
 
@@ -508,8 +547,10 @@ def clean_estimate(out: torch.Tensor, xt: torch.Tensor, acp: torch.Tensor, predi
 def diffusion_loss(model: ImageDiffusion, scheduler, x0: torch.Tensor, cond: ImageCondition, timesteps: torch.Tensor,
                    noise: torch.Tensor, snr_gamma: float = 0.0) -> torch.Tensor:
     """Min-SNR-weighted MSE of one batch: x0 float [B, V, C, h, w] in the model's image space, timesteps
-    long [B] (one per scene: its views share the noise level), noise like x0."""
+    long [B] (one per scene: its views share the noise level), noise like x0. A first_guess_residual model
+    learns the residual of x0 (ImageDiffusion.residual)."""
     b = x0.shape[0]
+    x0 = model.residual(x0, cond)
     acp = scheduler.alphas_cumprod.to(x0.device)[timesteps].view(b, 1, 1, 1, 1)
     xt = acp.sqrt() * x0 + (1 - acp).sqrt() * noise
     pt = model.config["prediction_type"]

@@ -21,6 +21,7 @@ geometry-aware one is in use) and the preview-look mosaic of the same chunk.
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
@@ -113,7 +114,8 @@ class MultiViewStage:
                   layout: Layout | None = None, reference: MultiViewImages | None = None,
                   T_ref_new: np.ndarray | None = None) -> ImageCondition:
         """The model's condition batch (one scene) of the inputs: geometry at model.condition_size, the
-        reference view in the model's image space."""
+        reference view in the model's image space and, for a model with first_guess_condition, the
+        first-guess views (ImageCodec.first_guess)."""
         from ..llm.embedder import embed
         from ..ops.preview_look.style import Style
 
@@ -124,9 +126,12 @@ class MultiViewStage:
             look = Style.from_description(description)
             style = style_features(look.time_of_day, look.weather)
         ref = self.codec.encode(reference.images).numpy() if reference is not None else None
-        return ImageCondition.collate([arrays], [text], [ref], [T_ref_new if reference is not None else None],
+        cond = ImageCondition.collate([arrays], [text], [ref], [T_ref_new if reference is not None else None],
                                       self.model.image_channels, self.model.config["max_boxes"], [style],
                                       self.model.config["geometry_stride"])
+        if self.model.config["first_guess_condition"]:
+            cond = replace(cond, guide=self.codec.first_guess(cond).cpu())
+        return cond
 
     def sample(self, cond: ImageCondition, seed: int = 0,
                step_callback: Callable[[int, int], object] | None = None) -> torch.Tensor:

@@ -245,11 +245,12 @@ def balanced(rec: torch.Tensor, adv: torch.Tensor, last: torch.Tensor) -> torch.
 
 def crop_condition(cond: ImageCondition, i: int, j: int, h: int, w: int) -> ImageCondition:
     """The condition's geometry cropped to rows i:i+h, columns j:j+w (geometry pixels) and its reference
-    views to the matching window (they are `stride` times coarser)."""
+    and first-guess views to the matching window (they are `stride` times coarser)."""
     s = cond.semantic.shape[-2] // cond.image_size[0]
     g = lambda t: t[..., i:i + h, j:j + w]  # noqa: E731
+    r = lambda t: None if t is None else t[..., i // s:(i + h) // s, j // s:(j + w) // s]  # noqa: E731
     return replace(cond, semantic=g(cond.semantic), depth=g(cond.depth), persp=g(cond.persp), points=g(cond.points),
-                   reference=cond.reference[..., i // s:(i + h) // s, j // s:(j + w) // s])
+                   reference=r(cond.reference), guide=r(cond.guide))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -306,6 +307,14 @@ def main(argv: list[str] | None = None) -> None:
         denoiser = ImageDiffusion.from_pretrained(args.denoiser).to(device).eval().requires_grad_(False)
         if denoiser.config["space"] != "latent" or denoiser.condition_size != cond_size:
             sys.exit(f"--denoiser {args.denoiser}: needs a latent model with conditions at {cond_size}")
+        if denoiser.config["first_guess_residual"]:  # noised / denoised below work on the views themselves
+            sys.exit(f"--denoiser {args.denoiser}: a first_guess_residual denoiser is not supported here")
+        if denoiser.config["first_guess_condition"]:  # it reads the first-guess views: computed once per scene
+            from ..models.image_diffusion import ImageCodec
+
+            codec = ImageCodec(denoiser)
+            train_z, val_z = (data.guided(lambda c: codec.first_guess(c.to(device)), denoiser.config["max_boxes"],
+                                          denoiser.image_channels, stride) for data in (train_z, val_z))
     T = denoiser.config["num_train_timesteps"] if denoiser is not None else 0
     z_std = float(torch.from_numpy(np.concatenate([s.preview[0] for s in train_z.samples[:16]]).astype(np.float32)).std())
 
@@ -387,7 +396,8 @@ def main(argv: list[str] | None = None) -> None:
 
     def split(cond: ImageCondition) -> list[ImageCondition]:
         """One condition per scene (the validation views are decoded scene by scene)."""
-        return [replace(cond, **{k.name: getattr(cond, k.name)[b:b + 1] for k in fields(cond)}).to(device)
+        part = lambda t, b: None if t is None else t[b:b + 1]  # noqa: E731
+        return [replace(cond, **{k.name: part(getattr(cond, k.name), b) for k in fields(cond)}).to(device)
                 for b in range(cond.batch_size)]
 
     vidx = np.arange(len(val))

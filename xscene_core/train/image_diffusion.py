@@ -125,6 +125,22 @@ class BatchPrefetch:
         return batch
 
 
+def grown_input(saved: torch.Tensor, own: torch.Tensor) -> bool:
+    """Whether convolution weights `own` [O, I', k, k] extend `saved` [O, I, k, k] by input channels (I' > I)."""
+    return (saved.ndim == own.ndim == 4 and saved.shape[0] == own.shape[0] and saved.shape[2:] == own.shape[2:]
+            and own.shape[1] > saved.shape[1])
+
+
+def residual_scale(data: ImageDataset, scenes: int = 16) -> float:
+    """1 / std of (looks - first guess) in the model space over up to `scenes` evenly spread scenes of a
+    `guided`, encoded dataset: the scale of a first_guess_residual model."""
+    picks = np.unique(np.linspace(0, len(data) - 1, min(scenes, len(data))).round().astype(int))
+    r = np.concatenate([np.asarray(data.samples[int(i)].preview, np.float32) - np.asarray(data.samples[int(i)].guide,
+                                                                                          np.float32)
+                        for i in picks])
+    return float(1.0 / max(float(r.std()), 1e-6))
+
+
 def latent_scale(codec: ImageCodec, data: ImageDataset, scenes: int = 16) -> float:
     """1 / std of the autoencoder's latents (before any scale) over the preview views of up to `scenes`
     evenly spread training scenes."""
@@ -148,6 +164,13 @@ def main(argv: list[str] | None = None) -> None:
                          "parameters the folder lacks keep their initialisation)")
     ap.add_argument("--unet-path", default=None, help="paper preset: local Stable Diffusion 2.1 folder for the UNet")
     ap.add_argument("--vae-path", default=None, help="paper preset: local Stable Diffusion folder whose vae/ encodes")
+    ap.add_argument("--first-guess-condition", action="store_true",
+                    help="a latent model that also reads the first-guess views (VAE_PATH/first_guess: a "
+                         "train.geometry_decoder --p-blank 1 decoder); --init copies the first convolution's "
+                         "filters it shares with the model and starts the new ones at zero")
+    ap.add_argument("--first-guess-residual", action="store_true",
+                    help="with --first-guess-condition: denoise the residual of the views to the first guess "
+                         "(its scale set from the training scenes; an --init that has either keeps it)")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--max-minutes", type=float, default=None, help="wall-time budget over all resumed runs")
@@ -180,15 +203,18 @@ def main(argv: list[str] | None = None) -> None:
     device = torch.device(args.device)
     if device.type == "cuda":  # TF32 matrix products (attention, projections) as cuDNN's convolutions use already
         torch.backends.cuda.matmul.allow_tf32 = True
+    init_cfg = json.loads((args.init / "config.json").read_text()) if args.init else {}
     if args.resume and (args.out / "checkpoint").exists():
         run = EmaTraining.resume(args.out, log, cfg, ImageDiffusion, device, args.max_minutes)
     else:
         torch.manual_seed(cfg.seed)
+        # a continuation keeps its start's first-guess inputs (the flags only add them)
+        guess = {k: True for k in ("first_guess_condition", "first_guess_residual")
+                 if getattr(args, k) or init_cfg.get(k)}
         model = ImageDiffusion.from_preset(args.preset, unet_path=args.unet_path,
-                                           **({"vae_path": vae_path} if latent else {}))
+                                           **({"vae_path": vae_path} if latent else {}), **guess)
         if latent and args.preset != "paper":  # our own autoencoder: scale its latents to unit variance
             # a continuation keeps the scale its weights were trained with
-            init_cfg = json.loads((args.init / "config.json").read_text()) if args.init else {}
             init_scale = init_cfg.get("vae_scale") if init_cfg.get("space") == "latent" else None
             model.config["vae_scale"] = init_scale or latent_scale(ImageCodec(model), train)
             log({"event": "vae_scale", "vae_scale": model.config["vae_scale"], "from_init": bool(init_scale)})
@@ -196,8 +222,13 @@ def main(argv: list[str] | None = None) -> None:
             from safetensors.torch import load_file
 
             own = model.state_dict()
-            weights = {k: v for k, v in load_file(str(args.init / "model.safetensors")).items()
-                       if k in own and own[k].shape == v.shape}
+            saved = load_file(str(args.init / "model.safetensors"))
+            weights = {k: v for k, v in saved.items() if k in own and own[k].shape == v.shape}
+            conv = "unet.conv_in.weight"
+            if conv in saved and conv not in weights and grown_input(saved[conv], own[conv]):
+                # more condition channels than the start: its filters on the channels it has, zero on the new
+                weights[conv] = torch.cat([saved[conv], own[conv].new_zeros(
+                    own[conv].shape[0], own[conv].shape[1] - saved[conv].shape[1], *own[conv].shape[2:])], 1)
             model.load_state_dict(weights, strict=False)
             log({"event": "init", "from": str(args.init), "loaded": len(weights),
                  "kept_initialisation": sorted(set(own) - set(weights))})
@@ -210,6 +241,17 @@ def main(argv: list[str] | None = None) -> None:
 
         train, val = to_latent(train), to_latent(val)
         log({"event": "encoded", "train_scenes": len(train), "val_scenes": len(val)})
+    if model.config["first_guess_condition"]:
+        def to_guided(data: ImageDataset) -> ImageDataset:  # the first guess depends on no look: once per scene
+            return data.guided(lambda c: codec.first_guess(c.to(device)), model.config["max_boxes"],
+                               model.image_channels, model.config["geometry_stride"])
+
+        train, val = to_guided(train), to_guided(val)
+        log({"event": "guided", "train_scenes": len(train), "val_scenes": len(val)})
+        if model.config["first_guess_residual"] and run.step == 0:  # a resumed run keeps its scale
+            scale = init_cfg.get("residual_scale") if init_cfg.get("first_guess_residual") else None
+            model.config["residual_scale"] = scale or residual_scale(train)
+            log({"event": "residual_scale", "residual_scale": model.config["residual_scale"], "from_init": bool(scale)})
     sched = model.scheduler("ddpm")
     T = sched.config.num_train_timesteps
     log({"event": "start", "step": run.step, "preset": args.preset, "train_scenes": len(train), "val_scenes": len(val),
@@ -249,7 +291,8 @@ def main(argv: list[str] | None = None) -> None:
         new = sorted(set(cache_files(train_dir)) - set(train_paths))
         if new:  # a cache still being built in the background: take what is finished
             added = ImageDataset.load(new)
-            train.samples += (to_latent(added) if latent else added).samples
+            added = to_latent(added) if latent else added
+            train.samples += (to_guided(added) if model.config["first_guess_condition"] else added).samples
             train_paths.extend(new)
             batches.invalidate()  # as a run without the prefetch (or a resumed one) would draw it
             log({"step": step, "train_scenes": len(train)})
