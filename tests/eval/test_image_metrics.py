@@ -84,3 +84,34 @@ def test_laplacian_energy_falls_with_blur_and_agrees_across_image_types():
     assert laplacian_energy(soft) < 0.7 * laplacian_energy(sharp)
     as_float = torch.from_numpy(sharp).float().permute(0, 3, 1, 2) / 127.5 - 1
     assert abs(laplacian_energy(as_float) - laplacian_energy(sharp)) < 1e-4
+
+
+def test_the_floor_of_a_guided_model_redraws_its_first_guess_without_the_geometry(tmp_path, monkeypatch):
+    """A first guess is drawn from the geometry: the "geometry zeroed" floor must not keep the one drawn
+    with it."""
+    from xscene_core.models.geometry_decoder import FIRST_GUESS, GeometryDecoder
+    from xscene_core.models.image_autoencoder import build_autoencoder
+    from xscene_core.models.image_diffusion import ImageCodec
+
+    torch.manual_seed(0)
+    ae = build_autoencoder("tiny", block_out_channels=(8, 16, 16), norm_num_groups=4)
+    ae.save_pretrained(tmp_path / "ae" / "vae")
+    GeometryDecoder.from_autoencoder(ae, geometry_hidden=8, geometry_features=8).save_pretrained(
+        tmp_path / "ae" / FIRST_GUESS)
+    ImageDiffusion(**{**PRESETS["tiny_latent"], "sample_size": (8, 14), "block_out_channels": (8, 16),
+                      "attention_levels": (False, True), "attention_heads": 2, "norm_num_groups": 4, "token_dim": 16,
+                      "geometry_hidden": 8, "geometry_features": 4, "num_inference_steps": 2,
+                      "vae_path": str(tmp_path / "ae"), "first_guess_condition": True,
+                      "first_guess_residual": True}).save_pretrained(tmp_path / "m")
+    Segmenter(widths=(4, 8, 8)).save_pretrained(tmp_path / "s")
+    drawn = []
+    original = ImageCodec.first_guess
+
+    def spy(self, cond):
+        drawn.append(bool(cond.geometry_mask.all()))
+        return original(self, cond)
+
+    monkeypatch.setattr(ImageCodec, "first_guess", spy)
+    out = measure_images(1, 0, tmp_path / "m", tmp_path / "s", log=lambda *_: None)
+    assert np.isfinite(out["image_alignment_miou_no_geometry"])
+    assert True in drawn and False in drawn  # drawn with the geometry for the samples, without it for the floor
