@@ -298,15 +298,16 @@ class ImageDataset:
         with torch.no_grad():
             return ImageDataset([replace(s, preview=enc(s.preview), reference=enc(s.reference)) for s in self.samples])
 
-    def guided(self, guess, max_boxes: int, channels: int, geometry_stride: int) -> "ImageDataset":
-        """A copy whose samples hold their first-guess views, computed once: guess(ImageCondition of one
-        scene) -> float [1, V, C, h, w] (ImageCodec.first_guess); `batch` then puts them into the
-        conditions (ImageCondition.guide). The guess reads geometry and style, not the look."""
+    def guided(self, codec, device: torch.device | str = "cpu") -> "ImageDataset":
+        """A copy of an `encoded` dataset (in codec's model space) whose samples hold their first-guess views,
+        drawn once on `device` by codec.first_guess (models.image_diffusion.ImageCodec); `batch` then puts
+        them into the conditions (ImageCondition.guide). The guess reads geometry and style, not the look."""
+        cfg = codec.config
         out = []
         with torch.no_grad():
             for i, s in enumerate(self.samples):
-                _, cond = self.batch([i], [0], [False], max_boxes, channels, geometry_stride)
-                out.append(replace(s, guide=guess(cond)[0].to(torch.float16).cpu().numpy()))
+                _, cond = self.batch([i], [0], [False], cfg["max_boxes"], cfg["image_channels"], cfg["geometry_stride"])
+                out.append(replace(s, guide=codec.first_guess(cond.to(device))[0].to(torch.float16).cpu().numpy()))
         return ImageDataset(out)
 
     def batch(self, index, look, with_reference, max_boxes: int, channels: int = 3, geometry_stride: int = 1):

@@ -68,8 +68,7 @@ def measure_noise_levels(checkpoint: str | Path, cache: str | Path = "runs/image
                              "python -m xscene_core.data.image_dataset)")
         data = ImageDataset.load(paths).encoded(lambda x: codec.encode_tensor(x.to(device)).cpu())
         if model.config["first_guess_condition"]:
-            data = data.guided(lambda c: codec.first_guess(c.to(device)), model.config["max_boxes"],
-                               model.image_channels, stride)
+            data = data.guided(codec, device)
         gen = torch.Generator().manual_seed(0)
         per_t = {t: 0.0 for t in TIMESTEPS}
         spread = []

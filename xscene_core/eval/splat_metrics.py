@@ -66,7 +66,7 @@ def measure_splat(n_chunks: int = 6, seed: int = 0, image_size: tuple[int, int] 
     splat_views ("diffusion" or "preview": what was lifted). images: "diffusion" (generated views; the
     preview when no image model is installed) or "preview"."""
     from ..ops.lifting.render import split_sky
-    from ..stages.gaussians import GaussianStage
+    from ..stages.gaussians import GaussianStage, chunk_views
     from ..stages.multiview import DEFAULT_CHECKPOINT, MultiViewStage, model_installed
     from ..stages.render import RenderStage, default_rig
     from ..types.cameras import DEFAULT_IMAGE_SIZE
@@ -90,7 +90,7 @@ def measure_splat(n_chunks: int = 6, seed: int = 0, image_size: tuple[int, int] 
         scene = stage.chunk(chunk)
         times.append(time.perf_counter() - t0)
         counts.append(len(split_sky(scene)[0]))  # the surfaces: the sky dome adds the same few thousand to each
-        images = chunk.images if chunk.images is not None else chunk.preview
+        images = chunk_views(chunk)
         t = splat_tally(scene, images, chunk.views)
         tally.sq_err += t.sq_err
         tally.pixels += t.pixels

@@ -397,6 +397,7 @@ class ImageDiffusion(Pretrained, nn.Module):
         from diffusers.utils.torch_utils import randn_tensor
 
         check_strength(strength, "strength")
+        cond = cond.to(self.device)
         was_training = self.training
         self.eval()
         try:
@@ -406,7 +407,7 @@ class ImageDiffusion(Pretrained, nn.Module):
             sched = self.scheduler(scheduler)
             sched.set_timesteps(steps, device=self.device)
             rescale = self.config["guidance_rescale"] if guidance_rescale is None else float(guidance_rescale)
-            fn = self.guided(cond.to(self.device), guidance, rescale)
+            fn = self.guided(cond, guidance, rescale)
             shape = (cond.batch_size, cond.num_views, self.image_channels, *cond.image_size)
             x = randn_tensor(shape, generator=gen, device=self.device) * sched.init_noise_sigma
             timesteps = sched.timesteps
@@ -417,7 +418,7 @@ class ImageDiffusion(Pretrained, nn.Module):
                 timesteps = timesteps[first:]
                 if hasattr(sched, "set_begin_index"):  # multistep solvers count their steps from here
                     sched.set_begin_index(first)
-                start = self.residual(start.to(self.device, x.dtype), cond.to(self.device))
+                start = self.residual(start.to(self.device, x.dtype), cond)
                 x = sched.add_noise(start, x, timesteps[:1])
             n = len(timesteps)
             for i, t in enumerate(timesteps):
@@ -425,7 +426,7 @@ class ImageDiffusion(Pretrained, nn.Module):
                 x = sched.step(out, t, x).prev_sample
                 if callback is not None and callback(i + 1, n) is False:
                     raise SamplingInterrupted(f"sampling interrupted after {i + 1} of {n} steps")
-            return self.views(x, cond.to(self.device))
+            return self.views(x, cond)
         finally:
             self.train(was_training)
 

@@ -149,8 +149,9 @@ class GaussianStage:
         render of their views' size are left out of its colours."""
         if not self.sky:
             return scene
-        items = [(chunk_views(c), c.views.semantic, T) for c, T in zip(chunks, frames)
-                 if c.views is not None and c.views.semantic.shape == chunk_views(c).images.shape[:3]]
+        items = [(im, c.views.semantic, T) for c, T in zip(chunks, frames)
+                 if (im := chunk_views(c)) is not None and c.views is not None
+                 and c.views.semantic.shape == im.images.shape[:3]]
         if not items:
             return scene
         origins = np.array([T[:3, 3] for T in frames])

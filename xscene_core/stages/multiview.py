@@ -148,7 +148,9 @@ class MultiViewStage:
             torch.set_num_threads(self.threads)
         try:
             strength = self.first_guess_strength
-            start = self.codec.first_guess(cond.to(self.model.device)) if strength < 1 else None
+            start = None
+            if strength < 1:  # a guided model's condition holds the guess already
+                start = cond.guide if cond.guide is not None else self.codec.first_guess(cond.to(self.model.device))
             return self.model.sample(cond, seed, self.guidance_scale, self.num_inference_steps, callback=on_step,
                                      guidance_rescale=self.guidance_rescale, start=start, strength=strength)
         except SamplingInterrupted as stop:

@@ -313,8 +313,7 @@ def main(argv: list[str] | None = None) -> None:
             from ..models.image_diffusion import ImageCodec
 
             codec = ImageCodec(denoiser)
-            train_z, val_z = (data.guided(lambda c: codec.first_guess(c.to(device)), denoiser.config["max_boxes"],
-                                          denoiser.image_channels, stride) for data in (train_z, val_z))
+            train_z, val_z = train_z.guided(codec, device), val_z.guided(codec, device)
     T = denoiser.config["num_train_timesteps"] if denoiser is not None else 0
     z_std = float(torch.from_numpy(np.concatenate([s.preview[0] for s in train_z.samples[:16]]).astype(np.float32)).std())
 

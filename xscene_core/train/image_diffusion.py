@@ -241,12 +241,8 @@ def main(argv: list[str] | None = None) -> None:
 
         train, val = to_latent(train), to_latent(val)
         log({"event": "encoded", "train_scenes": len(train), "val_scenes": len(val)})
-    if model.config["first_guess_condition"]:
-        def to_guided(data: ImageDataset) -> ImageDataset:  # the first guess depends on no look: once per scene
-            return data.guided(lambda c: codec.first_guess(c.to(device)), model.config["max_boxes"],
-                               model.image_channels, model.config["geometry_stride"])
-
-        train, val = to_guided(train), to_guided(val)
+    if model.config["first_guess_condition"]:  # the first guess depends on no look: drawn once per scene
+        train, val = train.guided(codec, device), val.guided(codec, device)
         log({"event": "guided", "train_scenes": len(train), "val_scenes": len(val)})
         if model.config["first_guess_residual"] and run.step == 0:  # a resumed run keeps its scale
             scale = init_cfg.get("residual_scale") if init_cfg.get("first_guess_residual") else None
@@ -292,7 +288,7 @@ def main(argv: list[str] | None = None) -> None:
         if new:  # a cache still being built in the background: take what is finished
             added = ImageDataset.load(new)
             added = to_latent(added) if latent else added
-            train.samples += (to_guided(added) if model.config["first_guess_condition"] else added).samples
+            train.samples += (added.guided(codec, device) if model.config["first_guess_condition"] else added).samples
             train_paths.extend(new)
             batches.invalidate()  # as a run without the prefetch (or a resumed one) would draw it
             log({"step": step, "train_scenes": len(train)})
