@@ -172,3 +172,43 @@ def test_the_latent_diffusion_trainer_runs_on_a_cache_and_an_autoencoder(tmp_pat
     model = image_diffusion.ImageDiffusion.from_pretrained(tmp_path / "run" / "final")
     assert model.config["space"] == "latent" and model.config["vae_scale"] > 0
     assert model.condition_size == (16, 28) and model.sample_size == (8, 14)
+
+
+def test_encoded_latents_are_kept_and_read_back_until_the_cache_file_changes(tmp_path):
+    import os
+
+    from xscene_core.data.image_dataset import ImageDataset, cache_dir, cache_files, latent_store
+
+    fake_cache(tmp_path / "cache")
+    folder = cache_dir(tmp_path / "cache", (32, 56), "train", (8, 14))
+    torch.manual_seed(0)
+    ae = build_autoencoder("tiny", **SMALL).eval()
+    ae.save_pretrained(tmp_path / "ae" / "vae")
+    store = latent_store(folder, tmp_path / "ae", "mean")
+    calls = []
+
+    def encode(x):
+        calls.append(len(x))
+        return ae.encode(x).latent_dist.mean
+
+    first = ImageDataset.load(cache_files(folder)).encoded(encode, store=store)
+    assert calls and sorted(p.name for p in store.iterdir()) == [p.name for p in cache_files(folder)]
+    n = len(calls)
+    again = ImageDataset.load(cache_files(folder)).encoded(encode, store=store)
+    assert len(calls) == n  # read back, not encoded
+    for a, b in zip(first.samples, again.samples):
+        assert np.array_equal(a.preview, b.preview) and np.array_equal(a.reference, b.reference)
+        assert a.preview.dtype == np.float16 and a.preview.shape[:2] == (2, 6)
+    assert latent_store(folder, tmp_path / "ae", "x0.5") != store  # another scale: another folder
+    assert latent_store(folder, tmp_path / "nothing", "mean") is None
+    # other weights: another folder
+    with torch.no_grad():
+        next(ae.parameters()).add_(1)
+    ae.save_pretrained(tmp_path / "ae2" / "vae")
+    assert latent_store(folder, tmp_path / "ae2", "mean") != store
+    # a cache file written again (another time stamp) is encoded again; the others are read back
+    changed = cache_files(folder)[0]
+    st = changed.stat()
+    os.utime(changed, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    ImageDataset.load(cache_files(folder)).encoded(encode, store=store)
+    assert n < len(calls) < 2 * n

@@ -31,6 +31,8 @@ WorldMap's 40 m stride along x or y (the extension step of the editor).
 from __future__ import annotations
 
 import argparse
+import hashlib
+import os
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -82,6 +84,17 @@ def cache_dir(cache: Path, size: tuple[int, int], split: str, cond_size: tuple[i
     if styles != "world":  # "world" keeps the folder name of the caches built before the modes existed
         name += f"_{styles}"
     return Path(cache) / f"world-v{_world_version()}" / name / split
+
+
+def latent_store(folder: Path, autoencoder: Path, tag: str) -> Path | None:
+    """Where ImageDataset.encoded keeps the latents of the cache files in `folder` (a cache_dir) under the
+    autoencoder in `autoencoder`/vae (told apart by a digest of its weights) and an encoding `tag` (e.g. its
+    scale); None when the folder holds no such weights file."""
+    weights = Path(autoencoder) / "vae" / "diffusion_pytorch_model.safetensors"
+    if not weights.exists():
+        return None
+    digest = hashlib.sha1(weights.read_bytes()).hexdigest()[:12]
+    return Path(folder) / "latents" / f"{digest}_{tag}"
 
 
 def cache_files(folder: Path) -> list[Path]:
@@ -248,6 +261,8 @@ class ImageSample:
     T_ref_new: np.ndarray
     guide: np.ndarray | None = None
     """float16 [V, C, h, w]: the first-guess views in a model space (ImageDataset.guided), or None"""
+    source: Path | None = None
+    """the cache file it was loaded from (where ImageDataset.encoded keeps its latents), or None"""
 
 
 def load_sample(path: Path) -> ImageSample:
@@ -259,7 +274,8 @@ def load_sample(path: Path) -> ImageSample:
             style = d["style"]
         else:  # an older cache: its caption states the style; any other caption leaves it unknown (zeros)
             style = style_features(*(SceneDescription.caption_style(caption) or (None, None)))
-        return ImageSample(arrays, d["text"], caption, style, d["preview"], d["reference"], d["T_ref_new"])
+        return ImageSample(arrays, d["text"], caption, style, d["preview"], d["reference"], d["T_ref_new"],
+                           source=Path(path))
 
 
 def to_model_images(images: np.ndarray) -> torch.Tensor:
@@ -286,17 +302,44 @@ class ImageDataset:
     def __len__(self) -> int:
         return len(self.samples)
 
-    def encoded(self, encode, chunk: int = 24) -> "ImageDataset":
+    def encoded(self, encode, chunk: int = 24, store: Path | None = None) -> "ImageDataset":
         """A copy whose looks and reference views are mapped once into a model space by encode (float
         [N, 3, H, W] in [-1, 1] -> [N, C, h, w], e.g. a frozen autoencoder), stored float16 [L, V, C, h, w]:
-        a latent model then trains without running the encoder at every step."""
+        a latent model then trains without running the encoder at every step. store: a folder (latent_store)
+        that keeps each loaded sample's latents, so the next run with the same encoder reads them instead
+        (a sample whose cache file changed since is encoded again)."""
         def enc(images: np.ndarray) -> np.ndarray:
             x = to_model_images(images.reshape(-1, *images.shape[-3:]))
             z = torch.cat([encode(x[i:i + chunk]) for i in range(0, len(x), chunk)])
             return z.to(torch.float16).numpy().reshape(*images.shape[:2], *z.shape[1:])
 
+        def one(s: ImageSample) -> ImageSample:
+            kept = None if store is None or s.source is None else Path(store) / s.source.name
+            stamp = None if kept is None else np.array([s.source.stat().st_mtime_ns, s.source.stat().st_size])
+            if kept is not None and kept.exists():
+                with np.load(kept) as d:
+                    if np.array_equal(d["stamp"], stamp):
+                        return replace(s, preview=d["preview"], reference=d["reference"])
+            out = replace(s, preview=enc(s.preview), reference=enc(s.reference))
+            if kept is not None:  # written beside and renamed: a crash leaves no half file
+                kept.parent.mkdir(parents=True, exist_ok=True)
+                tmp = kept.with_suffix(".tmp.npz")
+                np.savez(tmp, preview=out.preview, reference=out.reference, stamp=stamp)
+                os.replace(tmp, kept)
+            return out
+
         with torch.no_grad():
-            return ImageDataset([replace(s, preview=enc(s.preview), reference=enc(s.reference)) for s in self.samples])
+            return ImageDataset([one(s) for s in self.samples])
+
+    def in_model_space(self, codec, folder: Path | None = None, device: torch.device | str = "cpu") -> "ImageDataset":
+        """`encoded` by codec's encoder (models.image_diffusion.ImageCodec.encode_tensor, run on device) into
+        its model space; a latent codec keeps the latents in the latent_store of the samples' cache folder
+        `folder` (if given), so the next run of any trainer or evaluation with that encoder and scale
+        reads them instead of encoding again."""
+        store = None
+        if folder is not None and codec.config["space"] == "latent":
+            store = latent_store(folder, codec.vae_folder(), f"x{codec.config['vae_scale']:.6g}")
+        return self.encoded(lambda x: codec.encode_tensor(x.to(device)).cpu(), store=store)
 
     def guided(self, codec, device: torch.device | str = "cpu") -> "ImageDataset":
         """A copy of an `encoded` dataset (in codec's model space) whose samples hold their first-guess views,

@@ -66,7 +66,7 @@ def measure_noise_levels(checkpoint: str | Path, cache: str | Path = "runs/image
         if len(paths) < scenes:
             raise ValueError(f"{folder}: {len(paths)} cached scenes, {scenes} asked for (build the cache with "
                              "python -m xscene_core.data.image_dataset)")
-        data = ImageDataset.load(paths).encoded(lambda x: codec.encode_tensor(x.to(device)).cpu())
+        data = ImageDataset.load(paths).in_model_space(codec, folder, device)
         if model.config["first_guess_condition"]:
             data = data.guided(codec, device)
         gen = torch.Generator().manual_seed(0)

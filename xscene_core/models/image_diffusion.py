@@ -454,7 +454,8 @@ class ImageCodec:
         f = 1 if self.config["space"] == "pixel" else self.config.get("vae_factor", 8)
         return self.size[0] * f, self.size[1] * f
 
-    def _vae_folder(self) -> Path:
+    def vae_folder(self) -> Path:
+        """The folder with vae/ (and the decoders beside it) of a latent model: config vae_path."""
         path = self.config["vae_path"]
         if not path:
             raise ValueError("latent-space model without a vae_path (a local folder with vae/)")
@@ -466,7 +467,7 @@ class ImageCodec:
         if self._vae is None:
             from .image_autoencoder import downsample_factor, load_autoencoder
 
-            path = self._vae_folder()
+            path = self.vae_folder()
             self._vae = load_autoencoder(path)
             if downsample_factor(self._vae) != self.image_size[0] // self.size[0]:
                 raise ValueError(f"{path}/vae downsamples {downsample_factor(self._vae)}x, the model expects "
@@ -477,7 +478,7 @@ class ImageCodec:
         if self._geometry_decoder is None:
             from .geometry_decoder import load_geometry_decoder
 
-            self._geometry_decoder = load_geometry_decoder(self._vae_folder())
+            self._geometry_decoder = load_geometry_decoder(self.vae_folder())
         return self._geometry_decoder
 
     @torch.no_grad()
@@ -490,7 +491,7 @@ class ImageCodec:
         if self._first_guess is None:
             from .geometry_decoder import FIRST_GUESS, load_geometry_decoder
 
-            self._first_guess = load_geometry_decoder(self._vae_folder(), FIRST_GUESS)
+            self._first_guess = load_geometry_decoder(self.vae_folder(), FIRST_GUESS)
         device = cond.semantic.device
         rgb = self._first_guess.to(device).draw(cond).clamp(-1, 1)
         return self.encode_tensor(rgb).view(cond.batch_size, cond.num_views, -1, *cond.image_size)
@@ -508,6 +509,15 @@ class ImageCodec:
             return x
         vae = self._autoencoder().to(x.device)
         return vae.encode(x).latent_dist.mean * self.config["vae_scale"]
+
+    def decode_tensor(self, x: torch.Tensor) -> torch.Tensor:
+        """float [N, C, h, w] in the model space -> float [N, 3, h * f, w * f] in [-1, 1]-ish (unclamped),
+        through the autoencoder's own (frozen) decoder, differentiable in x: what a pixel-space loss on
+        the model's estimates (train.image_diffusion --adv-weight) back-propagates through."""
+        if self.config["space"] == "pixel":
+            return x
+        vae = self._autoencoder().to(x.device).requires_grad_(False)
+        return vae.decode(x / self.config["vae_scale"]).sample
 
     @torch.no_grad()
     def decode(self, x: torch.Tensor, cond: ImageCondition | None = None, noise_seed: int = 0) -> np.ndarray:
@@ -546,10 +556,12 @@ def clean_estimate(out: torch.Tensor, xt: torch.Tensor, acp: torch.Tensor, predi
 
 
 def diffusion_loss(model: ImageDiffusion, scheduler, x0: torch.Tensor, cond: ImageCondition, timesteps: torch.Tensor,
-                   noise: torch.Tensor, snr_gamma: float = 0.0) -> torch.Tensor:
+                   noise: torch.Tensor, snr_gamma: float = 0.0, estimate: bool = False
+                   ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Min-SNR-weighted MSE of one batch: x0 float [B, V, C, h, w] in the model's image space, timesteps
     long [B] (one per scene: its views share the noise level), noise like x0. A first_guess_residual model
-    learns the residual of x0 (ImageDiffusion.residual)."""
+    learns the residual of x0 (ImageDiffusion.residual). estimate: also return the clean views the
+    prediction implies (like x0, with its graph; what an adversarial loss judges)."""
     b = x0.shape[0]
     x0 = model.residual(x0, cond)
     acp = scheduler.alphas_cumprod.to(x0.device)[timesteps].view(b, 1, 1, 1, 1)
@@ -567,4 +579,6 @@ def diffusion_loss(model: ImageDiffusion, scheduler, x0: torch.Tensor, cond: Ima
         # clamp to garbage (epsilon); that step decides the global brightness, so it keeps weight 1
         w = torch.where(snr > 0, w, torch.ones_like(w))
         per = per * w
+    if estimate:
+        return per.mean(), model.views(clean_estimate(pred, xt, acp, pt), cond)
     return per.mean()

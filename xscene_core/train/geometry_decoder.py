@@ -48,7 +48,6 @@ as sharp as the previews).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
@@ -57,13 +56,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..data.image_dataset import LOOKS, ImageDataset, add_styles_arg, cache_dir, cache_files
+from ..data.image_dataset import LOOKS, ImageDataset, add_styles_arg, cache_dir, cache_files, latent_store
 from ..eval.image_metrics import laplacian_energy
 from ..models.geometry_decoder import GeometryDecoder
 from ..models.image_autoencoder import downsample_factor, load_autoencoder
 from ..models.image_condition import ImageCondition
-from .common import RunLog, add_config_args, apply_config_args, optimizer_state, optimizer_tensors
-from .ema_training import EmaTraining
+from .adversarial import DISCRIMINATOR, Adversary, AdversarialTraining, balanced
+from .common import RunLog, add_config_args, apply_config_args
 from .image_autoencoder import psnr
 
 
@@ -173,76 +172,6 @@ def resampled(model, z: torch.Tensor, cond: ImageCondition, t: int, steps: int,
     return (x / model.config["vae_scale"]).flatten(0, 1).to(z.device)
 
 
-class Adversary:
-    """The discriminator of an adversarial run and its optimizer (Adam, betas 0.5 / 0.9), saved and loaded
-    as one safetensors file (in the run's checkpoint folder: AdversarialTraining)."""
-
-    def __init__(self, cfg: TrainConfig, device: torch.device) -> None:
-        from ..models.patch_discriminator import PatchDiscriminator
-
-        self.disc = PatchDiscriminator(cfg.disc_width).to(device).train()
-        self.opt = torch.optim.Adam(self.disc.parameters(), lr=cfg.disc_lr, betas=(0.5, 0.9))
-
-    def save(self, path: Path) -> None:
-        from safetensors.torch import save_file
-
-        tensors, meta = optimizer_tensors(self.opt, prefix="opt.")
-        tensors.update({f"disc.{k}": v.detach().cpu().contiguous() for k, v in self.disc.state_dict().items()})
-        save_file(tensors, str(path), metadata={"optimizer": json.dumps(meta)})
-
-    def load(self, path: Path) -> None:
-        from safetensors import safe_open
-        from safetensors.torch import load_file
-
-        tensors = load_file(str(path))
-        with safe_open(str(path), "pt") as f:
-            meta = json.loads(f.metadata()["optimizer"])
-        self.disc.load_state_dict({k[5:]: v for k, v in tensors.items() if k.startswith("disc.")})
-        self.opt.load_state_dict(optimizer_state(tensors, meta, prefix="opt."))
-
-    def step(self, real: torch.Tensor, fake: torch.Tensor, semantic: torch.Tensor, style: torch.Tensor) -> float:
-        """One hinge-loss update on real / decoded views float [N, 3, H, W] (fake detached); the loss."""
-        r, _ = self.disc(real, semantic, style)
-        f, _ = self.disc(fake.detach(), semantic, style)
-        loss = F.relu(1 - r).mean() + F.relu(1 + f).mean()
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self.opt.step()
-        return float(loss.detach())
-
-    def generator_losses(self, real: torch.Tensor, fake: torch.Tensor, semantic: torch.Tensor, style: torch.Tensor
-                         ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(hinge generator loss, feature-matching L1) of decoded views `fake` (with their graph)."""
-        self.disc.requires_grad_(False)
-        try:
-            f, ffeat = self.disc(fake, semantic, style)
-            with torch.no_grad():
-                _, rfeat = self.disc(real, semantic, style)
-        finally:
-            self.disc.requires_grad_(True)
-        return -f.mean(), sum((a - b).abs().mean() for a, b in zip(ffeat, rfeat)) / len(ffeat)
-
-
-DISCRIMINATOR = "discriminator.safetensors"  # in OUT/checkpoint, beside the decoder of the same step
-
-
-class AdversarialTraining(EmaTraining):
-    """EmaTraining whose checkpoints also hold the adversary (when there is one)."""
-
-    adversary: Adversary | None = None
-
-    def save_more(self, folder: Path) -> None:
-        if self.adversary is not None:
-            self.adversary.save(folder / DISCRIMINATOR)
-
-
-def balanced(rec: torch.Tensor, adv: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
-    """The weight that gives adv the gradient norm of rec at parameter `last` (detached, at most 1e4)."""
-    g_rec = torch.autograd.grad(rec, last, retain_graph=True)[0]
-    g_adv = torch.autograd.grad(adv, last, retain_graph=True)[0]
-    return (g_rec.norm() / (g_adv.norm() + 1e-4)).clamp(0, 1e4).detach()
-
-
 def crop_condition(cond: ImageCondition, i: int, j: int, h: int, w: int) -> ImageCondition:
     """The condition's geometry cropped to rows i:i+h, columns j:j+w (geometry pixels) and its reference
     and first-guess views to the matching window (they are `stride` times coarser)."""
@@ -285,7 +214,8 @@ def main(argv: list[str] | None = None) -> None:
     f = downsample_factor(ae)
     size, cond_size = tuple(args.size), tuple(args.cond_size)
     stride = cond_size[0] * f // size[0]  # condition pixels per latent cell
-    paths = {split: cache_files(cache_dir(args.cache, size, split, cond_size, args.styles)) for split in ("train", "val")}
+    folders = {split: cache_dir(args.cache, size, split, cond_size, args.styles) for split in ("train", "val")}
+    paths = {split: cache_files(folder) for split, folder in folders.items()}
     val_worlds = sorted({p.name.split("_")[0] for p in paths["val"]})[: args.val_worlds]
     paths["val"] = [p for p in paths["val"] if p.name.split("_")[0] in val_worlds][: cfg.val_scenes]
     if not paths["train"] or not paths["val"]:
@@ -299,7 +229,9 @@ def main(argv: list[str] | None = None) -> None:
         return ae.encode(x.to(device)).latent_dist.mean.cpu()
 
     train, val = ImageDataset.load(paths["train"]), ImageDataset.load(paths["val"])
-    train_z, val_z = train.encoded(encode), val.encoded(encode)
+    # the encoder's unscaled means, kept for the next run (ImageDataset.encoded)
+    train_z, val_z = (data.encoded(encode, store=latent_store(folders[split], args.autoencoder, "mean"))
+                      for split, data in (("train", train), ("val", val)))
     denoiser = None
     if args.denoiser is not None:
         from ..models.image_diffusion import ImageDiffusion

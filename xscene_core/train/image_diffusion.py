@@ -19,7 +19,20 @@ AdamW, linear warm-up then cosine decay (over --steps or the --max-minutes wall 
 weights. OUT/log.jsonl gets a line every --log-every steps; the EMA validation loss on fixed (scene,
 timestep, noise) triples every --eval-every steps; OUT/checkpoint/ (weights, EMA, optimizer state, step;
 safetensors + JSON) every --ckpt-every steps and on SIGINT / SIGTERM; --resume continues from it.
-OUT/best/ and OUT/final/ hold EMA weights (save_pretrained folders).
+OUT/best/ and OUT/final/ hold EMA weights (save_pretrained folders). A latent model's encoded looks are
+kept beside the cache (ImageDataset.in_model_space), so the next run with the same autoencoder and scale
+starts without encoding.
+
+Adversarial term (--adv-weight W > 0; Denoising Diffusion GANs / adversarial diffusion distillation in
+spirit): the MSE on v rewards the mean of what the noisy input leaves open, which the sampler's later steps
+turn into smudges. For scenes that keep their geometry and are noised within --adv-t-min .. --adv-t-max
+of the schedule, the model's clean estimate and the target are decoded by the frozen autoencoder (one
+--adv-crop-h x --adv-crop-w window of all views) and a conditional PatchGAN (train.adversarial; RGB +
+semantic map + style) learns to tell them apart; the denoiser is also trained to fool it (hinge loss), the
+adversarial gradient balanced against the diffusion loss's at the UNet's last convolution and scaled by
+W. The discriminator learns alone for its first --disc-start steps and is checkpointed with the model.
+val_loss stays the diffusion loss (it rises as the model trades the mean for detail: pick such a run's
+weights by the image metrics and the pictures, not by OUT/best).
 """
 
 from __future__ import annotations
@@ -35,9 +48,10 @@ import numpy as np
 import torch
 
 from ..data.image_dataset import LOOKS, ImageDataset, add_styles_arg, cache_dir, cache_files
+from ..models.image_condition import ImageCondition
 from ..models.image_diffusion import PRESETS, ImageCodec, ImageDiffusion, diffusion_loss
+from .adversarial import DISCRIMINATOR, Adversary, AdversarialTraining, balanced
 from .common import RunLog, add_config_args, apply_config_args
-from .ema_training import EmaTraining
 
 
 @dataclass
@@ -67,6 +81,19 @@ class TrainConfig:
     high_noise_share: float = 0.0
     """share of scenes whose timestep is drawn from the upper half of the schedule only (a fine-tuning knob:
     the global brightness and colour of a view are decided there)"""
+    adv_weight: float = 0.0
+    """scale of the balanced adversarial loss on the decoded clean estimates (0: no discriminator)"""
+    adv_t_min: float = 0.0
+    adv_t_max: float = 0.6
+    """the adversarial loss judges the estimates of scenes noised within this share of the schedule (below
+    the range the estimates are nearly the targets, above it they are a guess at the whole view)"""
+    adv_crop_h: int = 64
+    adv_crop_w: int = 112
+    """window of the views (image pixels, multiples of the autoencoder's factor) decoded and judged"""
+    disc_lr: float = 2e-4
+    disc_start: int = 200
+    """steps of the run in which only the discriminator trains"""
+    disc_width: int = 32
     seed: int = 0
     log_every: int = 10
     eval_every: int = 200
@@ -123,6 +150,28 @@ class BatchPrefetch:
             batch = self.make(step)
         self.pending = (step + 1, self.pool.submit(self.make, step + 1))
         return batch
+
+
+def judged_views(codec: ImageCodec, x0: torch.Tensor, est: torch.Tensor, cond: ImageCondition,
+                 judged: torch.Tensor, cfg: TrainConfig, rng: np.random.Generator
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """What the adversary of an --adv-weight run compares: (real, fake, semantic, style) of the views of the
+    `judged` scenes (bool [B]), one random window of cfg.adv_crop_h x cfg.adv_crop_w image pixels: the
+    targets x0 and the model's clean estimates est (float [B, V, C, h, w] in the model space) decoded by the
+    frozen autoencoder (real without a graph, fake with it: float [N, 3, H', W']), the window's semantic
+    map long [N, h', w'] and the views' styles float [N, STYLE_FEATURES]. Both sides pass the same decoder,
+    so the adversary can only tell the denoiser's errors, not the autoencoder's."""
+    f = codec.image_size[0] // x0.shape[-2]
+    ch, cw = min(cfg.adv_crop_h // f, x0.shape[-2]), min(cfg.adv_crop_w // f, x0.shape[-1])
+    i, j = int(rng.integers(x0.shape[-2] - ch + 1)), int(rng.integers(x0.shape[-1] - cw + 1))
+    window = lambda t: t[judged][..., i:i + ch, j:j + cw].flatten(0, 1)  # noqa: E731
+    with torch.no_grad():
+        real = codec.decode_tensor(window(x0))
+    fake = codec.decode_tensor(window(est))
+    s = cond.semantic.shape[-2] // x0.shape[-2]  # geometry pixels per model cell
+    semantic = cond.semantic[judged][..., i * s:(i + ch) * s, j * s:(j + cw) * s].flatten(0, 1)
+    style = cond.view_styles().view(cond.batch_size, cond.num_views, -1)[judged].flatten(0, 1)
+    return real, fake, semantic, style
 
 
 def grown_input(saved: torch.Tensor, own: torch.Tensor) -> bool:
@@ -191,7 +240,8 @@ def main(argv: list[str] | None = None) -> None:
     image_size, size = (h * factor, w * factor), (h * stride, w * stride)
     train_dir = cache_dir(args.cache, image_size, "train", size, args.styles)
     train_paths = cache_files(train_dir)
-    val_paths = cache_files(cache_dir(args.cache, image_size, "val", size, args.styles))
+    val_dir = cache_dir(args.cache, image_size, "val", size, args.styles)
+    val_paths = cache_files(val_dir)
     val_worlds = sorted({p.name.split("_")[0] for p in val_paths})[: args.val_worlds]
     val_paths = [p for p in val_paths if p.name.split("_")[0] in val_worlds]
     if not train_paths or not val_paths:
@@ -205,7 +255,7 @@ def main(argv: list[str] | None = None) -> None:
         torch.backends.cuda.matmul.allow_tf32 = True
     init_cfg = json.loads((args.init / "config.json").read_text()) if args.init else {}
     if args.resume and (args.out / "checkpoint").exists():
-        run = EmaTraining.resume(args.out, log, cfg, ImageDiffusion, device, args.max_minutes)
+        run = AdversarialTraining.resume(args.out, log, cfg, ImageDiffusion, device, args.max_minutes)
     else:
         torch.manual_seed(cfg.seed)
         # a continuation keeps its start's first-guess inputs (the flags only add them)
@@ -232,14 +282,11 @@ def main(argv: list[str] | None = None) -> None:
             model.load_state_dict(weights, strict=False)
             log({"event": "init", "from": str(args.init), "loaded": len(weights),
                  "kept_initialisation": sorted(set(own) - set(weights))})
-        run = EmaTraining(args.out, log, cfg, model, device, args.max_minutes)
+        run = AdversarialTraining(args.out, log, cfg, model, device, args.max_minutes)
     model = run.model
     codec = ImageCodec(model)
-    if latent:  # the autoencoder is frozen: encode every look once, not at every step
-        def to_latent(data: ImageDataset) -> ImageDataset:
-            return data.encoded(lambda x: codec.encode_tensor(x.to(device)).cpu())
-
-        train, val = to_latent(train), to_latent(val)
+    if latent:  # the autoencoder is frozen: encode every look once (or read the last run's), not at every step
+        train, val = train.in_model_space(codec, train_dir, device), val.in_model_space(codec, val_dir, device)
         log({"event": "encoded", "train_scenes": len(train), "val_scenes": len(val)})
     if model.config["first_guess_condition"]:  # the first guess depends on no look: drawn once per scene
         train, val = train.guided(codec, device), val.guided(codec, device)
@@ -262,6 +309,8 @@ def main(argv: list[str] | None = None) -> None:
     vt = torch.linspace(0, T - 1, cfg.val_samples).long()
     vgen = torch.Generator().manual_seed(12345)
 
+    adv_stats: list[tuple[float, float]] = []  # (discriminator loss, balance weight) since the last evaluation
+
     def evaluate() -> dict:
         total = 0.0
         vgen.manual_seed(12345)
@@ -271,23 +320,52 @@ def main(argv: list[str] | None = None) -> None:
             noise = torch.randn(x0.shape, generator=vgen)
             total += float(diffusion_loss(model, sched, x0.to(device), cond.to(device), vt[i:i + 1].to(device),
                                           noise.to(device)))
-        return {"val_loss": total / cfg.val_samples}
+        out = {"val_loss": total / cfg.val_samples}
+        if adv_stats:
+            out["disc_loss"] = float(np.mean([d for d, _ in adv_stats]))
+            out["adv_balance"] = float(np.mean([w for _, w in adv_stats]))
+            adv_stats.clear()
+        return out
 
     if args.init is not None and run.step == 0:  # the bar a continuation has to beat, on the same triples
         with run.ema_weights():  # the EMA equals the weights here; this gives eval mode and no graph
             log({"step": 0, "event": "init_val", **evaluate()})
 
     batches = BatchPrefetch(lambda step: make_batch(train, step, cfg, model, T), device.type != "cpu")
+    first_step = run.step  # of the discriminator's training: it learns alone for cfg.disc_start steps from here
+    if cfg.adv_weight > 0:
+        run.adversary = Adversary(cfg, device)
+        saved = args.out / "checkpoint" / DISCRIMINATOR
+        if args.resume and saved.exists():
+            run.adversary.load(saved)
+            first_step = 0
+            log(f"discriminator resumed from {saved}")
 
     def loss_at(step: int) -> torch.Tensor:
         x0, cond, t, noise = batches(step)
-        return diffusion_loss(model, sched, x0.to(device), cond.to(device), t.to(device), noise.to(device), cfg.snr_gamma)
+        x0, cond, t, noise = x0.to(device), cond.to(device), t.to(device), noise.to(device)
+        if run.adversary is None:
+            return diffusion_loss(model, sched, x0, cond, t, noise, cfg.snr_gamma)
+        rec, est = diffusion_loss(model, sched, x0, cond, t, noise, cfg.snr_gamma, estimate=True)
+        judged = cond.geometry_mask & (t >= cfg.adv_t_min * T) & (t < cfg.adv_t_max * T)  # D reads the semantic map
+        if not bool(judged.any()):
+            return rec
+        rng = np.random.default_rng([cfg.seed, step, 1])
+        real, fake, semantic, style = judged_views(codec, x0, est, cond, judged, cfg, rng)
+        d_loss = run.adversary.step(real, fake, semantic, style)
+        if step < first_step + cfg.disc_start:  # the discriminator learns first
+            adv_stats.append((d_loss, 0.0))
+            return rec
+        g_adv, _ = run.adversary.generator_losses(real, fake, semantic, style)
+        weight = balanced(rec, g_adv, model.unet.conv_out.weight)
+        adv_stats.append((d_loss, float(weight)))
+        return rec + cfg.adv_weight * weight * g_adv
 
     def take_new_samples(step: int) -> None:
         new = sorted(set(cache_files(train_dir)) - set(train_paths))
         if new:  # a cache still being built in the background: take what is finished
             added = ImageDataset.load(new)
-            added = to_latent(added) if latent else added
+            added = added.in_model_space(codec, train_dir, device) if latent else added
             train.samples += (added.guided(codec, device) if model.config["first_guess_condition"] else added).samples
             train_paths.extend(new)
             batches.invalidate()  # as a run without the prefetch (or a resumed one) would draw it
