@@ -77,13 +77,57 @@ DISCRIMINATOR = "discriminator.safetensors"  # in OUT/checkpoint, beside the dec
 
 
 class AdversarialTraining(EmaTraining):
-    """EmaTraining whose checkpoints also hold the adversary (when there is one)."""
+    """EmaTraining whose checkpoints also hold the adversary (when there is one), with the adversarial
+    part of a trainer's loss: attach_adversary once, then adversarial_loss in each step's loss and
+    adversarial_figures in the validation figures."""
 
     adversary: Adversary | None = None
+    _adv_joins: int = 0
+    """the step from which the generator trains against the adversary"""
+    _adv_stats: list[tuple[float, float]] | None = None
 
     def save_more(self, folder: Path) -> None:
         if self.adversary is not None:
             self.adversary.save(folder / DISCRIMINATOR)
+
+    def attach_adversary(self, cfg, device: torch.device, resume: bool) -> None:
+        """A new adversary (cfg: disc_width, disc_lr), or with `resume` the one saved in OUT/checkpoint.
+        A new one learns alone for cfg.disc_start steps from the current step."""
+        self.adversary = Adversary(cfg, device)
+        self._adv_joins = self.step + cfg.disc_start
+        self._adv_stats = []
+        saved = self.out / "checkpoint" / DISCRIMINATOR
+        if resume and saved.exists():
+            self.adversary.load(saved)
+            self._adv_joins = 0  # it has learned already
+            self.log(f"discriminator resumed from {saved}")
+
+    def adversarial_loss(self, rec: torch.Tensor, real: torch.Tensor, fake: torch.Tensor, semantic: torch.Tensor,
+                         style: torch.Tensor, step: int, last: torch.Tensor, cfg, fm_weight: float = 0.0
+                         ) -> torch.Tensor:
+        """rec (the trainer's own loss) plus, once the discriminator has learned alone for cfg.disc_start
+        steps, cfg.adv_weight x the hinge generator loss balanced against rec at parameter `last` (and
+        fm_weight x feature matching); the discriminator takes one step on (real, fake) first. real / fake
+        float [N, 3, H, W] (fake with its graph), semantic long [N, h, w], style float [N, STYLE_FEATURES]."""
+        d_loss = self.adversary.step(real, fake, semantic, style)
+        if step < self._adv_joins:
+            self._adv_stats.append((d_loss, 0.0))
+            return rec
+        g_adv, fm = self.adversary.generator_losses(real, fake, semantic, style)
+        weight = balanced(rec, g_adv, last)
+        self._adv_stats.append((d_loss, float(weight)))
+        return rec + fm_weight * fm + cfg.adv_weight * weight * g_adv
+
+    def adversarial_figures(self) -> dict:
+        """{"disc_loss", "adv_balance"}: the discriminator's mean loss and the mean balance weight since the
+        last call ({} without an adversary or steps)."""
+        stats = self._adv_stats or []
+        if self._adv_stats is not None:
+            self._adv_stats = []
+        if not stats:
+            return {}
+        return {"disc_loss": float(sum(d for d, _ in stats) / len(stats)),
+                "adv_balance": float(sum(w for _, w in stats) / len(stats))}
 
 
 def balanced(rec: torch.Tensor, adv: torch.Tensor, last: torch.Tensor) -> torch.Tensor:

@@ -61,7 +61,7 @@ from ..eval.image_metrics import laplacian_energy
 from ..models.geometry_decoder import GeometryDecoder
 from ..models.image_autoencoder import downsample_factor, load_autoencoder
 from ..models.image_condition import ImageCondition
-from .adversarial import DISCRIMINATOR, Adversary, AdversarialTraining, balanced
+from .adversarial import AdversarialTraining
 from .common import RunLog, add_config_args, apply_config_args
 from .image_autoencoder import psnr
 
@@ -258,15 +258,8 @@ def main(argv: list[str] | None = None) -> None:
         start = (GeometryDecoder.extended(GeometryDecoder.from_pretrained(args.init), **options).train()
                  if args.init is not None else GeometryDecoder.from_autoencoder(ae, **options))
         run = AdversarialTraining(args.out, log, cfg, start, device, args.max_minutes)
-    first_step = run.step  # of the discriminator's training: it learns alone for cfg.disc_start steps from here
     if cfg.adv_weight > 0:
-        run.adversary = Adversary(cfg, device)
-        saved = args.out / "checkpoint" / DISCRIMINATOR
-        if args.resume and saved.exists():
-            run.adversary.load(saved)
-            first_step = 0
-            log(f"discriminator resumed from {saved}")
-    adv_stats: list[tuple[float, float]] = []  # (discriminator loss, balance weight) since the last evaluation
+        run.attach_adversary(cfg, device, args.resume)
     dec = run.model
     log({"event": "start", "step": run.step, "train_scenes": len(train), "val_scenes": len(val), "latent_std": z_std,
          "params": sum(p.numel() for p in dec.parameters()), "threads": torch.get_num_threads(),
@@ -285,19 +278,10 @@ def main(argv: list[str] | None = None) -> None:
         y = dec(z.to(device), cond, noise_seed=noise_seed)
         x = x.to(device)
         rec = (y - x).abs().mean() + F.mse_loss(y, x)
-        adv = run.adversary
-        if adv is None:
+        if run.adversary is None:
             return rec
-        semantic = cond.semantic.flatten(0, 1)
-        style = cond.view_styles()
-        d_loss = adv.step(x, y, semantic, style)
-        if step < first_step + cfg.disc_start:  # the discriminator learns first
-            adv_stats.append((d_loss, 0.0))
-            return rec
-        g_adv, fm = adv.generator_losses(x, y, semantic, style)
-        weight = balanced(rec, g_adv, dec.decoder.conv_out.weight)
-        adv_stats.append((d_loss, float(weight)))
-        return rec + cfg.fm_weight * fm + cfg.adv_weight * weight * g_adv
+        return run.adversarial_loss(rec, x, y, cond.semantic.flatten(0, 1), cond.view_styles(), step,
+                                    dec.decoder.conv_out.weight, cfg, cfg.fm_weight)
 
     def loss_at(step: int) -> torch.Tensor:
         rng = np.random.default_rng([cfg.seed, step])
@@ -360,10 +344,7 @@ def main(argv: list[str] | None = None) -> None:
             out[f"val_psnr_{name}"] = psnr(y.cpu(), vx.cpu())
             out[f"val_sharpness_{name}"] = laplacian_energy(y) / vx_detail
         out["val_loss"] = float(np.mean([out[f"val_loss_{name}"] for name in vlatents]))
-        if adv_stats:
-            out["disc_loss"] = float(np.mean([d for d, _ in adv_stats]))
-            out["adv_balance"] = float(np.mean([w for _, w in adv_stats]))
-            adv_stats.clear()
+        out.update(run.adversarial_figures())
         return out
 
     if run.step == 0:  # the starting decoder's figures on the same views: the bar to beat

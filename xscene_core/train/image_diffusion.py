@@ -50,7 +50,7 @@ import torch
 from ..data.image_dataset import LOOKS, ImageDataset, add_styles_arg, cache_dir, cache_files
 from ..models.image_condition import ImageCondition
 from ..models.image_diffusion import PRESETS, ImageCodec, ImageDiffusion, diffusion_loss
-from .adversarial import DISCRIMINATOR, Adversary, AdversarialTraining, balanced
+from .adversarial import AdversarialTraining
 from .common import RunLog, add_config_args, apply_config_args
 
 
@@ -309,8 +309,6 @@ def main(argv: list[str] | None = None) -> None:
     vt = torch.linspace(0, T - 1, cfg.val_samples).long()
     vgen = torch.Generator().manual_seed(12345)
 
-    adv_stats: list[tuple[float, float]] = []  # (discriminator loss, balance weight) since the last evaluation
-
     def evaluate() -> dict:
         total = 0.0
         vgen.manual_seed(12345)
@@ -320,26 +318,15 @@ def main(argv: list[str] | None = None) -> None:
             noise = torch.randn(x0.shape, generator=vgen)
             total += float(diffusion_loss(model, sched, x0.to(device), cond.to(device), vt[i:i + 1].to(device),
                                           noise.to(device)))
-        out = {"val_loss": total / cfg.val_samples}
-        if adv_stats:
-            out["disc_loss"] = float(np.mean([d for d, _ in adv_stats]))
-            out["adv_balance"] = float(np.mean([w for _, w in adv_stats]))
-            adv_stats.clear()
-        return out
+        return {"val_loss": total / cfg.val_samples, **run.adversarial_figures()}
 
     if args.init is not None and run.step == 0:  # the bar a continuation has to beat, on the same triples
         with run.ema_weights():  # the EMA equals the weights here; this gives eval mode and no graph
             log({"step": 0, "event": "init_val", **evaluate()})
 
     batches = BatchPrefetch(lambda step: make_batch(train, step, cfg, model, T), device.type != "cpu")
-    first_step = run.step  # of the discriminator's training: it learns alone for cfg.disc_start steps from here
     if cfg.adv_weight > 0:
-        run.adversary = Adversary(cfg, device)
-        saved = args.out / "checkpoint" / DISCRIMINATOR
-        if args.resume and saved.exists():
-            run.adversary.load(saved)
-            first_step = 0
-            log(f"discriminator resumed from {saved}")
+        run.attach_adversary(cfg, device, args.resume)
 
     def loss_at(step: int) -> torch.Tensor:
         x0, cond, t, noise = batches(step)
@@ -352,14 +339,7 @@ def main(argv: list[str] | None = None) -> None:
             return rec
         rng = np.random.default_rng([cfg.seed, step, 1])
         real, fake, semantic, style = judged_views(codec, x0, est, cond, judged, cfg, rng)
-        d_loss = run.adversary.step(real, fake, semantic, style)
-        if step < first_step + cfg.disc_start:  # the discriminator learns first
-            adv_stats.append((d_loss, 0.0))
-            return rec
-        g_adv, _ = run.adversary.generator_losses(real, fake, semantic, style)
-        weight = balanced(rec, g_adv, model.unet.conv_out.weight)
-        adv_stats.append((d_loss, float(weight)))
-        return rec + cfg.adv_weight * weight * g_adv
+        return run.adversarial_loss(rec, real, fake, semantic, style, step, model.unet.conv_out.weight, cfg)
 
     def take_new_samples(step: int) -> None:
         new = sorted(set(cache_files(train_dir)) - set(train_paths))
