@@ -315,7 +315,8 @@ class ImageDataset:
 
         def one(s: ImageSample) -> ImageSample:
             kept = None if store is None or s.source is None else Path(store) / s.source.name
-            stamp = None if kept is None else np.array([s.source.stat().st_mtime_ns, s.source.stat().st_size])
+            st = None if kept is None else s.source.stat()
+            stamp = None if st is None else np.array([st.st_mtime_ns, st.st_size])
             if kept is not None and kept.exists():
                 with np.load(kept) as d:
                     if np.array_equal(d["stamp"], stamp):

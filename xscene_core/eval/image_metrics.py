@@ -42,7 +42,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -197,10 +197,8 @@ def measure_images(n_chunks: int = 6, seed: int = 0, checkpoint: str | Path | No
         at_size = view_condition_arrays(views.semantic, views.depth, chunk.layout, views.rig, size)
         target = at_size.semantic                                          # [V, h, w] at the judge's size
         gen = resize_images(generated.images, size, smooth=False)
-        blind = cond.without_geometry()
-        if blind.guide is not None:  # a first guess is drawn from the geometry: redrawn without it for the floor
-            blind = replace(blind, guide=stage.codec.first_guess(blind).cpu())
-        nogeo = resize_images(stage.generate(blind, seed=s), size, smooth=False)
+        # a first guess is drawn from the geometry: redrawn without it for the floor
+        nogeo = resize_images(stage.generate(stage.with_guide(cond.without_geometry()), seed=s), size, smooth=False)
         prev = resize_images(preview.images, size, smooth=False)
         compared = [("gen", gen), ("preview", prev)]
         native = stage.codec.image_size

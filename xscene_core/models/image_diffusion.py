@@ -468,7 +468,7 @@ class ImageCodec:
             from .image_autoencoder import downsample_factor, load_autoencoder
 
             path = self.vae_folder()
-            self._vae = load_autoencoder(path)
+            self._vae = load_autoencoder(path).requires_grad_(False)  # frozen: decode_tensor passes gradients through
             if downsample_factor(self._vae) != self.image_size[0] // self.size[0]:
                 raise ValueError(f"{path}/vae downsamples {downsample_factor(self._vae)}x, the model expects "
                                  f"vae_factor {self.config.get('vae_factor', 8)}")
@@ -516,7 +516,7 @@ class ImageCodec:
         the model's estimates (train.image_diffusion --adv-weight) back-propagates through."""
         if self.config["space"] == "pixel":
             return x
-        vae = self._autoencoder().to(x.device).requires_grad_(False)
+        vae = self._autoencoder().to(x.device)
         return vae.decode(x / self.config["vae_scale"]).sample
 
     @torch.no_grad()

@@ -126,12 +126,17 @@ class MultiViewStage:
             look = Style.from_description(description)
             style = style_features(look.time_of_day, look.weather)
         ref = self.codec.encode(reference.images).numpy() if reference is not None else None
-        cond = ImageCondition.collate([arrays], [text], [ref], [T_ref_new if reference is not None else None],
-                                      self.model.image_channels, self.model.config["max_boxes"], [style],
-                                      self.model.config["geometry_stride"])
-        if self.model.config["first_guess_condition"]:
-            cond = replace(cond, guide=self.codec.first_guess(cond).cpu())
-        return cond
+        return self.with_guide(ImageCondition.collate(
+            [arrays], [text], [ref], [T_ref_new if reference is not None else None], self.model.image_channels,
+            self.model.config["max_boxes"], [style], self.model.config["geometry_stride"]))
+
+    def with_guide(self, cond: ImageCondition) -> ImageCondition:
+        """cond with the first-guess views of its own geometry (ImageCodec.first_guess) for a model with
+        first_guess_condition (a guide it held is drawn again: after without_geometry, say); as it is
+        for any other model."""
+        if not self.model.config["first_guess_condition"]:
+            return cond
+        return replace(cond, guide=self.codec.first_guess(cond).cpu())
 
     def sample(self, cond: ImageCondition, seed: int = 0,
                step_callback: Callable[[int, int], object] | None = None) -> torch.Tensor:

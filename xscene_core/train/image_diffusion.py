@@ -180,21 +180,23 @@ def grown_input(saved: torch.Tensor, own: torch.Tensor) -> bool:
             and own.shape[1] > saved.shape[1])
 
 
+def spread(n: int, k: int) -> list[int]:
+    """Up to k indices evenly spread over range(n), first and last included."""
+    return [int(i) for i in np.unique(np.linspace(0, n - 1, min(k, n)).round().astype(int))]
+
+
 def residual_scale(data: ImageDataset, scenes: int = 16) -> float:
     """1 / std of (looks - first guess) in the model space over up to `scenes` evenly spread scenes of a
     `guided`, encoded dataset: the scale of a first_guess_residual model."""
-    picks = np.unique(np.linspace(0, len(data) - 1, min(scenes, len(data))).round().astype(int))
-    r = np.concatenate([np.asarray(data.samples[int(i)].preview, np.float32) - np.asarray(data.samples[int(i)].guide,
-                                                                                          np.float32)
-                        for i in picks])
+    picks = [data.samples[i] for i in spread(len(data), scenes)]
+    r = np.concatenate([np.asarray(s.preview, np.float32) - np.asarray(s.guide, np.float32) for s in picks])
     return float(1.0 / max(float(r.std()), 1e-6))
 
 
 def latent_scale(codec: ImageCodec, data: ImageDataset, scenes: int = 16) -> float:
     """1 / std of the autoencoder's latents (before any scale) over the preview views of up to `scenes`
     evenly spread training scenes."""
-    picks = np.unique(np.linspace(0, len(data) - 1, min(scenes, len(data))).round().astype(int))
-    images = np.concatenate([data.samples[int(i)].preview[0] for i in picks])           # [N, H, W, 3]
+    images = np.concatenate([data.samples[i].preview[0] for i in spread(len(data), scenes)])   # [N, H, W, 3]
     scale = codec.config["vae_scale"]
     z = codec.encode_tensor(torch.from_numpy(images).float().permute(0, 3, 1, 2) / 127.5 - 1) / scale
     return float(1.0 / z.std().clamp(min=1e-6))
@@ -285,16 +287,24 @@ def main(argv: list[str] | None = None) -> None:
         run = AdversarialTraining(args.out, log, cfg, model, device, args.max_minutes)
     model = run.model
     codec = ImageCodec(model)
-    if latent:  # the autoencoder is frozen: encode every look once (or read the last run's), not at every step
-        train, val = train.in_model_space(codec, train_dir, device), val.in_model_space(codec, val_dir, device)
+
+    def prepared(data: ImageDataset, folder: Path) -> ImageDataset:
+        """The cached scenes as the model trains on them."""
+        if latent:  # the autoencoder is frozen: encode every look once (or read the last run's), not at every step
+            data = data.in_model_space(codec, folder, device)
+        if model.config["first_guess_condition"]:  # the first guess depends on no look: drawn once per scene
+            data = data.guided(codec, device)
+        return data
+
+    train, val = prepared(train, train_dir), prepared(val, val_dir)
+    if latent:
         log({"event": "encoded", "train_scenes": len(train), "val_scenes": len(val)})
-    if model.config["first_guess_condition"]:  # the first guess depends on no look: drawn once per scene
-        train, val = train.guided(codec, device), val.guided(codec, device)
+    if model.config["first_guess_condition"]:
         log({"event": "guided", "train_scenes": len(train), "val_scenes": len(val)})
-        if model.config["first_guess_residual"] and run.step == 0:  # a resumed run keeps its scale
-            scale = init_cfg.get("residual_scale") if init_cfg.get("first_guess_residual") else None
-            model.config["residual_scale"] = scale or residual_scale(train)
-            log({"event": "residual_scale", "residual_scale": model.config["residual_scale"], "from_init": bool(scale)})
+    if model.config["first_guess_residual"] and run.step == 0:  # a resumed run keeps its scale
+        scale = init_cfg.get("residual_scale") if init_cfg.get("first_guess_residual") else None
+        model.config["residual_scale"] = scale or residual_scale(train)
+        log({"event": "residual_scale", "residual_scale": model.config["residual_scale"], "from_init": bool(scale)})
     sched = model.scheduler("ddpm")
     T = sched.config.num_train_timesteps
     log({"event": "start", "step": run.step, "preset": args.preset, "train_scenes": len(train), "val_scenes": len(val),
@@ -344,9 +354,7 @@ def main(argv: list[str] | None = None) -> None:
     def take_new_samples(step: int) -> None:
         new = sorted(set(cache_files(train_dir)) - set(train_paths))
         if new:  # a cache still being built in the background: take what is finished
-            added = ImageDataset.load(new)
-            added = added.in_model_space(codec, train_dir, device) if latent else added
-            train.samples += (added.guided(codec, device) if model.config["first_guess_condition"] else added).samples
+            train.samples += prepared(ImageDataset.load(new), train_dir).samples
             train_paths.extend(new)
             batches.invalidate()  # as a run without the prefetch (or a resumed one) would draw it
             log({"step": step, "train_scenes": len(train)})
