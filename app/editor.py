@@ -18,6 +18,7 @@ import numpy as np
 
 from xscene_core import semantics
 from xscene_core.generator import DEFAULT_DESCRIPTION
+from xscene_core.llm.scene_text import description_following
 from xscene_core.ops.graph_sync import graph_following
 from xscene_core.ops.lane_edit import bend_lane
 from xscene_core.session import Session
@@ -443,7 +444,10 @@ class EditorSession:
             for index, layout in edits.items():
                 old = world[index]
                 if old.occupancy is None:
-                    new = ctx.gen.from_layout(layout, old.description, seed, "none", ctx.progress)
+                    d = old.description  # follows the edit, as Generator.edit has it follow
+                    if d is not None and old.graph is not None and old.layout is not None:
+                        d = description_following(d, old.graph, graph_following(old.graph, layout, old.layout))
+                    new = ctx.gen.from_layout(layout, d, seed, "none", ctx.progress)
                     graph = (graph_following(old.graph, new.layout, old.layout)
                              if old.graph is not None and old.layout is not None else None)
                     new = replace(new, graph=graph, T_world_chunk=old.T_world_chunk)

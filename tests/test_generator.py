@@ -79,6 +79,21 @@ def test_edit_moves_a_box_and_keeps_everything_else(gen, chunk):
     assert np.allclose(node.location, moved.center[:2], atol=0.051)
 
 
+def test_a_deleted_box_leaves_the_description_too(gen, chunk):
+    """The description follows the hand edit, so the captions the models read name no deleted car."""
+    def cars(description) -> int:
+        return sum(int(thing.split()[0]) for thing, _ in description.foreground if thing.endswith(("car", "cars")))
+
+    i = next(k for k, b in enumerate(chunk.layout.boxes) if b.class_name == "car")
+    fewer = replace(chunk.layout, boxes=chunk.layout.boxes[:i] + chunk.layout.boxes[i + 1:])
+    result = gen.edit(chunk, fewer, seed=3, images="none")
+    assert cars(chunk.description) >= 1 and cars(result.chunk.description) == cars(chunk.description) - 1
+    assert result.chunk.description.caption() != chunk.description.caption()
+    assert result.chunk.description.time_of_day == chunk.description.time_of_day
+    kept = gen.edit(chunk, fewer, seed=3, images="none", description=chunk.description)  # a given one is used as is
+    assert kept.chunk.description == chunk.description
+
+
 def test_extend_twice_stitch_and_lift(gen, chunk):
     world = gen.new_world(replace(chunk))
     east = gen.extend(world, ChunkIndex(0, 0), "east", seed=1, images="preview")

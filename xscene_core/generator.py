@@ -260,7 +260,9 @@ class Generator:
              progress: ProgressFn | None = None) -> EditResult:
         """The chunk with a new layout (boxes moved, added, removed; lanes changed): only the latent cells
         within `margin` metres of what changed are resampled, every voxel outside that region is kept; then
-        the views are rendered again. A new description alone re-renders without touching the voxels."""
+        the views are rendered again. The scene graph follows the edit, and so does the description unless
+        one is given (llm.scene_text.description_following). A new description alone re-renders without
+        touching the voxels."""
         from .ops.graph_sync import graph_following
         from .ops.layout_diff import change_distance, layout_change
 
@@ -275,8 +277,14 @@ class Generator:
             layout = with_road_map(layout, d, force=True)
             change = layout_change(chunk.layout, layout)
         region = change_distance(change, stage.grid) <= margin
-        # the graph follows the boxes and lanes, so a later edit in words starts from what is there
+        # the graph follows the boxes and lanes, so a later edit in words starts from what is there; and
+        # the description with it (unless one was given), so the captions the occupancy and image models
+        # read, and the text the page shows, name no deleted object
         graph = graph_following(chunk.graph, layout, chunk.layout, stage.grid) if chunk.graph is not None else None
+        if description is None and d is not None and graph is not None:
+            from .llm.scene_text import description_following
+
+            d = description_following(d, chunk.graph, graph)
         new = replace(chunk, layout=layout, description=d, graph=graph)
         if region.any():
             triplane = chunk.triplane if chunk.triplane is not None else stage.encode(chunk.occupancy)

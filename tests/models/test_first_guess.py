@@ -92,6 +92,32 @@ def test_the_stage_starts_from_the_codec_first_guess_where_the_config_says(folde
         MultiViewStage(elsewhere, threads=None).sample(cond, seed=1)
 
 
+def test_a_guess_with_injected_noise_follows_the_sampling_seed(folder, tmp_path):
+    """A first-guess decoder trained as a conditional GAN (--noise-injection) draws other views for
+    another seed; the stage draws the guess with its sampling seed, so a seed still fixes the sample."""
+    import shutil
+
+    from xscene_core.models.geometry_decoder import load_geometry_decoder
+    from xscene_core.stages.multiview import MultiViewStage
+
+    shutil.copytree(folder / "vae", tmp_path / "vae")
+    noisy = GeometryDecoder.extended(load_geometry_decoder(folder, FIRST_GUESS), noise_injection=True)
+    with torch.no_grad():
+        for scale in noisy.noise_scale:
+            scale.fill_(0.5)
+    noisy.save_pretrained(tmp_path / FIRST_GUESS)
+    guess = load_geometry_decoder(tmp_path, FIRST_GUESS)
+    cond = condition()
+    with torch.no_grad():
+        assert torch.equal(guess.draw(cond, 3), guess.draw(cond, 3))
+        assert float((guess.draw(cond, 3) - guess.draw(cond, 4)).abs().mean()) > 1e-3
+    m = model(tmp_path, first_guess_strength=0.4)
+    stage = MultiViewStage(m, threads=None)
+    for seed in (3, 4):
+        assert torch.equal(stage.sample(cond, seed=seed),
+                           m.sample(cond, seed=seed, start=stage.codec.first_guess(cond, seed), strength=0.4))
+
+
 def test_the_trainer_with_blank_latents_trains_and_validates_the_regression_only(tmp_path):
     from xscene_core.train.geometry_decoder import main
 

@@ -67,3 +67,34 @@ def test_a_graph_whose_ids_are_not_the_layouts_is_left_as_it_is():
     chunk = world.chunk(*world.find_location("downtown"))
     moved = replace(chunk.layout, boxes=chunk.layout.boxes[1:])
     assert graph_following(chunk.graph, moved, chunk.layout) is chunk.graph
+
+
+def test_the_description_follows_the_graph_so_no_entry_names_a_deleted_box(graph_and_layout):
+    """After a hand edit the description's foreground is written again from the followed graph: a deleted
+    car leaves its group one smaller, an added box is counted, colours and style are kept."""
+    import re
+
+    from xscene_core.data.world import SyntheticWorld
+    from xscene_core.llm.scene_text import description_following
+
+    graph, layout, _ = graph_and_layout
+    world = SyntheticWorld(5)
+    description = world.chunk(*world.find_location("downtown")).description
+    assert description_following(description, graph, graph) is description  # a graph that did not follow
+
+    def count(d, cls: str) -> int:
+        return sum(int(thing.split()[0]) for thing, _ in d.foreground if re.search(rf"\b{cls}s?$", thing))
+
+    gone = next(b for b in layout.boxes if b.class_name == "car")
+    edited = replace(layout, boxes=tuple(b for b in layout.boxes if b is not gone) + (
+        Box((5.0, 2.0, 0.8), (4.5, 1.9, 1.6), 0.0, gone.label, "parked", "user_0"),
+        Box((8.0, 2.0, 0.8), (4.5, 1.9, 1.6), 0.0, gone.label, "parked", "user_1")))
+    after = description_following(description, graph, graph_following(graph, edited, layout))
+    assert count(after, "car") == count(description, "car") + 1
+    assert count(after, "pedestrian") == count(description, "pedestrian")
+    n = len(graph.objects) + 1
+    assert f"{n} objects" in after.layout and f"{n} objects" not in description.layout
+    assert (after.time_of_day, after.weather, after.environment, after.background) == \
+           (description.time_of_day, description.weather, description.environment, description.background)
+    colours = {thing.split(" ", 1)[1] for thing, _ in description.foreground}
+    assert {thing.split(" ", 1)[1] for thing, _ in after.foreground if "car" in thing} - {"cars", "car"} <= colours

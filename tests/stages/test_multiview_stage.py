@@ -146,7 +146,7 @@ def test_a_sample_finished_by_another_decoder_is_that_decoders_call(chunk_views,
     assert not np.array_equal(finished.images, images.images)
 
 
-def test_the_cli_writes_the_views_and_the_three_mosaics(geometry_decoded, tmp_path):
+def test_the_cli_writes_the_views_and_the_mosaics(geometry_decoded, tmp_path):
     from PIL import Image
 
     from xscene_core.stages.multiview import main
@@ -158,5 +158,12 @@ def test_the_cli_writes_the_views_and_the_three_mosaics(geometry_decoded, tmp_pa
         assert Image.open(out / f"{name}.png").size[0] > 56
     assert len(list(out.glob("CAM_*.png"))) == 6
     assert not np.array_equal(np.asarray(Image.open(out / "mosaic.png")), np.asarray(Image.open(out / "plain_decoder_mosaic.png")))
+    assert not (out / "first_guess_mosaic.png").exists()  # sampled from noise: no guess to show
+    import shutil
+
+    shutil.copytree(tmp_path / "ae" / "geometry_decoder", tmp_path / "ae" / "first_guess")
+    main(["--out", str(tmp_path / "guessed"), "--checkpoint", str(tmp_path / "model"), "--size", "32", "56",
+          "--environment", "downtown", "--time", "night", "--weather", "rainy", "--first-guess-strength", "0.5"])
+    assert Image.open(tmp_path / "guessed" / "first_guess_mosaic.png").size == Image.open(out / "mosaic.png").size
     with pytest.raises(SystemExit):
         main(["--out", str(out), "--time", "night"])  # --time without --weather

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -230,6 +230,29 @@ class Scene:
             objects.append(SceneObject(n, colour, pos, tuple(stated)))
         return cls(description.time_of_day, description.weather, description.environment, surface, road,
                    tuple(objects), description.background)
+
+
+def description_following(description: SceneDescription, before: SceneGraph, graph: SceneGraph) -> SceneDescription:
+    """`description` after its graph `before` became `graph` (ops.graph_sync.graph_following: boxes or
+    lanes edited by hand), so no foreground entry names an object that was deleted or misses one that was
+    added: the foreground entries, road condition, layout summary and abstract are written again from
+    `graph`. An object keeps the colour its entry gave it, and its stated position and relations while
+    they still hold; style, road surface and background are kept. `graph is before` (a graph that could
+    not follow) gives `description` back as it is."""
+    if graph is before:
+        return description
+    old = Scene.from_description(description, before)
+    known = {o.node_id: o for o in old.objects}
+    objects = []
+    for n in graph.objects:
+        o = known.get(n.node_id)
+        if o is None:  # added in the editor: the text knows nothing of it
+            objects.append(SceneObject(n))
+            continue
+        held = {(r.predicate, r.object) for r in graph.relations_of(n.node_id)}
+        pos = o.stated_position if o.stated_position and position_matches(o.stated_position, n.position) else None
+        objects.append(SceneObject(n, o.colour, pos, tuple(r for r in o.stated if (r.predicate, r.target) in held)))
+    return replace(old, road=Road(graph.lanes, graph.areas), objects=tuple(objects)).description()
 
 
 def _graph_relation(graph: SceneGraph, node: ObjectNode, rs: RelationSpec) -> str | None:

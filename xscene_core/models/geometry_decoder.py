@@ -131,13 +131,14 @@ class GeometryDecoder(ModelMixin, ConfigMixin):
                 x = x + self.noise_scale[k].view(1, -1, 1, 1) * noise
         return d.conv_out(d.conv_act(d.conv_norm_out(x)))
 
-    def draw(self, cond: ImageCondition) -> torch.Tensor:
+    def draw(self, cond: ImageCondition, noise_seed: int = 0) -> torch.Tensor:
         """The views of `cond` (B scenes of V views; latent grid cond.image_size) from their geometry and
         style alone: the decoder on all-zero latents -> RGB float [B*V, 3, H, W] in about [-1, 1]. What a
-        decoder trained with train.geometry_decoder --p-blank 1 (a geometry-to-image regression) is for."""
+        decoder trained with train.geometry_decoder --p-blank 1 (a geometry-to-image regression, or with
+        --noise-injection and --adv-weight a conditional GAN) is for. noise_seed: as in forward."""
         z = torch.zeros(cond.batch_size * cond.num_views, self.config.latent_channels, *cond.image_size,
                         device=cond.semantic.device)
-        return self(z, cond)
+        return self(z, cond, noise_seed=noise_seed)
 
 
 def load_geometry_decoder(path: str | Path, subfolder: str = SUBFOLDER) -> GeometryDecoder:

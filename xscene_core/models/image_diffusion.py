@@ -482,10 +482,11 @@ class ImageCodec:
         return self._geometry_decoder
 
     @torch.no_grad()
-    def first_guess(self, cond: ImageCondition) -> torch.Tensor:
+    def first_guess(self, cond: ImageCondition, noise_seed: int = 0) -> torch.Tensor:
         """float [B, V, C, h, w] in the model space: the views of `cond` drawn from their geometry and
-        style by the first-guess decoder (vae_path/first_guess, models.geometry_decoder.GeometryDecoder.draw),
-        encoded; where a sampler with a start strength below 1 begins (ImageDiffusion.sample)."""
+        style by the first-guess decoder (vae_path/first_guess, models.geometry_decoder.GeometryDecoder.draw;
+        noise_seed seeds its injected noise, if it has any), encoded; where a sampler with a start strength
+        below 1 begins (ImageDiffusion.sample)."""
         if self.config["space"] != "latent":
             raise ValueError("first_guess: a pixel-space model has no autoencoder folder to hold it")
         if self._first_guess is None:
@@ -493,7 +494,7 @@ class ImageCodec:
 
             self._first_guess = load_geometry_decoder(self.vae_folder(), FIRST_GUESS)
         device = cond.semantic.device
-        rgb = self._first_guess.to(device).draw(cond).clamp(-1, 1)
+        rgb = self._first_guess.to(device).draw(cond, noise_seed).clamp(-1, 1)
         return self.encode_tensor(rgb).view(cond.batch_size, cond.num_views, -1, *cond.image_size)
 
     @torch.no_grad()

@@ -155,7 +155,8 @@ class MultiViewStage:
             strength = self.first_guess_strength
             start = None
             if strength < 1:  # a guided model's condition holds the guess already
-                start = cond.guide if cond.guide is not None else self.codec.first_guess(cond.to(self.model.device))
+                start = (cond.guide if cond.guide is not None else
+                         self.codec.first_guess(cond.to(self.model.device), noise_seed=seed))
             return self.model.sample(cond, seed, self.guidance_scale, self.num_inference_steps, callback=on_step,
                                      guidance_rescale=self.guidance_rescale, start=start, strength=strength)
         except SamplingInterrupted as stop:
@@ -264,13 +265,20 @@ def main(argv: list[str] | None = None) -> None:
     paths = images.save(out)
     Image.fromarray(_mosaic(images.images, views.rig.names)).save(out / "mosaic.png")
     Image.fromarray(_mosaic(preview.images, views.rig.names)).save(out / "preview_mosaic.png")
-    written = "mosaic.png and preview_mosaic.png"
+    written = ["mosaic.png", "preview_mosaic.png"]
     if stage.codec.use_geometry_decoder:  # the same sample through the plain decoder, to compare
         plain = MultiViewStage(stage.model, geometry_decoder=False).finish(cond, sample, views.rig, args.seed)
         Image.fromarray(_mosaic(plain.images, views.rig.names)).save(out / "plain_decoder_mosaic.png")
-        written = "mosaic.png (geometry-aware decoder), plain_decoder_mosaic.png and preview_mosaic.png"
+        written = ["mosaic.png (geometry-aware decoder)", "plain_decoder_mosaic.png", "preview_mosaic.png"]
+    if stage.first_guess_strength < 1:  # where the sampler started (the guess as its latents decode)
+        guess = stage.codec.decode(stage.codec.first_guess(cond.to(stage.model.device), args.seed)[0])
+        cam = views.rig.cameras[0]
+        Image.fromarray(_mosaic(resize_images(guess, (cam.height, cam.width), smooth=True), views.rig.names)
+                        ).save(out / "first_guess_mosaic.png")
+        written.append("first_guess_mosaic.png")
     d = chunk.description
-    print(f"{d.time_of_day} {d.weather} {d.environment}: wrote {len(paths)} views, {written} under {out}")
+    print(f"{d.time_of_day} {d.weather} {d.environment}: wrote {len(paths)} views, "
+          f"{', '.join(written)} under {out}")
 
 
 if __name__ == "__main__":
