@@ -39,6 +39,27 @@ def test_edit_a_box_then_regenerate(page):
     shot(page, "edit_box_regenerated")
 
 
+def test_a_deleted_car_leaves_the_description(page):
+    """Delete a car, regenerate: the description tab counts one car fewer (its captions name no deleted car)."""
+    import re
+
+    def cars() -> int:
+        tab(page, "Description & graph")
+        text = page.inner_text("#description .cm-content")
+        return sum(int(n) for n in re.findall(r'"(\d+) [a-z ]*?cars?"', text))
+
+    before = cars()
+    assert before >= 1
+    tab(page, "Edit")
+    chosen = next(name for name in (pick(page, "box", k) for k in range(40)) if ": car" in name)  # by track id
+    click(page, "delete-box")
+    wait_message(page, "press Regenerate")
+    click(page, "regenerate")
+    assert wait_job(page) == "done", page.inner_text("#progress")
+    assert cars() == before - 1, chosen
+    shot(page, "description_after_delete", settle_s=1)
+
+
 def test_pending_edits_undo_one_at_a_time_and_lane_handles(page):
     tab(page, "Edit")
     pick(page, "box", 0)

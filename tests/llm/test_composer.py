@@ -114,6 +114,22 @@ def test_unstated_style_and_background_come_from_the_memories(memories):
     assert {t for t, _ in description.background} <= remembered | {"warehouses"}
 
 
+def test_a_stated_sunny_sky_or_night_is_not_paired_with_a_remembered_night_or_sun(memories):
+    """Memories of sunny nights exist (the synthetic world draws time and weather apart), but "a sunny
+    street" asks for daylight and "at night" for no sun; a pair the prompt states is kept."""
+    from dataclasses import replace
+
+    nights = [(replace(d, time_of_day="night", weather="sunny"), text) for d, text in memories[:6]]
+    sunny, _ = compose(parse_prompt("a sunny street"), nights, seed=0)
+    assert sunny.weather == "sunny" and sunny.time_of_day != "night"
+    dark, _ = compose(parse_prompt("a street at night"), nights, seed=0)
+    assert dark.time_of_day == "night" and dark.weather != "sunny"
+    remembered, _ = compose(parse_prompt("a street"), nights, seed=0)  # nothing stated: the memory's pair
+    assert (remembered.time_of_day, remembered.weather) == ("night", "sunny")
+    both, _ = compose(parse_prompt("a sunny street at night"), nights, seed=0)
+    assert (both.time_of_day, both.weather) == ("night", "sunny")
+
+
 def test_background_traffic_comes_from_the_memories_unless_the_street_is_empty(memories):
     mems = [m for m in memories if m[0].environment == "downtown"]
     remembered = {(n.class_name, n.state) for _, text in mems for n in parse(text).objects}

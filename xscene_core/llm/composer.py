@@ -126,7 +126,9 @@ def compose_scene(spec: PromptSpec, retrieved: Iterable, seed: int = 0, grid: Gr
 
 def choose_style(spec: PromptSpec, memories: Sequence[Memory]) -> tuple[str, str, str, str]:
     """(time of day, weather, environment, road surface): stated, else the memories' majority (ties to
-    the better rank), else DEFAULTS. A stated wet or snowy surface implies the weather when unset."""
+    the better rank), else DEFAULTS. A stated wet or snowy surface implies the weather when unset. An
+    unstated time is not night under a stated sunny weather, nor an unstated weather sunny under a stated
+    night (a memory's pair, or a pair the prompt states, is kept as it is)."""
     def majority(values: list[str], default: str) -> str:
         if not values:
             return default
@@ -136,9 +138,16 @@ def choose_style(spec: PromptSpec, memories: Sequence[Memory]) -> tuple[str, str
 
     env = spec.environment or majority([m.description.environment for m in memories], DEFAULTS[2])
     same = [m for m in memories if m.description.environment == env] or list(memories)
-    time_of_day = spec.time_of_day or majority([m.description.time_of_day for m in same], DEFAULTS[0])
+    # a stated sunny sky asks for daylight, and a stated night for no sun: neither is taken from a memory
+    times = [m.description.time_of_day for m in same]
+    if spec.weather == "sunny":
+        times = [t for t in times if t != "night"]
+    time_of_day = spec.time_of_day or majority(times, DEFAULTS[0])
+    weathers = [m.description.weather for m in same]
+    if spec.time_of_day == "night":
+        weathers = [w for w in weathers if w != "sunny"]
     weather = spec.weather or WEATHER_OF_SURFACE.get(spec.road.surface or "") or majority(
-        [m.description.weather for m in same], DEFAULTS[1])
+        weathers, "cloudy" if spec.time_of_day == "night" else DEFAULTS[1])
     surface = spec.road.surface or surface_of(weather)
     return time_of_day, weather, env, surface
 
