@@ -444,12 +444,14 @@ class EditorSession:
             for index, layout in edits.items():
                 old = world[index]
                 if old.occupancy is None:
-                    d = old.description  # follows the edit, as Generator.edit has it follow
-                    if d is not None and old.graph is not None and old.layout is not None:
-                        d = description_following(d, old.graph, graph_following(old.graph, layout, old.layout))
-                    new = ctx.gen.from_layout(layout, d, seed, "none", ctx.progress)
-                    graph = (graph_following(old.graph, new.layout, old.layout)
+                    # the graph follows boxes and lanes, which the road map from_layout adds leaves as they are;
+                    # the description follows the graph, as Generator.edit has it
+                    graph = (graph_following(old.graph, layout, old.layout)
                              if old.graph is not None and old.layout is not None else None)
+                    d = old.description
+                    if d is not None and graph is not None:
+                        d = description_following(d, old.graph, graph)
+                    new = ctx.gen.from_layout(layout, d, seed, "none", ctx.progress)
                     new = replace(new, graph=graph, T_world_chunk=old.T_world_chunk)
                     notes.append(f"{index}: generated")
                 else:

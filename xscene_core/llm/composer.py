@@ -46,6 +46,7 @@ from .scene_text import Scene, SceneObject, surface_of
 MAX_BACKGROUND = 24  # background objects at most (a readable description, a fast layout)
 ENV_LANES = {"downtown": 4, "suburban": 2, "residential": 2, "industrial": 2, "rural": 2, "highway": 6}
 DEFAULTS = ("afternoon", "sunny", "suburban")  # style when neither the prompt nor any memory says
+NIGHT_WEATHER = "cloudy"  # the weather of a stated night when no memory gives one (DEFAULTS' is sunny)
 WEATHER_OF_SURFACE = {"wet": "rainy", "snowy": "snowy"}  # a stated surface implies the weather when it is unset
 
 
@@ -147,7 +148,7 @@ def choose_style(spec: PromptSpec, memories: Sequence[Memory]) -> tuple[str, str
     if spec.time_of_day == "night":
         weathers = [w for w in weathers if w != "sunny"]
     weather = spec.weather or WEATHER_OF_SURFACE.get(spec.road.surface or "") or majority(
-        weathers, "cloudy" if spec.time_of_day == "night" else DEFAULTS[1])
+        weathers, NIGHT_WEATHER if spec.time_of_day == "night" else DEFAULTS[1])
     surface = spec.road.surface or surface_of(weather)
     return time_of_day, weather, env, surface
 

@@ -266,15 +266,14 @@ def main(argv: list[str] | None = None) -> None:
     Image.fromarray(_mosaic(images.images, views.rig.names)).save(out / "mosaic.png")
     Image.fromarray(_mosaic(preview.images, views.rig.names)).save(out / "preview_mosaic.png")
     written = ["mosaic.png", "preview_mosaic.png"]
+    plain = MultiViewStage(stage.model, geometry_decoder=False)
     if stage.codec.use_geometry_decoder:  # the same sample through the plain decoder, to compare
-        plain = MultiViewStage(stage.model, geometry_decoder=False).finish(cond, sample, views.rig, args.seed)
-        Image.fromarray(_mosaic(plain.images, views.rig.names)).save(out / "plain_decoder_mosaic.png")
+        plain_images = plain.finish(cond, sample, views.rig, args.seed).images
+        Image.fromarray(_mosaic(plain_images, views.rig.names)).save(out / "plain_decoder_mosaic.png")
         written = ["mosaic.png (geometry-aware decoder)", "plain_decoder_mosaic.png", "preview_mosaic.png"]
     if stage.first_guess_strength < 1:  # where the sampler started (the guess as its latents decode)
-        guess = stage.codec.decode(stage.codec.first_guess(cond.to(stage.model.device), args.seed)[0])
-        cam = views.rig.cameras[0]
-        Image.fromarray(_mosaic(resize_images(guess, (cam.height, cam.width), smooth=True), views.rig.names)
-                        ).save(out / "first_guess_mosaic.png")
+        guess = plain.finish(cond, stage.codec.first_guess(cond.to(stage.model.device), args.seed), views.rig)
+        Image.fromarray(_mosaic(guess.images, views.rig.names)).save(out / "first_guess_mosaic.png")
         written.append("first_guess_mosaic.png")
     d = chunk.description
     print(f"{d.time_of_day} {d.weather} {d.environment}: wrote {len(paths)} views, "
