@@ -21,6 +21,7 @@ from xscene_core.generator import DEFAULT_DESCRIPTION
 from xscene_core.llm.scene_text import description_following
 from xscene_core.ops.graph_sync import graph_following
 from xscene_core.ops.lane_edit import bend_lane
+from xscene_core.ops.preview_look import PAINTS
 from xscene_core.session import Session
 from xscene_core.types.gaussians import GaussianScene
 from xscene_core.types.layout import Box, Layout
@@ -173,14 +174,20 @@ class EditorSession:
         self._edit_layout(index, replace(layout, boxes=tuple(boxes)), f"{box.class_name}_{i} changed")
 
     def set_box(self, index: ChunkIndex, i: int, x: float, y: float, yaw_deg: float, length: float, width: float,
-                height: float, class_name: str) -> None:
-        """The page's box fields -> the box (ValueError with the field's problem for bad numbers)."""
+                height: float, class_name: str, paint: str | None = None) -> None:
+        """The page's box fields -> the box (ValueError with the field's problem for bad numbers or an
+        unknown paint). paint: a Box.color name (PAINTS; "" = unstated); None keeps the box's own while
+        its class stays, and so does "" when the box's own is a name the Paint list lacks (the page shows
+        that as unstated; applying other fields must not erase it)."""
         old = self.layouts()[index].boxes[i]
         label = semantics.class_id(class_name)
         ground = old.center[2] - old.size[2] / 2
+        if paint is None or (paint == "" and old.color not in PAINTS):
+            paint = old.color if label == old.label else ""
+        elif paint and paint not in PAINTS:
+            raise ValueError(f"paint {paint!r} is not one of {', '.join(PAINTS)}")
         box = Box((x, y, ground + height / 2), (length, width, height), math.radians(yaw_deg), label,
-                  old.state if label == old.label else DEFAULT_STATES.get(class_name, "static"), old.track_id,
-                  old.color if label == old.label else "")
+                  old.state if label == old.label else DEFAULT_STATES.get(class_name, "static"), old.track_id, paint)
         self.update_box(index, i, box)
 
     def delete_box(self, index: ChunkIndex, i: int) -> None:
@@ -450,7 +457,7 @@ class EditorSession:
                              if old.graph is not None and old.layout is not None else None)
                     d = old.description
                     if d is not None and graph is not None:
-                        d = description_following(d, old.graph, graph)
+                        d = description_following(d, old.graph, graph, layout)
                     new = ctx.gen.from_layout(layout, d, seed, "none", ctx.progress)
                     new = replace(new, graph=graph, T_world_chunk=old.T_world_chunk)
                     notes.append(f"{index}: generated")

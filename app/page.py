@@ -14,6 +14,7 @@ from pathlib import Path
 import gradio as gr
 
 from xscene_core import semantics
+from xscene_core.ops.preview_look import PAINTS
 from xscene_core.types.world import DIRECTIONS, ChunkIndex
 
 from .editor import EditorSession
@@ -28,6 +29,7 @@ EXAMPLES = [
     "an industrial area at dusk with a construction vehicle and cones",
 ]
 OBJECT_CLASSES = [semantics.NAMES[i] for i in semantics.OBJECT_IDS]
+PAINT_CHOICES = [("unstated", "")] + [(name, name) for name in PAINTS]
 CSS = """
 #viewer iframe {width: 100%; height: 640px; border: 0; border-radius: 8px;}
 .stage-bars {font-family: monospace; font-size: 13px;}
@@ -43,7 +45,9 @@ def progress_html(es: EditorSession) -> str:
     job = es.worker.job
     if job is None:
         return "<div class='stage-bars' id='job-state' data-state='idle'>No work yet.</div>"
-    rows = [f"<div class='stage-bars' id='job-state' data-state='{job.state}'><b>{html.escape(job.label)}</b> "
+    # data-started tells one job from the next (the browser tests wait for the job they started)
+    rows = [f"<div class='stage-bars' id='job-state' data-state='{job.state}' data-started='{job.started:.6f}'>"
+            f"<b>{html.escape(job.label)}</b> "
             f"- {job.state}"]
     for s in job.stages.values():
         frac = 1.0 if s.state in ("done", "skipped") else (s.step / s.total if s.total else 0.0)
@@ -115,7 +119,10 @@ def build(editor: Editor) -> gr.Blocks:
                             bl = gr.Number(label="length", elem_id="box-l")
                             bw = gr.Number(label="width", elem_id="box-w")
                             bh = gr.Number(label="height", elem_id="box-h")
-                        bclass = gr.Dropdown(OBJECT_CLASSES, label="Class", value="car", elem_id="box-class")
+                        with gr.Row():
+                            bclass = gr.Dropdown(OBJECT_CLASSES, label="Class", value="car", elem_id="box-class")
+                            # the image model paints a vehicle in its box's colour ("" = unstated: its guess)
+                            bpaint = gr.Dropdown(PAINT_CHOICES, label="Paint", value="", elem_id="box-paint")
                         with gr.Row():
                             apply_box_btn = gr.Button("Apply to box", elem_id="apply-box")
                             add_box_btn = gr.Button("Add box here", elem_id="add-box")
@@ -199,10 +206,10 @@ def build(editor: Editor) -> gr.Blocks:
                      [chunk_dd, box_dd], None)
         lane_dd.input(act(lambda es, c, l: es.select(index_of(c), None, int(str(l).split(":")[0])) if c and l else None),
                       [chunk_dd, lane_dd], None)
-        apply_box_btn.click(act(lambda es, c, b, x, y, yaw, l, w, h, k: es.set_box(
+        apply_box_btn.click(act(lambda es, c, b, x, y, yaw, l, w, h, k, paint: es.set_box(
             index_of(c), box_of(b), *(_num(v, n) for v, n in ((x, "x"), (y, "y"), (yaw, "yaw"), (l, "length"),
-                                                               (w, "width"), (h, "height"))), k)),
-            [chunk_dd, box_dd, bx, by, byaw, bl, bw, bh, bclass], None)
+                                                               (w, "width"), (h, "height"))), k, paint or "")),
+            [chunk_dd, box_dd, bx, by, byaw, bl, bw, bh, bclass, bpaint], None)
         add_box_btn.click(act(lambda es, c, k, x, y, yaw: es.add_box(index_of(c), k, _num(x, "x"), _num(y, "y"),
                                                                       float(yaw or 0))),
                           [chunk_dd, bclass, bx, by, byaw], None)
@@ -238,7 +245,7 @@ def build(editor: Editor) -> gr.Blocks:
 
         # -- refresh -----------------------------------------------------------------------------------
         outputs = [viewer, progress, message, description, graph, gallery, chunk_dd, box_dd, bx, by, byaw, bl, bw, bh,
-                   bclass, lane_dd, history, load_dd, restore_dd, export_file]
+                   bclass, bpaint, lane_dd, history, load_dd, restore_dd, export_file]
 
         def refresh(request: gr.Request):
             es = es_of(request)
@@ -301,8 +308,8 @@ def panels(es: EditorSession, request: gr.Request, editor: Editor) -> list:
         import math
 
         fields = (round(b.center[0], 2), round(b.center[1], 2), round(math.degrees(b.yaw), 1), round(b.size[0], 2),
-                  round(b.size[1], 2), round(b.size[2], 2), b.class_name)
-        for key, v in zip(("bx", "by", "byaw", "bl", "bw", "bh", "bclass"), fields):
+                  round(b.size[1], 2), round(b.size[2], 2), b.class_name, b.color if b.color in PAINTS else "")
+        for key, v in zip(("bx", "by", "byaw", "bl", "bw", "bh", "bclass", "bpaint"), fields):
             if shown.get("fields") != fields:
                 out[key] = v
         shown["fields"] = fields
@@ -324,5 +331,5 @@ def panels(es: EditorSession, request: gr.Request, editor: Editor) -> list:
     export = getattr(es, "export_path", None)
     put("export", str(export), str(export) if export else gr.update(value=None))
     order = ["viewer", "progress", "message", "description", "graph", "gallery", "chunk", "box", "bx", "by", "byaw",
-             "bl", "bw", "bh", "bclass", "lane", "history", "load", "restore", "export"]
+             "bl", "bw", "bh", "bclass", "bpaint", "lane", "history", "load", "restore", "export"]
     return [out.get(k, gr.skip()) for k in order]

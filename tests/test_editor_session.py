@@ -228,3 +228,24 @@ def test_added_boxes_get_free_ids_and_styles_are_checked_in_any_case(es):
     check_description_style(replace(DEFAULT_DESCRIPTION, time_of_day="Night", weather="RAINY"))
     with pytest.raises(ValueError, match='"Weather" is \'drizzle\''):
         check_description_style(replace(DEFAULT_DESCRIPTION, weather="drizzle"))
+
+
+def test_a_box_is_painted_from_its_fields_and_an_unknown_paint_is_refused(es):
+    from dataclasses import replace
+
+    es.set_box(ORIGIN, 0, 5.0, 2.0, 0.0, 4.5, 1.9, 1.6, "car", "red")
+    assert es.pending[ORIGIN].boxes[0].color == "red"
+    es.set_box(ORIGIN, 0, 6.0, 2.0, 0.0, 4.5, 1.9, 1.6, "car")          # no paint given: kept
+    assert es.pending[ORIGIN].boxes[0].color == "red"
+    es.set_box(ORIGIN, 0, 6.0, 2.0, 0.0, 4.5, 1.9, 1.6, "car", "")      # "unstated"
+    assert es.pending[ORIGIN].boxes[0].color == ""
+    with pytest.raises(ValueError, match="paint 'plaid' is not one of"):
+        es.set_box(ORIGIN, 0, 6.0, 2.0, 0.0, 4.5, 1.9, 1.6, "car", "plaid")
+    assert es.pending[ORIGIN].boxes[0].center[0] == 6.0 and es.pending[ORIGIN].boxes[0].color == ""
+    # a colour the list lacks (an LLM's "purple") survives an apply of the other fields
+    layout = es.pending[ORIGIN]
+    es.pending.set(ORIGIN, replace(layout, boxes=(replace(layout.boxes[0], color="purple"),) + layout.boxes[1:]), "x")
+    es.set_box(ORIGIN, 0, 7.0, 2.0, 0.0, 4.5, 1.9, 1.6, "car", "")
+    assert es.pending[ORIGIN].boxes[0].color == "purple"
+    es.set_box(ORIGIN, 0, 7.0, 2.0, 0.0, 0.6, 0.6, 1.8, "pedestrian", "")  # a new class starts unstated
+    assert es.pending[ORIGIN].boxes[0].color == ""

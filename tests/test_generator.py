@@ -48,6 +48,15 @@ def test_generate_fills_every_part_of_a_chunk(chunk):
     assert partial["occupancy"].views is None and partial["render"].preview is not None
 
 
+def test_the_colours_the_description_states_paint_the_boxes(chunk):
+    from xscene_core.llm.scene_text import Scene
+
+    stated = {o.node_id: o.colour for o in Scene.from_description(chunk.description, chunk.graph).objects if o.colour}
+    assert stated, f"the composer states colours for the cars: {chunk.description.foreground}"
+    for b in chunk.layout.boxes:
+        assert (b.color in stated[b.track_id].split(" and ")) if b.track_id in stated else b.color == ""
+
+
 def test_from_layout_is_deterministic_and_the_layout_matters(gen, chunk):
     a = gen.from_layout(chunk.layout, chunk.description, seed=1, images="none")
     b = gen.from_layout(chunk.layout, chunk.description, seed=1, images="none")

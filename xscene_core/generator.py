@@ -226,7 +226,10 @@ class Generator:
 
     def _from_scene(self, scene: DescribedScene, seed: int, images: str, progress: ProgressFn | None,
                     on_stage: StageFn | None) -> Chunk:
+        from .llm.scene_text import painted_layout
+
         layout = with_road_map(self.layout(scene.graph, seed, progress), scene.description)
+        layout = painted_layout(layout, scene.description, scene.graph)  # "a red car": its box is painted red
         chunk = Chunk(np.eye(4), layout=layout, graph=scene.graph, description=scene.description)
         if on_stage is not None:
             on_stage("layout", chunk)
@@ -284,7 +287,7 @@ class Generator:
         if description is None and d is not None and graph is not None:
             from .llm.scene_text import description_following
 
-            d = description_following(d, chunk.graph, graph)
+            d = description_following(d, chunk.graph, graph, layout)
         new = replace(chunk, layout=layout, description=d, graph=graph)
         if region.any():
             triplane = chunk.triplane if chunk.triplane is not None else stage.encode(chunk.occupancy)
@@ -319,6 +322,9 @@ class Generator:
             boxes = tuple(kept.get(o.node_id) or next(b for b in fresh.boxes if b.track_id == o.node_id)
                           for o in result.graph.objects)
             layout = replace(chunk.layout, boxes=boxes)
+        from .llm.scene_text import painted_layout
+
+        layout = painted_layout(layout, result.description, result.graph)  # new or re-laid-out boxes take their colours
         edited = replace(chunk, graph=result.graph)
         out = self.edit(edited, layout, seed, images, description=result.description, progress=progress)
         out.summary = tuple(result.summary) + out.summary

@@ -60,6 +60,24 @@ def test_a_deleted_car_leaves_the_description(page):
     shot(page, "description_after_delete", settle_s=1)
 
 
+def test_a_car_painted_red_comes_back_red(page):
+    """Pick a car, paint it red, regenerate: the regenerated chunk's box is red (its Paint field reads the
+    chunk's layout; the preview look and the image model paint a vehicle from its box)."""
+    from app.page import PAINT_CHOICES
+
+    tab(page, "Edit")
+    chosen = next(name for name in (pick(page, "box", k) for k in range(40)) if ": car" in name)
+    red = [value for _, value in PAINT_CHOICES].index("red")
+    assert pick(page, "box-paint", red) == "red"
+    click(page, "apply-box")
+    wait_message(page, "press Regenerate")
+    click(page, "regenerate")
+    assert wait_job(page) == "done", page.inner_text("#progress")
+    pick(page, "box", int(chosen.split(":")[0]))
+    assert page.input_value("#box-paint input") == "red", chosen
+    shot(page, "car_painted_red", settle_s=4)
+
+
 def test_pending_edits_undo_one_at_a_time_and_lane_handles(page):
     tab(page, "Edit")
     pick(page, "box", 0)

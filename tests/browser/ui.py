@@ -21,13 +21,21 @@ def click(page, elem_id: str) -> None:
     page.click(f"#{elem_id}")
 
 
-def wait_job(page, previous_label: str | None = None) -> str:
-    """Wait for the running job to end; returns its final state (done / cancelled / failed)."""
-    page.wait_for_timeout(1200)  # the timer picks the new job up within 0.5 s
-    page.wait_for_selector("#job-state[data-state='done'], #job-state[data-state='failed'], "
-                           "#job-state[data-state='cancelled']", timeout=JOB_TIMEOUT_MS)
+def wait_job(page) -> str:
+    """Wait for the job the last click started to end (not the one before it, which a busy server may
+    still show for a moment); returns its final state (done / cancelled / failed)."""
+    last = _waited.get(id(page))
+    page.wait_for_function(
+        """last => { const e = document.querySelector('#job-state');
+                     return e !== null && e.dataset.started !== undefined && e.dataset.started !== last
+                            && ['done', 'failed', 'cancelled'].includes(e.dataset.state); }""",
+        arg=last, timeout=JOB_TIMEOUT_MS, polling=300)
     page.wait_for_timeout(1200)  # and then shows the final message and pictures
+    _waited[id(page)] = page.get_attribute("#job-state", "data-started")
     return page.get_attribute("#job-state", "data-state")
+
+
+_waited: dict[int, str | None] = {}  # page -> the start stamp of the job it last waited for
 
 
 def message(page) -> str:

@@ -99,3 +99,26 @@ def test_a_text_table_builds_the_cache_without_the_embedder(tmp_path):
     partial = {c: t for c, t in table.items() if c != captions[0]}
     assert build_split(tmp_path / "a", "val", 1, size, text_table=partial, log=messages.append) == paths[1:]
     assert any("caption not in the text table" in m for m in messages) and not gone.exists()
+
+
+def test_add_paints_fills_an_older_cache_from_its_worlds(tmp_path):
+    """A cache file written before paints were stored gets the paints its chunk's boxes have (regenerated
+    from the world seed, not rendered); a file whose boxes do not match its world is refused."""
+    from xscene_core.data.image_dataset import add_paints, build_sample, cache_files, load_sample
+    from xscene_core.data.splits import world_seeds
+
+    seed = next(world_seeds("val"))
+    sample = build_sample(SyntheticWorld(seed), 1, (16, 28), np.random.default_rng(0))
+    assert sample is not None and sample["box_paints"].shape == (len(sample["box_labels"]), 4)
+    assert sample["box_paints"][:, 3].any(), "the synthetic world paints its cars"
+    old = {k: v for k, v in sample.items() if k != "box_paints"}
+    np.savez(tmp_path / f"w{seed:06d}_01.npz", **old, text=np.zeros(384, np.float32), world_seed=np.int64(seed))
+    assert not load_sample(tmp_path / f"w{seed:06d}_01.npz").arrays.box_paints.any()  # unknown until filled
+    assert add_paints(tmp_path, log=lambda m: None) == 1
+    np.testing.assert_array_equal(load_sample(cache_files(tmp_path)[0]).arrays.box_paints, sample["box_paints"])
+    assert add_paints(tmp_path, log=lambda m: None) == 0  # nothing left to do
+
+    moved = dict(old, boxes=old["boxes"] + 1.0)
+    np.savez(tmp_path / f"w{seed:06d}_02.npz", **moved, text=np.zeros(384, np.float32), world_seed=np.int64(seed))
+    with pytest.raises(ValueError, match="boxes differ"):
+        add_paints(tmp_path, log=lambda m: None)

@@ -49,6 +49,7 @@ def test_measure_images_keys(tmp_path):
         assert np.isfinite(out[k]), k
     assert 0 <= out["image_alignment_miou"] <= 1 and 0 <= out["image_cross_view_consistency"] <= 1
     assert out["image_alignment_miou_plain_decoder"] is None  # a pixel model has no decoder to compare
+    assert 0 <= out["image_vehicle_error"] <= 1, "the first test chunk has painted vehicles"
 
 
 def test_measure_images_reports_the_plain_decoder_beside_a_geometry_aware_one(tmp_path):
@@ -72,6 +73,30 @@ def test_measure_images_reports_the_plain_decoder_beside_a_geometry_aware_one(tm
     # a fresh geometry decoder decodes as the plain one, so the same latents give the same figures
     assert abs(out["image_psnr_plain_decoder"] - out["image_extrapolation_psnr_no_reference"]) < 0.01
     assert abs(out["image_sharpness_plain_decoder"] - out["image_sharpness"]) < 1e-3
+    assert abs(out["image_vehicle_error_plain_decoder"] - out["image_vehicle_error"]) < 1e-3
+
+
+def test_vehicle_error_counts_the_painted_boxes_only():
+    from xscene_core.eval.image_metrics import vehicle_error
+    from xscene_core.models.image_condition import paint_map, view_condition_arrays, ImageCondition
+    from xscene_core.stages.render import default_rig
+    from xscene_core.types.layout import Box, Layout
+
+    rng = np.random.default_rng(0)
+    sem = rng.integers(11, 18, size=(6, 32, 56)).astype(np.uint8)
+    depth = rng.uniform(2, 50, size=sem.shape).astype(np.float32)
+    layout = Layout(boxes=(Box((8.0, 0.0, 0.8), (4.5, 1.9, 1.6), 0.1, 4, color="red"),
+                           Box((-6.0, 3.0, 0.9), (0.6, 0.6, 1.8), 0.0, 7)))
+    arrays = view_condition_arrays(sem, depth, layout, default_rig((32, 56)), (16, 28))
+    car = paint_map(ImageCondition.collate([arrays], [None], [None], [None], 3, 8))[0, :, 3].numpy() > 0
+    preview = rng.integers(0, 256, size=(6, 16, 28, 3)).astype(np.uint8)
+    assert vehicle_error(preview, preview, arrays) == (0.0, int(car.sum())) and car.any()
+    other = preview.copy()
+    other[~car] = 255 - other[~car]       # everything but the car changed: no vehicle error
+    assert vehicle_error(other, preview, arrays)[0] == 0.0
+    other[car] = np.clip(other[car].astype(int) + 51, 0, 255).astype(np.uint8)
+    e, n = vehicle_error(other, preview, arrays)
+    assert 0 < e / n <= 0.2 + 1e-6
 
 
 def test_laplacian_energy_falls_with_blur_and_agrees_across_image_types():

@@ -5,6 +5,7 @@ the judged part of the schedule; the discriminator is checkpointed and resumed w
 import json
 
 import numpy as np
+import pytest
 import torch
 
 from xscene_core.models.image_diffusion import ImageCodec, ImageDiffusion, diffusion_loss
@@ -82,6 +83,20 @@ def test_an_adversarial_run_trains_the_discriminator_saves_it_and_resumes_it(fol
     assert max(r["adv_balance"] for r in evals) > 0  # the denoiser was trained against the discriminator
     trained = ImageDiffusion.from_pretrained(tmp_path / "run" / "final")
     assert all(torch.isfinite(p).all() for p in trained.parameters())
+
+    # a new run starts its adversary from that discriminator (no solo steps), and gains the paint inputs
+    again = common + ["--out", str(tmp_path / "again"), "--adv-weight", "0.5", "--adv-t-max", "1", "--drop-all", "0",
+                      "--drop-geometry", "0", "--adv-crop-h", "16", "--adv-crop-w", "28", "--disc-start", "100",
+                      "--init", str(tmp_path / "run" / "final"), "--paint-condition", "--object-weight", "4",
+                      "--discriminator-init", str(saved), "--steps", "2"]
+    main(again)
+    assert "discriminator initialised from" in capsys.readouterr().out
+    lines = [json.loads(s) for s in (tmp_path / "again" / "log.jsonl").read_text().splitlines() if s.startswith("{")]
+    assert max(r["adv_balance"] for r in lines if "disc_loss" in r) > 0  # it joined at once, not after 100 steps
+    assert ImageDiffusion.from_pretrained(tmp_path / "again" / "final").config["paint_condition"]
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        main(again[:-4] + ["--out", str(tmp_path / "gone"), "--discriminator-init", str(tmp_path / "nothing"),
+                           "--steps", "1"])
 
 
 def test_scenes_without_geometry_are_not_judged(folder, tmp_path, monkeypatch):  # noqa: F811

@@ -198,3 +198,30 @@ def test_an_adversarial_run_trains_the_discriminator_saves_it_and_resumes_it(aut
     assert any(not torch.equal(saved[k], later[k]) for k in saved if k.startswith("disc."))
     dec = GeometryDecoder.from_pretrained(tmp_path / "run" / "final")
     assert dec.config.style_condition and dec.config.noise_injection
+
+
+def test_an_extended_decoder_reads_the_paint_of_the_boxes(autoencoder):
+    from xscene_core.stages.render import default_rig
+    from xscene_core.types.layout import Box, Layout
+
+    def painted(colour: str) -> ImageCondition:
+        rng = np.random.default_rng(0)
+        sem = rng.integers(11, 18, size=(6, 32, 56)).astype(np.uint8)
+        depth = rng.uniform(2, 50, size=(6, 32, 56)).astype(np.float32)
+        layout = Layout(boxes=(Box((8.0, 0.0, 0.8), (4.5, 1.9, 1.6), 0.1, 4, color=colour),))
+        arrays = view_condition_arrays(sem, depth, layout, default_rig((32, 56)), GEOMETRY)
+        return ImageCondition.collate([arrays], [np.zeros(384, np.float32)], [None], [None], 4, 8, None, 2)
+
+    dec = GeometryDecoder.from_autoencoder(autoencoder, **GEO).eval()
+    with torch.no_grad():
+        for conv in dec.inject:
+            conv.weight.normal_(0, 0.3)
+    ext = GeometryDecoder.extended(dec, paint_condition=True).eval()
+    z = torch.randn(6, 4, *LATENT)
+    red, white = painted("red"), painted("white")
+    with torch.no_grad():
+        assert torch.equal(ext(z, red), ext(z, white))      # new parts at zero: blind to the paint
+        assert torch.allclose(ext(z, red), dec(z, red), atol=1e-6)
+        ext.geometry.paint_in.weight.normal_(0, 0.5)
+        diff = (ext(z, red) - ext(z, white)).abs().mean(1)  # [V, H, W]
+    assert float(diff.amax()) > 1e-3, "the paint changes the decoded car"

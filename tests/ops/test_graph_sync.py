@@ -98,3 +98,47 @@ def test_the_description_follows_the_graph_so_no_entry_names_a_deleted_box(graph
            (description.time_of_day, description.weather, description.environment, description.background)
     colours = {thing.split(" ", 1)[1] for thing, _ in description.foreground}
     assert {thing.split(" ", 1)[1] for thing, _ in after.foreground if "car" in thing} - {"cars", "car"} <= colours
+
+
+def test_the_stated_colours_paint_the_boxes_that_have_none(graph_and_layout):
+    """A layout laid out for a graph has no paints; painted_layout gives each box the colour its object's
+    foreground entry states (one of the two for a "black and red" group), and keeps a box's own."""
+    from xscene_core.data.world import SyntheticWorld
+    from xscene_core.llm.scene_text import Scene, painted_layout
+
+    graph, layout, _ = graph_and_layout
+    world = SyntheticWorld(5)
+    description = world.chunk(*world.find_location("downtown")).description
+    stated = {o.node_id: o.colour for o in Scene.from_description(description, graph).objects if o.colour}
+    assert stated and not any(b.color for b in layout.boxes)
+    painted = painted_layout(layout, description, graph)
+    for b in painted.boxes:
+        if b.track_id in stated:
+            assert b.color and b.color in stated[b.track_id].split(" and ")
+        else:
+            assert b.color == ""
+    two = [n for n, c in stated.items() if " and " in c]
+    if two:  # a two-colour group uses both
+        group = [b.color for b in painted.boxes if stated.get(b.track_id) == stated[two[0]]]
+        assert len(set(group)) == 2 or len(group) == 1
+    first = next(i for i, b in enumerate(layout.boxes) if b.track_id in stated)
+    own = replace(layout, boxes=tuple(replace(b, color="green") if i == first else b for i, b in enumerate(layout.boxes)))
+    assert painted_layout(own, description, graph).boxes[first].color == "green"
+    assert painted_layout(layout, replace(description, foreground=()), graph) is layout  # nothing stated
+
+
+def test_a_box_painted_in_the_editor_gives_its_colour_to_the_description(graph_and_layout):
+    from xscene_core.data.world import SyntheticWorld
+    from xscene_core.llm.scene_text import description_following
+
+    graph, layout, _ = graph_and_layout
+    world = SyntheticWorld(5)
+    description = world.chunk(*world.find_location("downtown")).description
+    assert not any("green" in thing for thing, _ in description.foreground)
+    car = next(i for i, b in enumerate(layout.boxes) if b.class_name == "car")
+    painted = replace(layout, boxes=tuple(replace(b, color="green") if i == car else b for i, b in enumerate(layout.boxes)))
+    followed = graph_following(graph, painted, layout)
+    after = description_following(description, graph, followed, painted)
+    assert any(thing.startswith("1 green car") for thing, _ in after.foreground), after.foreground
+    # without the layout the colour stays the text's
+    assert not any("green" in thing for thing, _ in description_following(description, graph, followed).foreground)

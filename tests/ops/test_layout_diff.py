@@ -37,3 +37,12 @@ def test_distance_is_zero_on_the_change_and_metric_elsewhere():
     (i, j, _), _ = grid.index_of(np.array([10.0, 11.0, 0.0]))
     assert 9.5 < d[i, j] < 10.5
     assert np.isinf(change_distance(layout_change(Layout(), Layout()), grid)).all()
+
+
+def test_a_repainted_box_is_no_change_of_the_geometry():
+    car = Box((5.0, 2.0, 0.8), (4.5, 1.9, 1.6), 0.0, semantics.ID["car"], "parked", "car_0", "white")
+    old = Layout(boxes=(car,))
+    change = layout_change(old, Layout(boxes=(replace(car, color="red"),)))
+    assert not change.removed and not change.added
+    moved = layout_change(old, Layout(boxes=(replace(car, center=(6.0, 2.0, 0.8), color="red"),)))
+    assert len(moved.removed) == len(moved.added) == 1

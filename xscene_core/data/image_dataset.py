@@ -5,8 +5,9 @@ One file per (world, location), written once and reused (a resumable cache; dele
 
     CACHE/world-v{WORLD_VERSION}/{h}x{w}/{split}/w{seed:06d}_{k:02d}.npz
         semantic uint8 [V, h, w], depth float16 [V, h, w], persp uint8 [V, Cp, h, w], points float16
-        [V, 3, h, w], camera float32 [V, 10], boxes float32 [N, 7], box_labels int64 [N]
-            (models.image_condition.ViewArrays at the model resolution)
+        [V, 3, h, w], camera float32 [V, 10], boxes float32 [N, 7], box_labels int64 [N], box_paints
+            float32 [N, 4] (models.image_condition.ViewArrays at the model resolution; a cache written before
+            paints were stored gets them with --add-paints)
         text float32 [384] (all-MiniLM-L6-v2 embedding of the caption), caption, style float32 [12]
             (models.image_condition.style_features of the chunk's time of day and weather; caches built
             before it existed get it from the caption, which states both; zeros = unknown otherwise)
@@ -40,7 +41,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..models.image_condition import ViewArrays, resize_images, style_features, view_condition_arrays
+from ..models.image_condition import (ViewArrays, box_paint_features, resize_images, style_features,
+                                     view_condition_arrays)
 from ..types.scene import ENVIRONMENTS, TIMES_OF_DAY, WEATHERS, SceneDescription
 from .splits import world_seeds
 
@@ -146,7 +148,7 @@ def build_sample(world, k: int, size: tuple[int, int], rng: np.random.Generator,
     T[:2, 3] = (dx, dy)
     return dict(semantic=arrays.semantic, depth=arrays.depth.astype(np.float16), persp=arrays.persp,
                 points=arrays.points.astype(np.float16), camera=arrays.camera, boxes=arrays.boxes,
-                box_labels=arrays.box_labels, caption=np.array(chunk.description.caption()),
+                box_labels=arrays.box_labels, box_paints=arrays.box_paints, caption=np.array(chunk.description.caption()),
                 style=style_features(chunk.description.time_of_day, chunk.description.weather), preview=looks,
                 reference=ref_looks, T_ref_new=T, look_seeds=np.array(seeds, np.int64))
 
@@ -200,6 +202,39 @@ def build_split(cache: Path, split: str, n_worlds: int, size: tuple[int, int], f
             paths.append(p)
         log(f"{split}: world {seed} ({n + 1}/{len(by_world)}) -> {len(items)} samples, {time.time() - t0:.0f} s")
     return sorted(paths)
+
+
+def add_paints(folder: Path, log=print) -> int:
+    """Add box_paints to the cache files of a folder (cache_dir) written before they were stored: each
+    file's chunk is generated again from its world seed and location (not rendered) and its boxes checked
+    against the cached ones. Files are rewritten beside and renamed (a crash loses none). Returns how many
+    were changed. Raises ValueError when a regenerated chunk's boxes differ from the file's."""
+    from .world import SyntheticWorld
+
+    todo: dict[int, list[tuple[int, Path]]] = {}
+    for path in cache_files(folder):
+        with np.load(path) as d:
+            if "box_paints" not in d:
+                todo.setdefault(int(d["world_seed"]), []).append((int(path.stem.split("_")[1]), path))
+    done, t0 = 0, time.time()
+    for seed, items in todo.items():
+        world = SyntheticWorld(seed)
+        for k, path in items:
+            found = location_chunk(world, k)
+            with np.load(path) as d:
+                data = {name: d[name] for name in d.files}
+            boxes = data["boxes"].reshape(-1, 7)
+            regenerated = None if found is None else found[1].layout.box_array().reshape(-1, 7)
+            if regenerated is None or regenerated.shape != boxes.shape or not np.allclose(regenerated, boxes, atol=1e-4):
+                raise ValueError(f"{path}: the regenerated chunk's boxes differ from the cached ones "
+                                 "(a cache of another world version?); rebuild the cache instead")
+            data["box_paints"] = box_paint_features([b.color for b in found[1].layout.boxes])
+            tmp = path.with_suffix(".tmp.npz")
+            np.savez_compressed(tmp, **data)
+            tmp.replace(path)
+            done += 1
+        log(f"{folder.name}: world {seed}: {len(items)} files, {done} in all, {time.time() - t0:.0f} s")
+    return done
 
 
 def _caption_embeddings(captions: list[str], text_table: dict[str, np.ndarray] | None) -> list[np.ndarray | None]:
@@ -268,7 +303,8 @@ class ImageSample:
 def load_sample(path: Path) -> ImageSample:
     with np.load(path) as d:
         arrays = ViewArrays(d["semantic"], d["depth"].astype(np.float32), d["persp"], d["points"].astype(np.float32),
-                            d["camera"], d["boxes"].reshape(-1, 7), d["box_labels"].reshape(-1))
+                            d["camera"], d["boxes"].reshape(-1, 7), d["box_labels"].reshape(-1),
+                            d["box_paints"] if "box_paints" in d else None)
         caption = str(d["caption"])
         if "style" in d:
             style = d["style"]
@@ -395,6 +431,8 @@ def main(argv: list[str] | None = None) -> None:
                     help="caption embeddings from this table (--write-text-table) instead of the embedder package")
     ap.add_argument("--write-text-table", type=Path, default=None, metavar="TABLE",
                     help="only embed the captions of these worlds into TABLE (merged with it), render nothing")
+    ap.add_argument("--add-paints", action="store_true",
+                    help="only add the boxes' paint colours to the split's cache files that lack them")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.write_text_table is not None:
@@ -402,6 +440,10 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{args.write_text_table}: {n} captions")
         return
     cond = tuple(args.cond_size) if args.cond_size else None
+    if args.add_paints:
+        folder = cache_dir(args.cache, tuple(args.size), args.split, cond, args.styles)
+        print(f"{folder}: box paints added to {add_paints(folder)} files")
+        return
     table = read_text_table(args.text_table) if args.text_table is not None else None
     paths = build_split(args.cache, args.split, args.worlds, tuple(args.size), args.first_world, cond,
                         styles=args.styles, text_table=table)

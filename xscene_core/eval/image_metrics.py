@@ -23,6 +23,10 @@
 - image_sharpness: mean absolute Laplacian of the generated views over that of the preview renders of the
   same chunks, both at the model's own image size (1: as much fine detail as the previews; a blurred view
   scores lower, noise higher): the figure that PSNR and alignment, which reward a safe blur, do not show.
+- image_vehicle_error: mean absolute RGB difference (0..1) between the generated views (no reference) and
+  the preview renders on the pixels of boxes whose paint the layout states (Box.color: cars, buses,
+  trucks, motorcycles), at the judge's size: whether vehicles come out in their colours (windows, wheels
+  and lights included) or as the mean paint.
 - *_plain_decoder (models whose config decodes with the geometry-aware decoder only; None otherwise):
   image_alignment_miou, image_cross_view_consistency, image_sharpness and the no-reference PSNR of the same samples (the
   same latents) decoded by the autoencoder's own decoder instead: how much of each
@@ -74,6 +78,8 @@ class ImageMetrics:
     image_psnr_plain_decoder: float | None = None
     image_sharpness: float | None = None
     image_sharpness_plain_decoder: float | None = None
+    image_vehicle_error: float | None = None
+    image_vehicle_error_plain_decoder: float | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -136,6 +142,17 @@ def laplacian_energy(images: np.ndarray | torch.Tensor) -> float:
     return float(torch.nn.functional.conv2d(x.flatten(0, 1)[:, None], k[None, None]).abs().mean())
 
 
+def vehicle_error(images: np.ndarray, preview: np.ndarray, arrays) -> tuple[float, int]:
+    """(sum of mean-over-channels |images - preview| / 255, pixel count) over the pixels of painted boxes:
+    images / preview uint8 [V, h, w, 3] and arrays (ViewArrays) at that size."""
+    from ..models.image_condition import ImageCondition, paint_map
+
+    cond = ImageCondition.collate([arrays], [None], [None], [None], 3, max(len(arrays.box_labels), 1))
+    on = (paint_map(cond)[0, :, 3] > 0).numpy()
+    diff = np.abs(images.astype(np.float32) - preview.astype(np.float32)).mean(-1) / 255.0
+    return float(diff[on].sum()), int(on.sum())
+
+
 def judge_size() -> tuple[int, int]:
     """(h, w) at which every figure is measured: the judge segmenter's training resolution (train.segmenter
     reads the preview renders of the tiny preset's cache)."""
@@ -177,6 +194,7 @@ def measure_images(n_chunks: int = 6, seed: int = 0, checkpoint: str | Path | No
     ext = {k: [] for k in ("ref", "noref", "plain")}
     codec_psnr = []
     detail = {k: [] for k in ("gen", "preview", "plain")}  # Laplacian energies at the model's image size
+    paint = {k: [0.0, 0] for k in ("gen", "plain")}
     times = []
     seeds = world_seeds(split)
     for k in range(n_chunks):
@@ -219,6 +237,10 @@ def measure_images(n_chunks: int = 6, seed: int = 0, checkpoint: str | Path | No
             a, n = cross_view_agreement(imgs, pairs)
             agree[key][0] += a
             agree[key][1] += n
+            if key in paint:
+                e, n = vehicle_error(imgs, prev, at_size)
+                paint[key][0] += e
+                paint[key][1] += n
         before = world.chunk(x - EXTENSION_STEP, y)
         before_views = render(before.occupancy)
         reference = render.preview(before_views, before.description, before.layout, seed=s, occupancy=before.occupancy)
@@ -242,7 +264,10 @@ def measure_images(n_chunks: int = 6, seed: int = 0, checkpoint: str | Path | No
         image_psnr_plain_decoder=float(np.mean(ext["plain"])) if plain is not None else None,
         image_sharpness=float(np.mean(detail["gen"]) / np.mean(detail["preview"])),
         image_sharpness_plain_decoder=(float(np.mean(detail["plain"]) / np.mean(detail["preview"]))
-                                       if plain is not None else None)).as_dict()
+                                       if plain is not None else None),
+        image_vehicle_error=paint["gen"][0] / paint["gen"][1] if paint["gen"][1] else None,
+        image_vehicle_error_plain_decoder=(paint["plain"][0] / paint["plain"][1]
+                                           if plain is not None and paint["plain"][1] else None)).as_dict()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -5,7 +5,9 @@
   graph_of makes them plus the stated ones);
 - `Scene.description()`: the SceneDescription (one foreground entry per group of objects the text can
   tell apart: class, state, colour, stated position, stated relations);
-- `Scene.from_description(description, graph)`: the inverse, used by the edit intents.
+- `Scene.from_description(description, graph)`: the inverse, used by the edit intents;
+- `description_following`: a description after hand edits of its graph; `painted_layout`: the stated
+  colours onto a layout's boxes.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import numpy as np
 
 from .. import semantics
 from ..data.world.describe import NEAR_M, PAIR_M, RELATIVE_PHRASE, plural, position_word, spatial_predicate
+from ..types.layout import Layout
 from ..types.scene import ObjectNode, Relation, SceneDescription, SceneGraph
 from .prompt_parser import RelationSpec, position_matches, read_group, read_road
 from .road_geometry import Road, dist_to_lines, ego_road, lane_array, road_kind
@@ -232,27 +235,52 @@ class Scene:
                    tuple(objects), description.background)
 
 
-def description_following(description: SceneDescription, before: SceneGraph, graph: SceneGraph) -> SceneDescription:
+def description_following(description: SceneDescription, before: SceneGraph, graph: SceneGraph,
+                          layout: Layout | None = None) -> SceneDescription:
     """`description` after its graph `before` became `graph` (ops.graph_sync.graph_following: boxes or
     lanes edited by hand), so no foreground entry names an object that was deleted or misses one that was
     added: the foreground entries, road condition, layout summary and abstract are written again from
     `graph`. An object keeps the colour its entry gave it, and its stated position and relations while
-    they still hold; style, road surface and background are kept. `graph is before` (a graph that could
-    not follow) gives `description` back as it is."""
+    they still hold; style, road surface and background are kept. layout: the edited layout, whose box
+    paints (Box.color, by track id) win over an entry's colour they are not part of (a car painted red in
+    the editor reads "red"). `graph is before` (a graph that could not follow) gives `description` back as
+    it is."""
     if graph is before:
         return description
     old = Scene.from_description(description, before)
     known = {o.node_id: o for o in old.objects}
+    paints = {b.track_id: b.color for b in layout.boxes if b.color and b.track_id} if layout is not None else {}
     objects = []
     for n in graph.objects:
         o = known.get(n.node_id)
-        if o is None:  # added in the editor: the text knows nothing of it
-            objects.append(SceneObject(n))
+        paint = paints.get(n.node_id, "")
+        if o is None:  # added in the editor: the text knows only its paint
+            objects.append(SceneObject(n, paint))
             continue
+        colour = paint if paint and paint not in o.colour.split(" and ") else o.colour
         held = {(r.predicate, r.object) for r in graph.relations_of(n.node_id)}
         pos = o.stated_position if o.stated_position and position_matches(o.stated_position, n.position) else None
-        objects.append(SceneObject(n, o.colour, pos, tuple(r for r in o.stated if (r.predicate, r.target) in held)))
+        objects.append(SceneObject(n, colour, pos, tuple(r for r in o.stated if (r.predicate, r.target) in held)))
     return replace(old, road=Road(graph.lanes, graph.areas), objects=tuple(objects)).description()
+
+
+def painted_layout(layout: Layout, description: SceneDescription, graph: SceneGraph) -> Layout:
+    """`layout` (laid out for `graph`) with each box that has no paint (Box.color "") given the colour its
+    object's foreground entry states ("a red car" -> "red"); a group stated with two colours ("3 black and
+    red cars") alternates them over its members in graph order. Boxes that have a colour, or whose object
+    the text gives none, are kept as they are. The preview look and the image model paint a vehicle from
+    its box, so a colour in the prompt reaches the pictures this way."""
+    colours: dict[str, str] = {}
+    seen: Counter = Counter()
+    for o in Scene.from_description(description, graph).objects:
+        if o.colour:
+            names = o.colour.split(" and ")
+            colours[o.node_id] = names[seen[o.colour] % len(names)]
+            seen[o.colour] += 1
+    if not any(not b.color and b.track_id in colours for b in layout.boxes):
+        return layout
+    return replace(layout, boxes=tuple(replace(b, color=colours[b.track_id]) if not b.color and b.track_id in colours
+                                       else b for b in layout.boxes))
 
 
 def _graph_relation(graph: SceneGraph, node: ObjectNode, rs: RelationSpec) -> str | None:

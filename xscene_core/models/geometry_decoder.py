@@ -14,12 +14,13 @@ that the diffusion model was trained in, is not touched.
     rgb = dec(z, cond)      # z float [B*V, 4, h, w] (unscaled latents), cond: ImageCondition -> [B*V, 3, 4h, 4w]
     dec.save_pretrained("checkpoints/image_autoencoder/geometry_decoder")
 
-Two optional inputs (zero-initialised too, so a decoder gains them without changing its output): the
+Three optional inputs (zero-initialised too, so a decoder gains them without changing its output): the
 condition's style (time of day, weather: `style_condition`), which the latents carry only as a tint, and
 per-pixel noise after every up block (`noise_injection`, as StyleGAN injects it): the random detail a
 deterministic decoder would otherwise average away (rain streaks, texture), drawn from `noise_seed` so a
-decode is reproducible. They matter when the decoder is trained with an adversary
-(train.geometry_decoder --adv-weight), which rewards detail that an L1 / MSE loss blurs.
+decode is reproducible; and the boxes' paint colours (`paint_condition`). The first two matter when the
+decoder is trained with an adversary (train.geometry_decoder --adv-weight), which rewards detail that an
+L1 / MSE loss blurs.
 """
 
 from __future__ import annotations
@@ -55,13 +56,15 @@ class GeometryDecoder(ModelMixin, ConfigMixin):
     autoencoder's (see from_autoencoder); geometry_hidden / geometry_features: width of the geometry
     encoder (stride 1: its features have the condition's size and are resized to each level);
     style_condition: add a linear map of the condition's style to the geometry features; noise_injection:
-    add per-channel scaled unit noise after each up block."""
+    add per-channel scaled unit noise after each up block; paint_condition: the geometry encoder also reads
+    the boxes' paint map (image_condition.paint_map), so a car's body takes its colour at the condition's
+    size rather than the latents' blur of it."""
 
     @register_to_config
     def __init__(self, latent_channels: int = 4, block_out_channels: Sequence[int] = (32, 64, 64),
                  layers_per_block: int = 1, norm_num_groups: int = 16, mid_block_add_attention: bool = True,
                  geometry_hidden: int = 32, geometry_features: int = 32, style_condition: bool = False,
-                 noise_injection: bool = False) -> None:
+                 noise_injection: bool = False, paint_condition: bool = False) -> None:
         super().__init__()
         from diffusers.models.autoencoders.vae import Decoder
 
@@ -71,7 +74,7 @@ class GeometryDecoder(ModelMixin, ConfigMixin):
                                block_out_channels=tuple(block_out_channels), layers_per_block=layers_per_block,
                                norm_num_groups=norm_num_groups, act_fn="silu",
                                mid_block_add_attention=mid_block_add_attention)
-        self.geometry = GeometryEncoder(geometry_hidden, geometry_features, stride=1)
+        self.geometry = GeometryEncoder(geometry_hidden, geometry_features, stride=1, paint=paint_condition)
         widths = list(reversed(block_out_channels))
         # after conv_in (the latent size), then after each up block (its output width)
         self.inject = nn.ModuleList(nn.Conv2d(geometry_features, c, 1) for c in [widths[0]] + widths)
@@ -101,11 +104,12 @@ class GeometryDecoder(ModelMixin, ConfigMixin):
 
     @classmethod
     def extended(cls, decoder: "GeometryDecoder", **options) -> "GeometryDecoder":
-        """A copy of a trained decoder with options changed (style_condition, noise_injection): its weights,
-        and the new parts at zero, so it decodes exactly as `decoder` until trained."""
+        """A copy of a trained decoder with options changed (style_condition, noise_injection,
+        paint_condition): its weights, and the new parts at zero, so it decodes exactly as `decoder` until
+        trained."""
         out = cls(**{**{k: v for k, v in decoder.config.items() if not k.startswith("_")}, **options})
         missing, unexpected = out.load_state_dict(decoder.state_dict(), strict=False)
-        if unexpected or any(not k.startswith(("style.", "noise_scale.")) for k in missing):
+        if unexpected or any(not k.startswith(("style.", "noise_scale.", "geometry.paint_in.")) for k in missing):
             raise ValueError(f"GeometryDecoder.extended: weights do not match (missing {missing}, unexpected {unexpected})")
         return out
 

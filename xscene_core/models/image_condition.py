@@ -11,6 +11,9 @@
 - `ImageTokens`: cross-attention tokens per view: [null, camera, relative pose, caption, boxes...].
 - `style_features`: the time of day and weather as a 12-d one-hot (the caption embedding carries them only
   weakly: it is dominated by the object lists).
+- `box_paint_features` / `paint_map`: each box's paint colour (Box.color, the scene graph's attribute) as a
+  feature, and per pixel the paint of the box seen there (`paint_condition` of the encoders): without it a
+  car's colour is a guess the denoiser can only average, and averaged paints come out as dark blobs.
 
 Shapes: V views of h x w pixels at the model resolution; ids are Occ3D ids (semantics.py).
 """
@@ -40,6 +43,23 @@ CAMERA_FEATURES = 10  # per camera: sin/cos yaw, forward z, position / 2 m (3), 
 POSE_FEATURES = 5  # relative pose of the new chunk in the reference frame: x / 40, y / 40, z / 4, sin yaw, cos yaw
 DEPTH_FAR = 80.0  # metres: log depth normalised so that this maps to 1
 STYLE_FEATURES = len(TIMES_OF_DAY) + len(WEATHERS)  # one-hot time of day, one-hot weather
+PAINT_FEATURES = 4  # per box: paint colour (sRGB-like, linear ** 1/2.2) and a known flag
+PAINT_MARGIN = 0.2  # metres: a box-surface point this far outside its box (rounding, float16 caches) still takes its paint
+
+
+def box_paint_features(colors: Sequence[str]) -> np.ndarray:
+    """float32 [N, PAINT_FEATURES] of Box.color names: the paint's colour as the preview look renders it
+    (ops.preview_look PAINTS, linear RGB ** 1/2.2) and 1; an empty or unknown name gives zeros (unknown:
+    the preview then draws a colour the description names or a common one)."""
+    from ..ops.preview_look.surfaces import PAINTS
+
+    out = np.zeros((len(colors), PAINT_FEATURES), np.float32)
+    for i, name in enumerate(colors):
+        rgb = PAINTS.get(str(name).strip().lower())
+        if rgb is not None:
+            out[i, :3] = np.asarray(rgb, np.float32) ** (1 / 2.2)
+            out[i, 3] = 1.0
+    return out
 
 
 def style_features(time_of_day: str | None, weather: str | None) -> np.ndarray:
@@ -136,7 +156,8 @@ class ViewArrays:
     semantic: uint8 [V, h, w] Occ3D ids; depth: float32 [V, h, w] metres (0 = miss); persp: uint8
     [V, PERSP_CHANNELS, h, w] perspective faces / edges / lines (0 or 1); points: float32 [V, 3, h, w]
     normalised box-surface coordinates (box_points); camera: float32 [V, CAMERA_FEATURES]; boxes: float32
-    [N, 7] and box_labels int64 [N] in the ego frame.
+    [N, 7] and box_labels int64 [N] in the ego frame; box_paints: float32 [N, PAINT_FEATURES]
+    (box_paint_features; None = all unknown, as in caches written before paints were stored).
     """
 
     semantic: np.ndarray
@@ -146,6 +167,14 @@ class ViewArrays:
     camera: np.ndarray
     boxes: np.ndarray
     box_labels: np.ndarray
+    box_paints: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.box_paints is None:
+            self.box_paints = np.zeros((len(self.box_labels), PAINT_FEATURES), np.float32)
+        if self.box_paints.shape != (len(self.box_labels), PAINT_FEATURES):
+            raise ValueError(f"ViewArrays.box_paints: expected [{len(self.box_labels)}, {PAINT_FEATURES}], "
+                             f"got {list(self.box_paints.shape)}")
 
 
 def view_condition_arrays(semantic: np.ndarray, depth: np.ndarray, layout, rig: CameraRig,
@@ -159,12 +188,14 @@ def view_condition_arrays(semantic: np.ndarray, depth: np.ndarray, layout, rig: 
     if layout is not None:
         pm = perspective_maps(layout, rig)
         boxes, labels = layout.box_array().astype(np.float32).reshape(-1, BOX_DIMS), layout.box_labels()
+        paints = box_paint_features([b.color for b in layout.boxes])
     else:
         H, W = semantic.shape[1:]
         pm = PerspectiveMaps(np.full((V, H, W), semantics.FREE, np.uint8), np.zeros((V, H, W), np.float32),
                              np.full((V, H, W), semantics.FREE, np.uint8),
                              np.zeros((V, len(PERSPECTIVE_LINE_KINDS), H, W), bool), rig)
         boxes, labels = np.zeros((0, BOX_DIMS), np.float32), np.zeros(0, np.int64)
+        paints = None
     objs = np.asarray(semantics.OBJECT_IDS)
     box_class = _nearest(pm.box_class, size)
     faces = box_class[:, None] == objs[None, :, None, None]
@@ -173,7 +204,7 @@ def view_condition_arrays(semantic: np.ndarray, depth: np.ndarray, layout, rig: 
     persp = np.concatenate([faces, edges, lines], 1).astype(np.uint8)
     pts = box_points(box_class, _nearest(pm.box_depth, size), small)
     return ViewArrays(_nearest(semantic, size).astype(np.uint8), _nearest(depth, size).astype(np.float32), persp, pts,
-                      camera_features(rig), boxes, np.asarray(labels, np.int64))
+                      camera_features(rig), boxes, np.asarray(labels, np.int64), paints)
 
 
 @dataclass
@@ -189,7 +220,8 @@ class ImageCondition:
     reference_mask bool [B]; style float [B, STYLE_FEATURES] (style_features; zeros = unknown; it belongs
     to the caption: text_mask removes both); guide float [B, V, C, h / s, w / s] or None: the first-guess
     views of the geometry in the model's image space (ImageCodec.first_guess), read by a denoiser with
-    first_guess_condition; derived from the geometry, so geometry_mask removes it too.
+    first_guess_condition; derived from the geometry, so geometry_mask removes it too; box_paint float [B, N,
+    PAINT_FEATURES] (box_paint_features; None = all unknown): part of the boxes, so box_mask removes it.
     """
 
     semantic: torch.Tensor
@@ -208,8 +240,11 @@ class ImageCondition:
     reference_mask: torch.Tensor
     style: torch.Tensor
     guide: torch.Tensor | None = None
+    box_paint: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
+        if self.box_paint is None:
+            self.box_paint = self.box_geometry.new_zeros(*self.box_labels.shape, PAINT_FEATURES)
         if self.semantic.ndim != 4:
             raise ValueError(f"ImageCondition.semantic: expected [B, V, h, w], got {list(self.semantic.shape)}")
         b, v, h, w = self.semantic.shape
@@ -223,6 +258,8 @@ class ImageCondition:
         if (tuple(self.box_labels.shape) != (b, n) or tuple(self.box_geometry.shape) != (b, n, BOX_DIMS)
                 or tuple(self.box_mask.shape) != (b, n)):
             raise ValueError("ImageCondition: boxes must be labels [B, N], geometry [B, N, 7], mask [B, N]")
+        if tuple(self.box_paint.shape) != (b, n, PAINT_FEATURES):
+            raise ValueError(f"ImageCondition.box_paint: expected [{b}, {n}, {PAINT_FEATURES}], got {list(self.box_paint.shape)}")
         rh, rw = self.reference.shape[-2:]
         if (self.reference.ndim != 5 or self.reference.shape[:2] != (b, v) or self.text.shape[0] != b
                 or rh == 0 or h % rh or w % rw or h // rh != w // rw):
@@ -298,6 +335,7 @@ class ImageCondition:
         parts["box_labels"] = [pad(t, 0) for t in parts["box_labels"]]
         parts["box_geometry"] = [pad(t, 1.0) for t in parts["box_geometry"]]
         parts["box_mask"] = [pad(t, False) for t in parts["box_mask"]]
+        parts["box_paint"] = [pad(t, 0.0) for t in parts["box_paint"]]
         guides = parts.pop("guide")
         if any(g is None for g in guides) and not all(g is None for g in guides):
             raise ValueError("ImageCondition.cat: some batches have a first-guess guide and some do not")
@@ -324,10 +362,12 @@ class ImageCondition:
         geo[..., 3:6] = 1.0
         lab = np.zeros((b, n), np.int64)
         bmask = np.zeros((b, n), bool)
+        paint = np.zeros((b, n, PAINT_FEATURES), np.float32)
         for i, (a, s) in enumerate(zip(arrays, sel)):
             geo[i, :len(s)] = a.boxes[s]
             lab[i, :len(s)] = a.box_labels[s]
             bmask[i, :len(s)] = True
+            paint[i, :len(s)] = a.box_paints[s]
         txt = np.stack([np.zeros(384, np.float32) if t is None else np.asarray(t, np.float32) for t in text])
         ref = np.zeros((b, V, image_channels, h, w), np.float32)
         for i, r in enumerate(reference):
@@ -347,7 +387,44 @@ class ImageCondition:
             torch.ones(b, dtype=torch.bool), t(np.stack([a.camera for a in arrays])), t(lab), t(geo), t(bmask),
             t(txt), torch.tensor([x is not None for x in text]), t(ref),
             t(np.stack([pose_features(p) for p in poses])), torch.tensor([r is not None for r in reference]), t(sty),
-            None if guides is None else t(np.stack([np.asarray(g, np.float32) for g in guides])))
+            None if guides is None else t(np.stack([np.asarray(g, np.float32) for g in guides])), t(paint))
+
+
+def paint_map(cond: ImageCondition) -> torch.Tensor:
+    """Per pixel the paint of the box seen there: float [B, V, PAINT_FEATURES, h, w] (zeros off boxes, for
+    boxes of unknown paint and for boxes the condition dropped). A box-surface pixel (its normalised
+    ego-frame point, ImageCondition.points) belongs to the box it lies in, or the nearest one it lies
+    within PAINT_MARGIN of."""
+    b, v, h, w = cond.semantic.shape
+    out = cond.box_paint.new_zeros(b, v, h, w, PAINT_FEATURES)
+    known = cond.box_mask & (cond.box_paint[..., 3] > 0)                         # [B, N]
+    on = cond.persp[:, :, : len(semantics.OBJECT_IDS)].sum(2) > 0                 # [B, V, h, w]
+    half = torch.as_tensor(SCENE_HALF, dtype=out.dtype, device=out.device)
+    centre = torch.as_tensor(SCENE_CENTRE, dtype=out.dtype, device=out.device)
+    for i in range(b):
+        if not known[i].any() or not on[i].any():
+            continue
+        p = cond.points[i].permute(0, 2, 3, 1)[on[i]] * half + centre          # [M, 3] ego metres
+        g = cond.box_geometry[i][known[i]]                                       # [K, 7]
+        d = p[:, None] - g[None, :, :3]
+        cy, sy = g[:, 6].cos(), g[:, 6].sin()
+        local = torch.stack([d[..., 0] * cy + d[..., 1] * sy, -d[..., 0] * sy + d[..., 1] * cy, d[..., 2]], -1)
+        outside = (local.abs() - g[None, :, 3:6] / 2).amax(-1)                  # [M, K] metres outside the box
+        best, idx = outside.min(-1)
+        paint = cond.box_paint[i][known[i]][idx] * (best < PAINT_MARGIN)[:, None].to(out.dtype)
+        out[i][on[i]] = paint
+    return out.permute(0, 1, 4, 2, 3)
+
+
+def object_weights(cond: ImageCondition, size: tuple[int, int], weight: float) -> torch.Tensor:
+    """Per-cell loss weights float [B, V, 1, *size]: 1 + (weight - 1) x the share of the cell that object
+    boxes cover in the views (their perspective faces, area-pooled from the geometry's size). The
+    foreground re-weighting of GeoDiffusion (Chen et al. 2023): vehicles and people fill a few percent of a
+    view, so a plain mean loss barely asks for them."""
+    b, v = cond.batch_size, cond.num_views
+    faces = (cond.persp[:, :, : len(semantics.OBJECT_IDS)].sum(2, keepdim=True) > 0).to(cond.depth.dtype)
+    cover = F.adaptive_avg_pool2d(faces.flatten(0, 1), tuple(size)).view(b, v, 1, *size)
+    return 1.0 + (float(weight) - 1.0) * cover
 
 
 class GeometryEncoder(nn.Module):
@@ -360,11 +437,12 @@ class GeometryEncoder(nn.Module):
     at most 2 ** layers): the first hidden convolutions are strided, so geometry at stride x the model
     resolution keeps lane lines and poles that a map at the latent size would lose (as ControlNet's
     condition embedding does); the output is [B*V, out_channels, h / stride, w / stride]. The weights
-    have the same shapes for every stride.
+    have the same shapes for every stride. paint: also read the paint map (paint_map) through its own
+    1x1 projection, zero-initialised so an encoder gains it without changing its output.
     """
 
     def __init__(self, hidden: int = 32, out_channels: int = 16, bands: int = 4, layers: int = 2,
-                 stride: int = 1) -> None:
+                 stride: int = 1, paint: bool = False) -> None:
         super().__init__()
         if stride not in (1, 2, 4) or stride > 2 ** layers:
             raise ValueError(f"GeometryEncoder: stride must be 1, 2 or 4 and at most 2 ** layers, got {stride}")
@@ -372,6 +450,9 @@ class GeometryEncoder(nn.Module):
         maps = NUM_IDS + 2 + PERSP_CHANNELS
         self.maps_in = nn.Conv2d(maps, hidden, 3, padding=1, bias=False)
         self.pos_in = nn.Conv2d(3 * (1 + 2 * bands), hidden, 1, bias=False)
+        self.paint_in = nn.Conv2d(PAINT_FEATURES, hidden, 1, bias=False) if paint else None
+        if paint:
+            nn.init.zeros_(self.paint_in.weight)
         body: list[nn.Module] = []
         for i in range(layers):
             step = 2 if 2 ** i < stride else 1
@@ -389,6 +470,8 @@ class GeometryEncoder(nn.Module):
         on_box = (cond.persp[:, :, : len(semantics.OBJECT_IDS)].sum(2, keepdim=True) > 0).to(maps.dtype)
         pos = fourier_features(cond.points.permute(0, 1, 3, 4, 2), self.bands).permute(0, 1, 4, 2, 3) * on_box * keep
         x = self.maps_in(maps.flatten(0, 1)) + self.pos_in(pos.flatten(0, 1))
+        if self.paint_in is not None:
+            x = x + self.paint_in((paint_map(cond) * keep).flatten(0, 1))
         return self.body(x)
 
 
@@ -396,9 +479,10 @@ class ImageTokens(nn.Module):
     """Cross-attention tokens per view: [null, camera, pose, caption, boxes...] -> (tokens float
     [B*V, T, D], mask bool [B*V, T]). Boxes are expressed in each camera's frame (centre, log size, yaw
     relative to the optical axis), so one token says where the object lies in that view; boxes behind a
-    camera are masked for it."""
+    camera are masked for it. paint: a box token also carries its paint (a zero-initialised linear map of
+    ImageCondition.box_paint added to it)."""
 
-    def __init__(self, dim: int, text_dim: int = 384, bands: int = 4) -> None:
+    def __init__(self, dim: int, text_dim: int = 384, bands: int = 4, paint: bool = False) -> None:
         super().__init__()
         self.bands = bands
         self.null = nn.Parameter(torch.randn(1, 1, dim) * 0.02)
@@ -408,6 +492,9 @@ class ImageTokens(nn.Module):
         self.text = mlp(text_dim)
         self.box_class = nn.Embedding(NUM_IDS, dim)
         self.box = mlp(dim + 8 * (1 + 2 * bands))
+        self.box_paint = nn.Linear(PAINT_FEATURES, dim, bias=False) if paint else None
+        if paint:
+            nn.init.zeros_(self.box_paint.weight)
 
     @staticmethod
     def boxes_in_cameras(geometry: torch.Tensor, camera: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -434,6 +521,8 @@ class ImageTokens(nn.Module):
         feats, front = self.boxes_in_cameras(cond.box_geometry, cond.camera)         # [B, V, N, 8]
         cls = self.box_class(cond.box_labels)[:, None].expand(-1, v, -1, -1)
         box = self.box(torch.cat([cls, fourier_features(feats, self.bands)], -1))      # [B, V, N, D]
+        if self.box_paint is not None:
+            box = box + self.box_paint(cond.box_paint)[:, None]
         bmask = cond.box_mask[:, None] & front
         pmask = cond.reference_mask[:, None].expand(-1, v)
         tmask = cond.text_mask[:, None].expand(-1, v)

@@ -60,6 +60,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .image_condition import (CAMERA_FEATURES, STYLE_FEATURES, GeometryEncoder, ImageCondition, ImageTokens,
+                              object_weights,
                               resize_images)
 from .pretrained import Pretrained
 
@@ -167,7 +168,9 @@ class ImageDiffusion(Pretrained, nn.Module):
     image from the geometry gives the structure, the denoiser what it cannot predict); first_guess_residual:
     the denoiser generates the residual (views - first guess) x residual_scale instead of the views
     (CorrDiff's split of a regression for the mean and diffusion for the rest; needs first_guess_condition;
-    `sample` returns views, `residual` maps views to what is denoised).
+    `sample` returns views, `residual` maps views to what is denoised); paint_condition: the boxes' paint
+    colours (Box.color) as box-token features and a per-pixel paint map in the geometry encoder (both
+    zero-initialised, see image_condition.paint_map).
     """
 
     def __init__(self, space: str = "pixel", image_channels: int = 3, sample_size: Sequence[int] = (64, 112),
@@ -180,7 +183,7 @@ class ImageDiffusion(Pretrained, nn.Module):
                  guidance_rescale: float = 0.0, vae_path: str = "", vae_scale: float = 1.0,
                  vae_factor: int = 8, geometry_decoder: bool = False, first_guess_strength: float = 1.0,
                  first_guess_condition: bool = False, first_guess_residual: bool = False, residual_scale: float = 1.0,
-                 num_train_timesteps: int = 1000, beta_schedule: str = "linear", beta_start: float = 1e-4,
+                 paint_condition: bool = False, num_train_timesteps: int = 1000, beta_schedule: str = "linear", beta_start: float = 1e-4,
                  beta_end: float = 0.02, prediction_type: str = "v_prediction", rescale_betas_zero_snr: bool = True) -> None:
         super().__init__()
         from diffusers import UNet2DConditionModel
@@ -210,15 +213,16 @@ class ImageDiffusion(Pretrained, nn.Module):
             vae_path=str(vae_path), vae_scale=float(vae_scale), vae_factor=int(vae_factor),
             geometry_decoder=bool(geometry_decoder), first_guess_strength=float(first_guess_strength),
             first_guess_condition=bool(first_guess_condition), first_guess_residual=bool(first_guess_residual),
-            residual_scale=float(residual_scale),
+            residual_scale=float(residual_scale), paint_condition=bool(paint_condition),
             num_train_timesteps=int(num_train_timesteps),
             beta_schedule=str(beta_schedule), beta_start=float(beta_start), beta_end=float(beta_end),
             prediction_type=str(prediction_type), rescale_betas_zero_snr=bool(rescale_betas_zero_snr))
         self.image_channels = int(image_channels)
         self.sample_size = tuple(self.config["sample_size"])
         self.stride = 2 ** (len(block_out_channels) - 1)
-        self.geometry = GeometryEncoder(geometry_hidden, geometry_features, stride=int(geometry_stride))
-        self.tokens = ImageTokens(token_dim, TEXT_DIM)
+        self.geometry = GeometryEncoder(geometry_hidden, geometry_features, stride=int(geometry_stride),
+                                        paint=bool(paint_condition))
+        self.tokens = ImageTokens(token_dim, TEXT_DIM, paint=bool(paint_condition))
         down = tuple("CrossAttnDownBlock2D" if a else "DownBlock2D" for a in attention_levels)
         up = tuple("CrossAttnUpBlock2D" if a else "UpBlock2D" for a in reversed(attention_levels))
         self.unet = UNet2DConditionModel(
@@ -557,12 +561,14 @@ def clean_estimate(out: torch.Tensor, xt: torch.Tensor, acp: torch.Tensor, predi
 
 
 def diffusion_loss(model: ImageDiffusion, scheduler, x0: torch.Tensor, cond: ImageCondition, timesteps: torch.Tensor,
-                   noise: torch.Tensor, snr_gamma: float = 0.0, estimate: bool = False
+                   noise: torch.Tensor, snr_gamma: float = 0.0, estimate: bool = False, object_weight: float = 1.0
                    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Min-SNR-weighted MSE of one batch: x0 float [B, V, C, h, w] in the model's image space, timesteps
     long [B] (one per scene: its views share the noise level), noise like x0. A first_guess_residual model
     learns the residual of x0 (ImageDiffusion.residual). estimate: also return the clean views the
-    prediction implies (like x0, with its graph; what an adversarial loss judges)."""
+    prediction implies (like x0, with its graph; what an adversarial loss judges). object_weight: cells
+    covered by object boxes weigh this much more (image_condition.object_weights; a weighted mean, so the
+    loss keeps its scale)."""
     b = x0.shape[0]
     x0 = model.residual(x0, cond)
     acp = scheduler.alphas_cumprod.to(x0.device)[timesteps].view(b, 1, 1, 1, 1)
@@ -570,7 +576,12 @@ def diffusion_loss(model: ImageDiffusion, scheduler, x0: torch.Tensor, cond: Ima
     pt = model.config["prediction_type"]
     target = noise if pt == "epsilon" else x0 if pt == "sample" else acp.sqrt() * noise - (1 - acp).sqrt() * x0
     pred = model(xt, timesteps, cond)
-    per = ((pred - target) ** 2).mean(dim=(1, 2, 3, 4))
+    err = (pred - target) ** 2
+    if object_weight != 1.0:
+        w = object_weights(cond, tuple(err.shape[-2:]), object_weight)
+        per = (err * w).mean(dim=(1, 2, 3, 4)) / w.mean(dim=(1, 2, 3, 4))
+    else:
+        per = err.mean(dim=(1, 2, 3, 4))
     if snr_gamma > 0:
         a = acp.view(b)
         snr = a / (1 - a).clamp(min=1e-8)

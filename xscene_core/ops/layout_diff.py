@@ -7,7 +7,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -42,8 +42,10 @@ def _only_in(a, b) -> tuple:
 
 def layout_change(old: Layout, new: Layout) -> LayoutChange:
     """The difference of two layouts of one chunk (element equality; a box whose class, pose, size or state
-    changed counts as removed and added)."""
-    return LayoutChange(_only_in(old.boxes, new.boxes), _only_in(new.boxes, old.boxes),
+    changed counts as removed and added). A box's paint (Box.color) is no part of the occupancy, so a box
+    repainted and nothing else is no change here; the images, which read it, are made again anyway."""
+    before, after = (tuple(replace(b, color="") for b in boxes) for boxes in (old.boxes, new.boxes))
+    return LayoutChange(_only_in(before, after), _only_in(after, before),
                         _only_in(old.lanes, new.lanes) + _only_in(new.lanes, old.lanes),
                         _only_in(old.polygons, new.polygons) + _only_in(new.polygons, old.polygons))
 

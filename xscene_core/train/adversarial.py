@@ -90,17 +90,21 @@ class AdversarialTraining(EmaTraining):
         if self.adversary is not None:
             self.adversary.save(folder / DISCRIMINATOR)
 
-    def attach_adversary(self, cfg, device: torch.device, resume: bool) -> None:
-        """A new adversary (cfg: disc_width, disc_lr), or with `resume` the one saved in OUT/checkpoint.
+    def attach_adversary(self, cfg, device: torch.device, resume: bool, init: Path | None = None) -> None:
+        """A new adversary (cfg: disc_width, disc_lr), or with `resume` the one saved in OUT/checkpoint,
+        else with `init` the one in that file (another run's DISCRIMINATOR, optimizer state included).
         A new one learns alone for cfg.disc_start steps from the current step."""
         self.adversary = Adversary(cfg, device)
         self._adv_joins = self.step + cfg.disc_start
         self._adv_stats = []
         saved = self.out / "checkpoint" / DISCRIMINATOR
-        if resume and saved.exists():
-            self.adversary.load(saved)
+        start = saved if resume and saved.exists() else init
+        if start is not None:
+            if not Path(start).is_file():
+                raise FileNotFoundError(f"discriminator weights {start}: no such file")
+            self.adversary.load(Path(start))
             self._adv_joins = 0  # it has learned already
-            self.log(f"discriminator resumed from {saved}")
+            self.log(f"discriminator {'resumed' if start == saved else 'initialised'} from {start}")
 
     def adversarial_loss(self, rec: torch.Tensor, real: torch.Tensor, fake: torch.Tensor, semantic: torch.Tensor,
                          style: torch.Tensor, step: int, last: torch.Tensor, cfg, fm_weight: float = 0.0

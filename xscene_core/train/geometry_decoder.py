@@ -37,7 +37,8 @@ and style) learns to tell preview renders from decoded views, and the decoder is
 (as latent-diffusion autoencoders are trained) and scaled by W; --fm-weight adds discriminator feature
 matching. For the first --disc-start steps of the run the discriminator learns while the decoder keeps
 its L1 / MSE loss only. --style-condition and --noise-injection give the decoder (new, or extended from
---init) the style and per-pixel noise inputs (models.geometry_decoder), zero-initialised. The
+--init) the style and per-pixel noise inputs (models.geometry_decoder), zero-initialised, and
+--paint-condition the boxes' paint map; --object-weight weighs the pixels of object boxes more. The
 discriminator and its optimizer are saved in each checkpoint (OUT/checkpoint/discriminator.safetensors,
 the same step as the decoder) and come back with --resume. An adversarial run's val_loss rises as it
 trades PSNR for detail, so pick its weights by the image metrics, not by OUT/best; the
@@ -60,7 +61,7 @@ from ..data.image_dataset import LOOKS, ImageDataset, add_styles_arg, cache_dir,
 from ..eval.image_metrics import laplacian_energy
 from ..models.geometry_decoder import GeometryDecoder
 from ..models.image_autoencoder import downsample_factor, load_autoencoder
-from ..models.image_condition import ImageCondition
+from ..models.image_condition import ImageCondition, object_weights
 from .adversarial import AdversarialTraining
 from .common import RunLog, add_config_args, apply_config_args
 from .image_autoencoder import psnr
@@ -80,6 +81,9 @@ class TrainConfig:
     crop_h: int = 64
     crop_w: int = 112
     """training window in image pixels (multiples of the downsampling factor; 0 = whole views)"""
+    object_weight: float = 1.0
+    """loss weight of pixels covered by object boxes over the rest (image_condition.object_weights; the
+    validation figures stay unweighted)"""
     noise_max: float = 0.5
     """strongest latent noise, in standard deviations of the training latents"""
     p_clean: float = 0.2
@@ -203,6 +207,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--max-minutes", type=float, default=None, help="wall-time budget over all resumed runs")
     ap.add_argument("--style-condition", action="store_true", help="give the decoder the style input (new parts at zero)")
     ap.add_argument("--noise-injection", action="store_true", help="give the decoder per-pixel noise inputs (new parts at zero)")
+    ap.add_argument("--paint-condition", action="store_true",
+                    help="give the decoder the boxes' paint map (new parts at zero)")
     add_config_args(ap, TrainConfig)
     args = ap.parse_args(argv)
     if args.threads:
@@ -250,7 +256,8 @@ def main(argv: list[str] | None = None) -> None:
     z_std = float(torch.from_numpy(np.concatenate([s.preview[0] for s in train_z.samples[:16]]).astype(np.float32)).std())
 
     options = {k: True for k, on in (("style_condition", args.style_condition),
-                                     ("noise_injection", args.noise_injection)) if on}
+                                     ("noise_injection", args.noise_injection),
+                                     ("paint_condition", args.paint_condition)) if on}
     if args.resume and (args.out / "checkpoint").exists():
         run = AdversarialTraining.resume(args.out, log, cfg, GeometryDecoder, device, args.max_minutes)
     else:
@@ -277,7 +284,11 @@ def main(argv: list[str] | None = None) -> None:
         cond = cond.to(device)
         y = dec(z.to(device), cond, noise_seed=noise_seed)
         x = x.to(device)
-        rec = (y - x).abs().mean() + F.mse_loss(y, x)
+        if cfg.object_weight != 1.0:  # a weighted mean: the loss keeps its scale
+            w = object_weights(cond, tuple(y.shape[-2:]), cfg.object_weight).flatten(0, 1)
+            rec = (((y - x).abs() + (y - x) ** 2) * w).mean() / w.mean()
+        else:
+            rec = (y - x).abs().mean() + F.mse_loss(y, x)
         if run.adversary is None:
             return rec
         return run.adversarial_loss(rec, x, y, cond.semantic.flatten(0, 1), cond.view_styles(), step,

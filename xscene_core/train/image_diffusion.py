@@ -81,6 +81,9 @@ class TrainConfig:
     high_noise_share: float = 0.0
     """share of scenes whose timestep is drawn from the upper half of the schedule only (a fine-tuning knob:
     the global brightness and colour of a view are decided there)"""
+    object_weight: float = 1.0
+    """training loss weight of latent cells covered by object boxes over the rest (GeoDiffusion's
+    foreground re-weighting; the validation loss stays unweighted)"""
     adv_weight: float = 0.0
     """scale of the balanced adversarial loss on the decoded clean estimates (0: no discriminator)"""
     adv_t_min: float = 0.0
@@ -222,6 +225,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--first-guess-residual", action="store_true",
                     help="with --first-guess-condition: denoise the residual of the views to the first guess "
                          "(its scale set from the training scenes; an --init that has either keeps it)")
+    ap.add_argument("--paint-condition", action="store_true",
+                    help="also read the boxes' paint colours (box tokens and a per-pixel paint map; new weights "
+                         "start at zero, so an --init model starts unchanged)")
+    ap.add_argument("--discriminator-init", type=Path, default=None,
+                    help="with --adv-weight: start the adversary from this discriminator.safetensors (an earlier "
+                         "run's checkpoint/) instead of a new one that first learns alone for --disc-start steps")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--max-minutes", type=float, default=None, help="wall-time budget over all resumed runs")
@@ -260,11 +269,11 @@ def main(argv: list[str] | None = None) -> None:
         run = AdversarialTraining.resume(args.out, log, cfg, ImageDiffusion, device, args.max_minutes)
     else:
         torch.manual_seed(cfg.seed)
-        # a continuation keeps its start's first-guess inputs (the flags only add them)
-        guess = {k: True for k in ("first_guess_condition", "first_guess_residual")
+        # a continuation keeps its start's first-guess and paint inputs (the flags only add them)
+        inputs = {k: True for k in ("first_guess_condition", "first_guess_residual", "paint_condition")
                  if getattr(args, k) or init_cfg.get(k)}
         model = ImageDiffusion.from_preset(args.preset, unet_path=args.unet_path,
-                                           **({"vae_path": vae_path} if latent else {}), **guess)
+                                           **({"vae_path": vae_path} if latent else {}), **inputs)
         if latent and args.preset != "paper":  # our own autoencoder: scale its latents to unit variance
             # a continuation keeps the scale its weights were trained with
             init_scale = init_cfg.get("vae_scale") if init_cfg.get("space") == "latent" else None
@@ -336,14 +345,15 @@ def main(argv: list[str] | None = None) -> None:
 
     batches = BatchPrefetch(lambda step: make_batch(train, step, cfg, model, T), device.type != "cpu")
     if cfg.adv_weight > 0:
-        run.attach_adversary(cfg, device, args.resume)
+        run.attach_adversary(cfg, device, args.resume, args.discriminator_init)
 
     def loss_at(step: int) -> torch.Tensor:
         x0, cond, t, noise = batches(step)
         x0, cond, t, noise = x0.to(device), cond.to(device), t.to(device), noise.to(device)
         if run.adversary is None:
-            return diffusion_loss(model, sched, x0, cond, t, noise, cfg.snr_gamma)
-        rec, est = diffusion_loss(model, sched, x0, cond, t, noise, cfg.snr_gamma, estimate=True)
+            return diffusion_loss(model, sched, x0, cond, t, noise, cfg.snr_gamma, object_weight=cfg.object_weight)
+        rec, est = diffusion_loss(model, sched, x0, cond, t, noise, cfg.snr_gamma, estimate=True,
+                                  object_weight=cfg.object_weight)
         judged = cond.geometry_mask & (t >= cfg.adv_t_min * T) & (t < cfg.adv_t_max * T)  # D reads the semantic map
         if not bool(judged.any()):
             return rec
