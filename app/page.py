@@ -121,7 +121,7 @@ def build(editor: Editor) -> gr.Blocks:
                             bh = gr.Number(label="height", elem_id="box-h")
                         with gr.Row():
                             bclass = gr.Dropdown(OBJECT_CLASSES, label="Class", value="car", elem_id="box-class")
-                            # the image model paints a vehicle in its box's colour ("" = unstated: its guess)
+                            # the preview paints a vehicle in its box's colour, the image model reads it ("" = unstated)
                             bpaint = gr.Dropdown(PAINT_CHOICES, label="Paint", value="", elem_id="box-paint")
                         with gr.Row():
                             apply_box_btn = gr.Button("Apply to box", elem_id="apply-box")
