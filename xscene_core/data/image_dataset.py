@@ -148,7 +148,8 @@ def build_sample(world, k: int, size: tuple[int, int], rng: np.random.Generator,
     T[:2, 3] = (dx, dy)
     return dict(semantic=arrays.semantic, depth=arrays.depth.astype(np.float16), persp=arrays.persp,
                 points=arrays.points.astype(np.float16), camera=arrays.camera, boxes=arrays.boxes,
-                box_labels=arrays.box_labels, box_paints=arrays.box_paints, caption=np.array(chunk.description.caption()),
+                box_labels=arrays.box_labels, box_paints=arrays.box_paints,
+                caption=np.array(chunk.description.caption()),
                 style=style_features(chunk.description.time_of_day, chunk.description.weather), preview=looks,
                 reference=ref_looks, T_ref_new=T, look_seeds=np.array(seeds, np.int64))
 

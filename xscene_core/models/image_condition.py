@@ -44,7 +44,7 @@ POSE_FEATURES = 5  # relative pose of the new chunk in the reference frame: x / 
 DEPTH_FAR = 80.0  # metres: log depth normalised so that this maps to 1
 STYLE_FEATURES = len(TIMES_OF_DAY) + len(WEATHERS)  # one-hot time of day, one-hot weather
 PAINT_FEATURES = 4  # per box: paint colour (sRGB-like, linear ** 1/2.2) and a known flag
-PAINT_MARGIN = 0.2  # metres: a box-surface point this far outside its box (rounding, float16 caches) still takes its paint
+PAINT_MARGIN = 0.2  # metres: a box-surface point this far outside its box (float16 caches) still takes its paint
 
 
 def box_paint_features(colors: Sequence[str]) -> np.ndarray:
@@ -259,7 +259,8 @@ class ImageCondition:
                 or tuple(self.box_mask.shape) != (b, n)):
             raise ValueError("ImageCondition: boxes must be labels [B, N], geometry [B, N, 7], mask [B, N]")
         if tuple(self.box_paint.shape) != (b, n, PAINT_FEATURES):
-            raise ValueError(f"ImageCondition.box_paint: expected [{b}, {n}, {PAINT_FEATURES}], got {list(self.box_paint.shape)}")
+            raise ValueError(f"ImageCondition.box_paint: expected [{b}, {n}, {PAINT_FEATURES}], "
+                             f"got {list(self.box_paint.shape)}")
         rh, rw = self.reference.shape[-2:]
         if (self.reference.ndim != 5 or self.reference.shape[:2] != (b, v) or self.text.shape[0] != b
                 or rh == 0 or h % rh or w % rw or h // rh != w // rw):
