@@ -17,9 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from xscene_core import semantics
-from xscene_core.generator import DEFAULT_DESCRIPTION
-from xscene_core.llm.scene_text import description_following
-from xscene_core.ops.graph_sync import graph_following
+from xscene_core.generator import DEFAULT_DESCRIPTION, following
 from xscene_core.ops.lane_edit import bend_lane
 from xscene_core.ops.preview_look import PAINTS
 from xscene_core.session import Session
@@ -451,13 +449,8 @@ class EditorSession:
             for index, layout in edits.items():
                 old = world[index]
                 if old.occupancy is None:
-                    # the graph follows boxes and lanes, which the road map from_layout adds leaves as they are;
-                    # the description follows the graph, as Generator.edit has it
-                    graph = (graph_following(old.graph, layout, old.layout)
-                             if old.graph is not None and old.layout is not None else None)
-                    d = old.description
-                    if d is not None and graph is not None:
-                        d = description_following(d, old.graph, graph, layout)
+                    # as Generator.edit has it (the road map from_layout adds changes no box or lane)
+                    graph, d = following(old, layout)
                     new = ctx.gen.from_layout(layout, d, seed, "none", ctx.progress)
                     new = replace(new, graph=graph, T_world_chunk=old.T_world_chunk)
                     notes.append(f"{index}: generated")

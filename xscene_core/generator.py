@@ -28,7 +28,7 @@ from typing import Callable
 import numpy as np
 
 from .types.layout import Layout
-from .types.occupancy import Occupancy
+from .types.occupancy import GridSpec, Occupancy
 from .types.scene import DescribedScene, SceneDescription, SceneGraph
 from .types.world import Chunk, ChunkIndex, WorldMap
 
@@ -266,7 +266,6 @@ class Generator:
         the views are rendered again. The scene graph follows the edit, and so does the description unless
         one is given (llm.scene_text.description_following). A new description alone re-renders without
         touching the voxels."""
-        from .ops.graph_sync import graph_following
         from .ops.layout_diff import change_distance, layout_change
 
         if chunk.occupancy is None or chunk.layout is None:
@@ -280,14 +279,8 @@ class Generator:
             layout = with_road_map(layout, d, force=True)
             change = layout_change(chunk.layout, layout)
         region = change_distance(change, stage.grid) <= margin
-        # the graph follows the boxes and lanes, so a later edit in words starts from what is there; and
-        # the description with it (unless one was given), so the captions the occupancy and image models
-        # read, and the text the page shows, name no deleted object
-        graph = graph_following(chunk.graph, layout, chunk.layout, stage.grid) if chunk.graph is not None else None
-        if description is None and d is not None and graph is not None:
-            from .llm.scene_text import description_following
-
-            d = description_following(d, chunk.graph, graph, layout)
+        graph, followed = following(chunk, layout, stage.grid)
+        d = description or followed
         new = replace(chunk, layout=layout, description=d, graph=graph)
         if region.any():
             triplane = chunk.triplane if chunk.triplane is not None else stage.encode(chunk.occupancy)
@@ -378,6 +371,24 @@ def with_road_map(layout: Layout, description: SceneDescription | None = None, f
 
     env = description.environment if description is not None else None
     return complete_road_map(layout, sidewalks=env not in NO_SIDEWALK_ENVIRONMENTS, force=force)
+
+
+def following(chunk: Chunk, layout: Layout, grid: GridSpec | None = None
+              ) -> tuple[SceneGraph | None, SceneDescription | None]:
+    """(scene graph, description) of `chunk` after its layout became `layout` by hand: the graph follows
+    the boxes and lanes (ops.graph_sync.graph_following, on `grid`), so a later edit in words starts from
+    what is there, and the description follows the graph and the boxes' paints
+    (llm.scene_text.description_following), so the captions the occupancy and image models read, and the
+    text the page shows, name no deleted object. A chunk without a graph or a layout gives (None, its
+    description)."""
+    from .llm.scene_text import description_following
+    from .ops.graph_sync import graph_following
+
+    if chunk.graph is None or chunk.layout is None:
+        return None, chunk.description
+    graph = graph_following(chunk.graph, layout, chunk.layout, grid)
+    d = chunk.description
+    return graph, (description_following(d, chunk.graph, graph, layout) if d is not None else None)
 
 
 def _default_stage(name: str):

@@ -142,3 +142,25 @@ def test_a_box_painted_in_the_editor_gives_its_colour_to_the_description(graph_a
     assert any(thing.startswith("1 green car") for thing, _ in after.foreground), after.foreground
     # without the layout the colour stays the text's
     assert not any("green" in thing for thing, _ in description_following(description, graph, followed).foreground)
+
+
+def test_following_gives_the_followed_graph_and_description_of_a_chunk(graph_and_layout):
+    """generator.following, which Generator.edit and the editor's Regenerate of a chunk without voxels share."""
+    import numpy as np
+
+    from xscene_core.data.world import SyntheticWorld
+    from xscene_core.generator import following
+    from xscene_core.llm.scene_text import description_following
+    from xscene_core.types.world import Chunk
+
+    graph, layout, _ = graph_and_layout
+    world = SyntheticWorld(5)
+    description = world.chunk(*world.find_location("downtown")).description
+    gone = next(b for b in layout.boxes if b.class_name == "car")
+    edited = replace(layout, boxes=tuple(b for b in layout.boxes if b is not gone))
+    chunk = Chunk(np.eye(4), layout=layout, graph=graph, description=description)
+    g, d = following(chunk, edited)
+    assert g == graph_following(graph, edited, layout)
+    assert d == description_following(description, graph, g, edited) and d != description
+    assert following(replace(chunk, graph=None), edited) == (None, description)
+    assert following(replace(chunk, description=None), edited) == (g, None)
