@@ -36,6 +36,15 @@ DEFAULT_STATES = {"car": "parked", "pedestrian": "standing", "bicycle": "parked"
                   "bus": "stopped", "truck": "parked", "trailer": "parked", "construction_vehicle": "parked"}
 
 
+def box_fields(box: Box) -> tuple:
+    """The page's fields of a box, as it shows them: x, y (m, 2 decimals), heading (degrees, 1 decimal),
+    length, width, height (m, 2 decimals), class name, paint (a PAINTS name, "" for unstated or a
+    colour the list lacks)."""
+    return (round(box.center[0], 2), round(box.center[1], 2), round(math.degrees(box.yaw), 1),
+            round(box.size[0], 2), round(box.size[1], 2), round(box.size[2], 2), box.class_name,
+            box.color if box.color in PAINTS else "")
+
+
 @dataclass(frozen=True)
 class WorldCopy:
     """A new WorldMap sharing the chunks of another (so an operation never changes a snapshot's world)."""
@@ -180,11 +189,19 @@ class EditorSession:
         old = self.layouts()[index].boxes[i]
         label = semantics.class_id(class_name)
         ground = old.center[2] - old.size[2] / 2
+        # a field the user left as shown keeps the box's exact value: the page shows rounded numbers, and
+        # re-setting them would move the box by millimetres and resample the voxels around it
+        kept = [typed == shown for typed, shown in zip((x, y, yaw_deg, length, width, height), box_fields(old))]
+        x, y, yaw, length, width, height = (
+            exact if keep else typed for typed, keep, exact in
+            zip((x, y, math.radians(yaw_deg), length, width, height), kept,
+                (old.center[0], old.center[1], old.yaw, *old.size)))
+        z = old.center[2] if kept[5] else ground + height / 2
         if paint is None or (paint == "" and old.color not in PAINTS):
             paint = old.color if label == old.label else ""
         elif paint and paint not in PAINTS:
             raise ValueError(f"paint {paint!r} is not one of {', '.join(PAINTS)}")
-        box = Box((x, y, ground + height / 2), (length, width, height), math.radians(yaw_deg), label,
+        box = Box((x, y, z), (length, width, height), yaw, label,
                   old.state if label == old.label else DEFAULT_STATES.get(class_name, "static"), old.track_id, paint)
         self.update_box(index, i, box)
 

@@ -17,7 +17,7 @@ from xscene_core import semantics
 from xscene_core.ops.preview_look import PAINTS
 from xscene_core.types.world import DIRECTIONS, ChunkIndex
 
-from .editor import EditorSession
+from .editor import EditorSession, box_fields
 from .pictures import chunk_pictures
 from .server import Editor
 from .uploads import read_layout_file, read_nuscenes_sample
@@ -304,11 +304,7 @@ def panels(es: EditorSession, request: gr.Request, editor: Editor) -> list:
     box_value = boxes[sel.box] if layout and sel.box is not None and sel.box < len(boxes) else None
     put("box", (tuple(boxes), box_value), gr.update(choices=boxes, value=box_value))
     if box_value is not None:
-        b = layout.boxes[sel.box]
-        import math
-
-        fields = (round(b.center[0], 2), round(b.center[1], 2), round(math.degrees(b.yaw), 1), round(b.size[0], 2),
-                  round(b.size[1], 2), round(b.size[2], 2), b.class_name, b.color if b.color in PAINTS else "")
+        fields = box_fields(layout.boxes[sel.box])
         for key, v in zip(("bx", "by", "byaw", "bl", "bw", "bh", "bclass", "bpaint"), fields):
             if shown.get("fields") != fields:
                 out[key] = v

@@ -19,7 +19,8 @@ WORLDS=${WORLDS:-$(cat "$PREP/worlds")}  # train worlds whose captions the table
 SHARDS=${SHARDS:-12}           # train cache-building processes (2 more build the val worlds)
 BATCH=${BATCH:-16}             # scenes (x 6 views) per step
 LR=${LR:-3e-4}
-PRESET=${PRESET:-small_latent}
+PRESET=${PRESET:-$(cat "$PREP/preset" 2>/dev/null || echo tiny_latent)}  # init/'s (device_prepare.sh)
+OBJECT_WEIGHT=${OBJECT_WEIGHT:-4}  # object boxes' pixels weigh this much more (the shipped recipe)
 NL_SCENES=${NL_SCENES:-12}     # scenes per split of the per-noise-level figure
 DEVICE=${DEVICE:-cuda}
 CACHE=${CACHE:-/tmp/xscene_cache}
@@ -79,7 +80,7 @@ awk "BEGIN { exit !($minutes > 0.5) }" || { echo "no time left to train"; exit 1
 $PY -m xscene_core.train.image_diffusion --preset "$PRESET" --cache "$CACHE" --out "$RUN" --device "$DEVICE" \
     --init "$PREP/init" --vae-path checkpoints/image_autoencoder --batch "$BATCH" --lr "$LR" --warmup 100 \
     --steps 1000000 --max-minutes "$minutes" --eval-every 400 --ckpt-every 2000 --log-every 50 --val-samples 32 \
-    --high-noise-share 0.3 --threads 2 > "$OUT/train.log" 2>&1 || { tail -n 30 "$OUT/train.log"; exit 1; }
+    --high-noise-share 0.3 --object-weight "$OBJECT_WEIGHT" --threads 2 > "$OUT/train.log" 2>&1 || { tail -n 30 "$OUT/train.log"; exit 1; }
 echo "cache: $(count) train samples at the end ($SECONDS s spent)"
 finish
 cp "$RUN/log.jsonl" "$OUT/log.jsonl"

@@ -249,3 +249,26 @@ def test_a_box_is_painted_from_its_fields_and_an_unknown_paint_is_refused(es):
     assert es.pending[ORIGIN].boxes[0].color == "purple"
     es.set_box(ORIGIN, 0, 7.0, 2.0, 0.0, 0.6, 0.6, 1.8, "pedestrian", "")  # a new class starts unstated
     assert es.pending[ORIGIN].boxes[0].color == ""
+
+
+def test_a_paint_only_apply_keeps_the_box_where_it_was(es):
+    """The page shows rounded fields; applying them unchanged with a new paint must not move the box by
+    the rounding (which would count as a geometry change and resample the voxels around it)."""
+    from dataclasses import replace
+
+    from app.editor import box_fields
+    from xscene_core.ops.layout_diff import layout_change
+
+    layout = es.layouts()[ORIGIN]
+    odd = replace(layout.boxes[0], center=(5.1234, 2.0066, 0.9137), size=(4.5123, 1.9049, 1.6133), yaw=1.54773)
+    es.pending.set(ORIGIN, replace(layout, boxes=(odd,) + layout.boxes[1:]), "odd box")
+    before = es.pending[ORIGIN]
+    es.set_box(ORIGIN, 0, *box_fields(odd)[:7], "red")  # (radians(degrees(1.54773)) is not 1.54773)
+    after = es.pending[ORIGIN]
+    assert after.boxes[0].color == "red" and after.boxes[0].center == odd.center and after.boxes[0].size == odd.size
+    assert after.boxes[0].yaw == odd.yaw
+    assert not layout_change(before, after).boxes
+    # a field the user changed takes the typed value, the others stay exact
+    es.set_box(ORIGIN, 0, 6.0, *box_fields(odd)[1:7], "red")
+    moved = es.pending[ORIGIN].boxes[0]
+    assert moved.center == (6.0, odd.center[1], odd.center[2]) and moved.size == odd.size and moved.yaw == odd.yaw

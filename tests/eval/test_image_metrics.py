@@ -68,11 +68,13 @@ def test_measure_images_reports_the_plain_decoder_beside_a_geometry_aware_one(tm
     Segmenter(widths=(4, 8, 8)).save_pretrained(tmp_path / "s")
     out = measure_images(1, 0, tmp_path / "m", tmp_path / "s", log=lambda *_: None)
     for k in ("image_alignment_miou_plain_decoder", "image_cross_view_consistency_plain_decoder",
-              "image_psnr_plain_decoder", "image_sharpness", "image_sharpness_plain_decoder"):
+              "image_psnr_plain_decoder", "image_sharpness", "image_sharpness_plain_decoder", "image_sharpness_rig",
+              "image_sharpness_rig_plain_decoder"):
         assert np.isfinite(out[k]), k
     # a fresh geometry decoder decodes as the plain one, so the same latents give the same figures
     assert abs(out["image_psnr_plain_decoder"] - out["image_extrapolation_psnr_no_reference"]) < 0.01
     assert abs(out["image_sharpness_plain_decoder"] - out["image_sharpness"]) < 1e-3
+    assert abs(out["image_sharpness_rig_plain_decoder"] - out["image_sharpness_rig"]) < 1e-3
     assert abs(out["image_vehicle_error_plain_decoder"] - out["image_vehicle_error"]) < 1e-3
 
 

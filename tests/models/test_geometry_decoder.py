@@ -92,16 +92,21 @@ def test_the_codec_decodes_with_the_geometry_decoder_only_where_asked(autoencode
         ImageCodec(ImageDiffusion(**{**PRESETS["tiny"], "sample_size": LATENT}), geometry_decoder=True)
 
 
+def save_autoencoder_and_denoiser(autoencoder, folder) -> None:
+    """FOLDER/ae/vae (the autoencoder) and FOLDER/denoiser (a tiny latent image model on it, latents LATENT,
+    geometry GEOMETRY), as the decoder trainer reads them."""
+    autoencoder.save_pretrained(folder / "ae" / "vae")
+    torch.manual_seed(0)
+    ImageDiffusion(**dict(PRESETS["tiny_latent"], sample_size=LATENT, block_out_channels=(8, 16),
+                          attention_levels=(False, True), attention_heads=2, norm_num_groups=4, token_dim=16,
+                          geometry_hidden=8, geometry_features=4, max_boxes=8, vae_path=str(folder / "ae"),
+                          vae_scale=2.0)).save_pretrained(folder / "denoiser")
+
+
 def test_the_training_entry_point_runs_with_the_denoiser_and_resumes(autoencoder, tmp_path):
     from xscene_core.train.geometry_decoder import main
 
-    autoencoder.save_pretrained(tmp_path / "ae" / "vae")
-    torch.manual_seed(0)
-    denoiser = ImageDiffusion(**dict(PRESETS["tiny_latent"], sample_size=LATENT, block_out_channels=(8, 16),
-                                     attention_levels=(False, True), attention_heads=2, norm_num_groups=4,
-                                     token_dim=16, geometry_hidden=8, geometry_features=4, max_boxes=8,
-                                     vae_path=str(tmp_path / "ae"), vae_scale=2.0))
-    denoiser.save_pretrained(tmp_path / "denoiser")
+    save_autoencoder_and_denoiser(autoencoder, tmp_path)
     fake_cache(tmp_path / "cache", size=(32, 56), cond=GEOMETRY)
     common = ["--autoencoder", str(tmp_path / "ae"), "--cache", str(tmp_path / "cache"), "--size", "32", "56",
               "--cond-size", *map(str, GEOMETRY), "--out", str(tmp_path / "run"), "--threads", "1", "--crop-h", "16",
@@ -225,3 +230,107 @@ def test_an_extended_decoder_reads_the_paint_of_the_boxes(autoencoder):
         ext.geometry.paint_in.weight.normal_(0, 0.5)
         diff = (ext(z, red) - ext(z, white)).abs().mean(1)  # [V, H, W]
     assert float(diff.amax()) > 1e-3, "the paint changes the decoded car"
+
+
+def fine_condition(seed: int = 0, classes: tuple[int, int] = (11, 18)) -> ImageCondition:
+    """condition()'s views with their geometry at 32 x 56, twice the denoiser's (stride 4 to the latents)."""
+    from xscene_core.stages.render import default_rig
+
+    rng = np.random.default_rng(seed)
+    sem = rng.integers(*classes, size=(6, 64, 112)).astype(np.uint8)
+    depth = rng.uniform(2, 50, size=(6, 64, 112)).astype(np.float32)
+    arrays = view_condition_arrays(sem, depth, None, default_rig((64, 112)), (32, 56))
+    return ImageCondition.collate([arrays], [np.zeros(384, np.float32)], [None], [None], 4, 8, None, 4)
+
+
+def test_an_upscaling_decoder_starts_as_the_enlarged_decoder_then_draws_from_finer_geometry(autoencoder, tmp_path):
+    import torch.nn.functional as F
+
+    dec = GeometryDecoder.from_autoencoder(autoencoder, **GEO).eval()
+    up = GeometryDecoder.extended(dec, upscale=2, condition_size=(32, 56)).eval()
+    z, cond = torch.randn(6, 4, *LATENT), fine_condition()
+    with torch.no_grad():
+        base, out = dec(z, cond), up(z, cond)
+    assert out.shape == (6, 3, 64, 112)
+    assert torch.allclose(out, F.interpolate(base, size=(64, 112), mode="bilinear", align_corners=False), atol=1e-6)
+    torch.nn.init.normal_(up.detail.out.weight, std=0.1)  # as training moves them
+    with torch.no_grad():
+        for p in up.geometry.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    with torch.no_grad():
+        a, b = up(z, fine_condition(0, (11, 13))), up(z, fine_condition(1, (15, 18)))
+    assert (a - b).abs().mean() > 1e-3  # the head reads the geometry
+    up.save_pretrained(tmp_path / "geometry_decoder")
+    again = load_geometry_decoder(tmp_path)
+    assert again.config.upscale == 2 and tuple(again.config.condition_size) == (32, 56)
+    with torch.no_grad():
+        assert torch.equal(again(z, fine_condition(0, (11, 13))), a)
+    with pytest.raises(ValueError, match="upscale must be 1 or 2"):
+        GeometryDecoder(upscale=3, **GEO)
+
+
+def test_a_condition_coarsened_keeps_ids_by_the_nearest_pixel_and_thin_lines():
+    cond = fine_condition()
+    cond.persp[..., -1, 5, :] = 1  # a one-pixel map line along row 5
+    coarse = cond.coarsened(2)
+    assert coarse.semantic.shape[-2:] == (16, 28) and coarse.persp.shape[-2:] == (16, 28)
+    assert torch.equal(coarse.semantic, cond.semantic[..., 1::2, 1::2])
+    assert torch.equal(coarse.depth, cond.depth[..., 1::2, 1::2])
+    assert (coarse.persp[..., -1, 2, :] == 1).all()  # row 5 lies in coarse row 2: the line survives
+    assert cond.coarsened(1) is cond and coarse.image_size == cond.image_size
+
+
+def test_the_trainer_trains_an_upscaling_decoder_on_views_twice_the_size_and_resumes(autoencoder, tmp_path):
+    from xscene_core.train.geometry_decoder import main
+
+    save_autoencoder_and_denoiser(autoencoder, tmp_path)
+    fake_cache(tmp_path / "cache", size=(64, 112), cond=(32, 56))  # views twice the autoencoder's 32 x 56
+    common = ["--autoencoder", str(tmp_path / "ae"), "--cache", str(tmp_path / "cache"), "--size", "64", "112",
+              "--cond-size", "32", "56", "--out", str(tmp_path / "run"), "--threads", "1", "--crop-h", "32",
+              "--crop-w", "56", "--log-every", "1", "--eval-every", "2", "--ckpt-every", "1", "--p-denoised", "1.0",
+              "--denoiser", str(tmp_path / "denoiser")]
+    main(common + ["--steps", "2", "--upscale", "2"])
+    main(common + ["--steps", "3", "--resume"])  # the checkpoint says it upscales
+    lines = [json.loads(s) for s in (tmp_path / "run" / "log.jsonl").read_text().splitlines() if s.startswith("{")]
+    assert [x["step"] for x in lines if "loss" in x] == [1, 2, 3] and any("val_loss_denoised" in x for x in lines)
+    dec = GeometryDecoder.from_pretrained(tmp_path / "run" / "final")
+    assert dec.config.upscale == 2 and tuple(dec.config.condition_size) == (32, 56)
+    with torch.no_grad():
+        assert dec(torch.randn(6, 4, *LATENT), fine_condition()).shape == (6, 3, 64, 112)
+    with pytest.raises(SystemExit, match=r"conditions at \(32, 56\)"):  # no --upscale: the geometry is too fine
+        main([a if a != str(tmp_path / "run") else str(tmp_path / "r3") for a in common] + ["--steps", "1"])
+
+
+def test_a_coarse_base_reads_the_geometry_as_its_source_did_and_a_frozen_base_stays_its_source(autoencoder,
+                                                                                                tmp_path):
+    import torch.nn.functional as F
+    from safetensors.torch import load_file
+
+    from xscene_core.train.geometry_decoder import main
+
+    dec = GeometryDecoder.from_autoencoder(autoencoder, **GEO).eval()
+    with torch.no_grad():
+        for p in dec.inject.parameters():  # a source that reads its geometry
+            p.add_(0.3 * torch.randn_like(p))
+    up = GeometryDecoder.extended(dec, upscale=2, condition_size=(32, 56), coarse_base=True).eval()
+    z, cond = torch.randn(6, 4, *LATENT), fine_condition()
+    with torch.no_grad():
+        expected = F.interpolate(dec(z, cond.coarsened(2)), size=(64, 112), mode="bilinear", align_corners=False)
+        assert torch.allclose(up(z, cond), expected, atol=1e-6)
+        assert not torch.allclose(dec(z, cond), dec(z, cond.coarsened(2)), atol=1e-3)  # the halving matters
+    # --freeze-base: the run changes the head only
+    save_autoencoder_and_denoiser(autoencoder, tmp_path)
+    dec.save_pretrained(tmp_path / "source")
+    fake_cache(tmp_path / "cache", size=(64, 112), cond=(32, 56))
+    main(["--autoencoder", str(tmp_path / "ae"), "--cache", str(tmp_path / "cache"), "--size", "64", "112",
+          "--cond-size", "32", "56", "--out", str(tmp_path / "run"), "--threads", "1", "--crop-h", "32", "--crop-w", "56",
+          "--eval-every", "2", "--ckpt-every", "2", "--denoiser", str(tmp_path / "denoiser"), "--init",
+          str(tmp_path / "source"), "--upscale", "2", "--coarse-base", "--freeze-base", "--steps", "2", "--lr", "1e-2"])
+    trained = GeometryDecoder.from_pretrained(tmp_path / "run" / "final")
+    assert trained.config.coarse_base and trained.config.upscale == 2
+    source = load_file(str(tmp_path / "source" / "diffusion_pytorch_model.safetensors"))
+    for name, value in trained.state_dict().items():
+        if name.startswith("detail."):
+            continue
+        assert torch.equal(value, source[name]), name
+    assert not torch.equal(trained.detail.out.weight, torch.zeros_like(trained.detail.out.weight))

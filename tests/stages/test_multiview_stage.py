@@ -167,3 +167,34 @@ def test_the_cli_writes_the_views_and_the_mosaics(geometry_decoded, tmp_path):
     assert Image.open(tmp_path / "guessed" / "first_guess_mosaic.png").size == Image.open(out / "mosaic.png").size
     with pytest.raises(SystemExit):
         main(["--out", str(out), "--time", "night"])  # --time without --weather
+
+
+def test_an_upscaling_decoder_reads_the_views_geometry_at_its_own_size(chunk_views, tmp_path):
+    """A decoder that draws at twice the autoencoder's size and was trained on geometry twice the
+    denoiser's gets that geometry from the stage; the denoiser keeps its own."""
+    from xscene_core.models.geometry_decoder import GeometryDecoder
+    from xscene_core.models.image_autoencoder import build_autoencoder
+
+    chunk, views = chunk_views
+    torch.manual_seed(0)
+    ae = build_autoencoder("tiny", block_out_channels=(8, 16, 16), norm_num_groups=4)
+    ae.save_pretrained(tmp_path / "ae" / "vae")
+    dec = GeometryDecoder.extended(GeometryDecoder.from_autoencoder(ae, geometry_hidden=8, geometry_features=4),
+                                   upscale=2, condition_size=(32, 56))
+    with torch.no_grad():
+        for p in list(dec.inject.parameters()) + list(dec.detail.parameters()) + list(dec.geometry.parameters()):
+            p.add_(0.3 * torch.randn_like(p))
+    dec.save_pretrained(tmp_path / "ae" / "geometry_decoder")
+    model = ImageDiffusion(**{**PRESETS["tiny_latent"], **TINY, "sample_size": (8, 14), "vae_path": str(tmp_path / "ae"),
+                              "geometry_decoder": True})
+    stage = MultiViewStage(model)
+    images, cond, sample = stage.generate_views(views, chunk.description, chunk.layout, seed=3)
+    assert cond.semantic.shape[-2:] == model.condition_size == (16, 28)  # what the denoiser read
+    fine = stage.decoder_condition(views, chunk.layout, cond)
+    assert fine.semantic.shape[-2:] == (32, 56) and fine.persp.shape[-2:] == (32, 56)
+    assert torch.equal(fine.box_labels, cond.box_labels) and torch.equal(fine.text, cond.text)
+    assert images.images.shape == (6, 32, 56, 3)  # drawn at 64 x 112, resized to the rig
+    assert np.array_equal(images.images, stage.finish(fine, sample, views.rig, seed=3).images)
+    assert not np.array_equal(images.images, stage.finish(cond, sample, views.rig, seed=3).images)
+    plain = MultiViewStage(model, geometry_decoder=False)
+    assert plain.decoder_condition(views, chunk.layout, cond) is cond

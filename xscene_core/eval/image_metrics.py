@@ -23,6 +23,9 @@
 - image_sharpness: mean absolute Laplacian of the generated views over that of the preview renders of the
   same chunks, both at the model's own image size (1: as much fine detail as the previews; a blurred view
   scores lower, noise higher): the figure that PSNR and alignment, which reward a safe blur, do not show.
+  image_sharpness_rig: the same at the cameras' size (224 x 400, what the stage returns and a person
+  looks at), against previews rendered at that size: it also counts what a decoder draws above the
+  model's image size (an upscaling geometry decoder).
 - image_vehicle_error: mean absolute RGB difference (0..1) between the generated views (no reference) and
   the preview renders on the pixels of boxes whose paint the layout states (Box.color: cars, buses,
   trucks, motorcycles), at the judge's size: whether vehicles come out in their colours (windows, wheels
@@ -78,6 +81,8 @@ class ImageMetrics:
     image_psnr_plain_decoder: float | None = None
     image_sharpness: float | None = None
     image_sharpness_plain_decoder: float | None = None
+    image_sharpness_rig: float | None = None
+    image_sharpness_rig_plain_decoder: float | None = None
     image_vehicle_error: float | None = None
     image_vehicle_error_plain_decoder: float | None = None
 
@@ -194,6 +199,7 @@ def measure_images(n_chunks: int = 6, seed: int = 0, checkpoint: str | Path | No
     ext = {k: [] for k in ("ref", "noref", "plain")}
     codec_psnr = []
     detail = {k: [] for k in ("gen", "preview", "plain")}  # Laplacian energies at the model's image size
+    detail_rig = {k: [] for k in ("gen", "preview", "plain")}  # and at the cameras' size
     paint = {k: [0.0, 0] for k in ("gen", "plain")}
     times = []
     seeds = world_seeds(split)
@@ -223,11 +229,14 @@ def measure_images(n_chunks: int = 6, seed: int = 0, checkpoint: str | Path | No
         prev_native = resize_images(preview.images, native, smooth=False)
         detail["gen"].append(laplacian_energy(resize_images(generated.images, native, smooth=False)))
         detail["preview"].append(laplacian_energy(prev_native))
+        detail_rig["gen"].append(laplacian_energy(generated.images))
+        detail_rig["preview"].append(laplacian_energy(preview.images))
         if plain is not None:
             plain_images = plain.finish(cond, sample, views.rig, s).images
             compared.append(("plain", resize_images(plain_images, size, smooth=False)))
             ext["plain"].append(psnr(compared[-1][1], prev))
             detail["plain"].append(laplacian_energy(resize_images(plain_images, native, smooth=False)))
+            detail_rig["plain"].append(laplacian_energy(plain_images))
         if stage.model.config["space"] == "latent":
             codec_psnr.append(psnr(stage.codec.decode(stage.codec.encode(prev_native)), prev_native))
         for key, imgs in compared + [("nogeo", nogeo)]:
@@ -265,6 +274,9 @@ def measure_images(n_chunks: int = 6, seed: int = 0, checkpoint: str | Path | No
         image_sharpness=float(np.mean(detail["gen"]) / np.mean(detail["preview"])),
         image_sharpness_plain_decoder=(float(np.mean(detail["plain"]) / np.mean(detail["preview"]))
                                        if plain is not None else None),
+        image_sharpness_rig=float(np.mean(detail_rig["gen"]) / np.mean(detail_rig["preview"])),
+        image_sharpness_rig_plain_decoder=(float(np.mean(detail_rig["plain"]) / np.mean(detail_rig["preview"]))
+                                           if plain is not None else None),
         image_vehicle_error=paint["gen"][0] / paint["gen"][1] if paint["gen"][1] else None,
         image_vehicle_error_plain_decoder=(paint["plain"][0] / paint["plain"][1]
                                            if plain is not None and paint["plain"][1] else None)).as_dict()

@@ -194,7 +194,8 @@ def image_rows(args) -> list[Row]:
             + f"){without('image_cross_view_consistency')}; {n}"),
         Row("image_sharpness", im["image_sharpness"], "", "reported",
             f"mean absolute Laplacian of the generated views over the preview renders' at the model's image size "
-            f"(1 = as much fine detail as the previews, lower = blurred){without('image_sharpness')}; {n}"),
+            f"(1 = as much fine detail as the previews, lower = blurred){without('image_sharpness')}; at the cameras' "
+            f"size {im['image_sharpness_rig']:.3f}{without('image_sharpness_rig')}; {n}"),
         Row("image_vehicle_error", im["image_vehicle_error"], "", "reported",
             f"mean absolute RGB difference (0..1) of the generated views to the preview renders on the pixels of "
             f"vehicles whose paint the layout states (lower = in their colours){without('image_vehicle_error')}; {n}"),

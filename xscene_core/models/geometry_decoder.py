@@ -58,13 +58,19 @@ class GeometryDecoder(ModelMixin, ConfigMixin):
     style_condition: add a linear map of the condition's style to the geometry features; noise_injection:
     add per-channel scaled unit noise after each up block; paint_condition: the geometry encoder also reads
     the boxes' paint map (image_condition.paint_map), so a car's body takes its colour at the condition's
-    size rather than the latents' blur of it."""
+    size rather than the latents' blur of it; upscale 2: a detail head draws the views at twice the
+    autoencoder's size (DetailHead); condition_size (h, w): the geometry size the decoder was trained to
+    read (None: the denoiser's; a decoder with upscale 2 reads geometry finer than the denoiser's);
+    coarse_base (upscale 2): given geometry at condition_size, the decoder below the head reads it
+    coarsened by `upscale` (ImageCondition.coarsened: the size the decoder it was extended from read) and
+    only the head reads it at condition_size, so a frozen base decodes as its source did."""
 
     @register_to_config
     def __init__(self, latent_channels: int = 4, block_out_channels: Sequence[int] = (32, 64, 64),
                  layers_per_block: int = 1, norm_num_groups: int = 16, mid_block_add_attention: bool = True,
                  geometry_hidden: int = 32, geometry_features: int = 32, style_condition: bool = False,
-                 noise_injection: bool = False, paint_condition: bool = False) -> None:
+                 noise_injection: bool = False, paint_condition: bool = False, upscale: int = 1,
+                 condition_size: Sequence[int] | None = None, coarse_base: bool = False) -> None:
         super().__init__()
         from diffusers.models.autoencoders.vae import Decoder
 
@@ -86,6 +92,9 @@ class GeometryDecoder(ModelMixin, ConfigMixin):
             nn.init.zeros_(self.style.weight)
         self.noise_scale = (nn.ParameterList(nn.Parameter(torch.zeros(c)) for c in widths) if noise_injection
                             else None)
+        if upscale not in (1, 2):
+            raise ValueError(f"GeometryDecoder: upscale must be 1 or 2, got {upscale}")
+        self.detail = DetailHead(widths[-1], geometry_features, norm_num_groups) if upscale == 2 else None
 
     @classmethod
     def from_autoencoder(cls, autoencoder, **geometry) -> "GeometryDecoder":
@@ -105,23 +114,29 @@ class GeometryDecoder(ModelMixin, ConfigMixin):
     @classmethod
     def extended(cls, decoder: "GeometryDecoder", **options) -> "GeometryDecoder":
         """A copy of a trained decoder with options changed (style_condition, noise_injection,
-        paint_condition): its weights, and the new parts at zero, so it decodes exactly as `decoder` until
-        trained."""
+        paint_condition, upscale, condition_size): its weights, and the new parts at zero, so it decodes
+        exactly as `decoder` until trained (with upscale 2: as `decoder`, bilinearly enlarged)."""
         out = cls(**{**{k: v for k, v in decoder.config.items() if not k.startswith("_")}, **options})
         missing, unexpected = out.load_state_dict(decoder.state_dict(), strict=False)
-        if unexpected or any(not k.startswith(("style.", "noise_scale.", "geometry.paint_in.")) for k in missing):
+        if unexpected or any(not k.startswith(("style.", "noise_scale.", "geometry.paint_in.", "detail."))
+                             for k in missing):
             raise ValueError(f"GeometryDecoder.extended: weights do not match (missing {missing}, unexpected {unexpected})")
         return out
 
     def forward(self, z: torch.Tensor, cond: ImageCondition, noise_seed: int = 0) -> torch.Tensor:
         """z float [B*V, C, h, w] (unscaled latents, as AutoencoderKL.decode takes them), cond: B scenes of V
-        views with their geometry at any size -> RGB float [B*V, 3, H, W] in about [-1, 1]. noise_seed: the
-        injected noise's seed (noise_injection only; the same seed, the same output)."""
+        views with their geometry at any size (best: config condition_size) -> RGB float [B*V, 3, H, W] in
+        about [-1, 1], H = h x 4 x upscale for the tiny autoencoder. noise_seed: the injected noise's seed
+        (noise_injection only; the same seed, the same output)."""
         if z.shape[0] != cond.batch_size * cond.num_views:
             raise ValueError(f"GeometryDecoder: {z.shape[0]} latents for {cond.batch_size} x {cond.num_views} views")
-        g = self.geometry(cond).to(z.dtype)
+        g = fine = self.geometry(cond).to(z.dtype)
+        size = self.config.condition_size
+        if self.config.coarse_base and size is not None and tuple(cond.semantic.shape[-2:]) == tuple(size):
+            g = self.geometry(cond.coarsened(self.config.upscale)).to(z.dtype)
         if self.style is not None:
-            g = g + self.style(cond.view_styles().to(z.dtype))[:, :, None, None]
+            style = self.style(cond.view_styles().to(z.dtype))[:, :, None, None]
+            g, fine = g + style, fine + style
         gen = torch.Generator().manual_seed(int(noise_seed)) if self.noise_scale is not None else None
         d = self.decoder
         x = d.conv_in(self.post_quant_conv(z))
@@ -133,7 +148,10 @@ class GeometryDecoder(ModelMixin, ConfigMixin):
             if self.noise_scale is not None:
                 noise = torch.randn((x.shape[0], 1, *x.shape[-2:]), generator=gen).to(x)
                 x = x + self.noise_scale[k].view(1, -1, 1, 1) * noise
-        return d.conv_out(d.conv_act(d.conv_norm_out(x)))
+        y = d.conv_out(d.conv_act(d.conv_norm_out(x)))
+        if self.detail is not None:
+            y = self.detail(x, y, fine)
+        return y
 
     def draw(self, cond: ImageCondition, noise_seed: int = 0) -> torch.Tensor:
         """The views of `cond` (B scenes of V views; latent grid cond.image_size) from their geometry and
@@ -143,6 +161,33 @@ class GeometryDecoder(ModelMixin, ConfigMixin):
         z = torch.zeros(cond.batch_size * cond.num_views, self.config.latent_channels, *cond.image_size,
                         device=cond.semantic.device)
         return self(z, cond, noise_seed=noise_seed)
+
+
+class DetailHead(nn.Module):
+    """Twice the decoder's resolution: the decoder's RGB enlarged bilinearly, plus a residual drawn from its
+    last features (nearest-enlarged) and the geometry features at the new size, through one ResNet block.
+    The residual's output convolution starts at zero, so a new head gives the bilinear enlargement; trained
+    on views rendered at twice the size, it draws the edges and thin lines the geometry knows."""
+
+    def __init__(self, width: int, geometry_features: int, norm_num_groups: int) -> None:
+        super().__init__()
+        from diffusers.models.resnet import ResnetBlock2D
+
+        self.inject = nn.Conv2d(geometry_features, width, 1)
+        self.block = ResnetBlock2D(in_channels=width, out_channels=width, temb_channels=None, groups=norm_num_groups)
+        self.norm = nn.GroupNorm(norm_num_groups, width, eps=1e-6)
+        self.out = nn.Conv2d(width, 3, 3, padding=1)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, features: torch.Tensor, rgb: torch.Tensor, geometry: torch.Tensor) -> torch.Tensor:
+        """features float [N, width, H, W] (the decoder's last), rgb float [N, 3, H, W] (its output),
+        geometry float [N, geometry_features, h, w] (any size) -> RGB float [N, 3, 2H, 2W]."""
+        size = (2 * rgb.shape[-2], 2 * rgb.shape[-1])
+        x = F.interpolate(features, size=size, mode="nearest") + self.inject(resize_features(geometry, size))
+        x = self.block(x, None)
+        base = F.interpolate(rgb, size=size, mode="bilinear", align_corners=False)
+        return base + self.out(F.silu(self.norm(x)))
 
 
 def load_geometry_decoder(path: str | Path, subfolder: str = SUBFOLDER) -> GeometryDecoder:

@@ -309,6 +309,21 @@ class ImageCondition:
     def _none(self) -> torch.Tensor:
         return torch.zeros(self.batch_size, dtype=torch.bool, device=self.semantic.device)
 
+    def coarsened(self, factor: int) -> "ImageCondition":
+        """The geometry `factor` times coarser, shrunk as view_condition_arrays shrinks renders (ids,
+        depths, points and box faces by the nearest pixel centre, box edges and map lines by max-pooling,
+        so thin lines survive); tokens, reference and guide kept. What a denoiser reads when a decoder
+        reads finer geometry (an upscaling GeometryDecoder); factor 1 returns the condition itself."""
+        if factor == 1:
+            return self
+        k, o = factor, factor // 2
+        near = lambda t: t[..., o::k, o::k]  # noqa: E731
+        faces = len(semantics.OBJECT_IDS)
+        lines = self.persp[:, :, faces:]
+        pooled = F.max_pool2d(lines.flatten(0, 1), k).view(*lines.shape[:3], *near(lines).shape[-2:])
+        return replace(self, semantic=near(self.semantic), depth=near(self.depth), points=near(self.points),
+                       persp=torch.cat([near(self.persp[:, :, :faces]), pooled], 2))
+
     def without_geometry(self) -> "ImageCondition":
         """Geometry maps zeroed (the alignment metric's floor); tokens and reference kept."""
         return self.drop(keep_geometry=self._none())

@@ -478,6 +478,16 @@ class ImageCodec:
                                  f"vae_factor {self.config.get('vae_factor', 8)}")
         return self._vae
 
+    @property
+    def decoder_condition_size(self) -> tuple[int, int] | None:
+        """(h, w) of the geometry the decoder in use was trained to read, where it differs from the
+        denoiser's (an upscaling geometry decoder's); None otherwise."""
+        if not self.use_geometry_decoder:
+            return None
+        size = self._decoder().config.get("condition_size")
+        own = tuple(n * self.config["geometry_stride"] for n in self.size)
+        return tuple(size) if size is not None and tuple(size) != own else None
+
     def _decoder(self):
         if self._geometry_decoder is None:
             from .geometry_decoder import load_geometry_decoder
@@ -526,8 +536,9 @@ class ImageCodec:
 
     @torch.no_grad()
     def decode(self, x: torch.Tensor, cond: ImageCondition | None = None, noise_seed: int = 0) -> np.ndarray:
-        """float [V, C, h, w] in the model space -> uint8 [V, H, W, 3] at image_size. cond: the views'
-        condition (one scene of V views), read by the geometry-aware decoder when it is in use; noise_seed:
+        """float [V, C, h, w] in the model space -> uint8 [V, H, W, 3] at image_size (twice it through an
+        upscaling geometry decoder). cond: the views' condition (one scene of V views), read by the
+        geometry-aware decoder when it is in use (its geometry best at decoder_condition_size); noise_seed:
         the seed of that decoder's injected noise (if it has any)."""
         if self.config["space"] == "latent":
             z = x / self.config["vae_scale"]

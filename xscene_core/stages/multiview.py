@@ -130,6 +130,18 @@ class MultiViewStage:
             [arrays], [text], [ref], [T_ref_new if reference is not None else None], self.model.image_channels,
             self.model.config["max_boxes"], [style], self.model.config["geometry_stride"]))
 
+    def decoder_condition(self, views: RenderedViews, layout: Layout | None, cond: ImageCondition) -> ImageCondition:
+        """The condition the codec's decoder reads: `cond` (from `condition`), or for a decoder trained on
+        finer geometry (an upscaling GeometryDecoder: ImageCodec.decoder_condition_size) `cond` with the
+        views' geometry maps at that size."""
+        size = self.codec.decoder_condition_size
+        if size is None:
+            return cond
+        arrays = view_condition_arrays(views.semantic, views.depth, layout, views.rig, size)
+        fine = ImageCondition.collate([arrays], [None], [None], [None], self.model.image_channels,
+                                      self.model.config["max_boxes"], [None], size[0] // cond.image_size[0])
+        return replace(cond, semantic=fine.semantic, depth=fine.depth, persp=fine.persp, points=fine.points)
+
     def with_guide(self, cond: ImageCondition) -> ImageCondition:
         """cond with the first-guess views of its own geometry (ImageCodec.first_guess) for a model with
         first_guess_condition (a guide it held is drawn again: after without_geometry, say); as it is
@@ -166,13 +178,14 @@ class MultiViewStage:
 
     def generate(self, cond: ImageCondition, seed: int = 0,
                  step_callback: Callable[[int, int], object] | None = None) -> np.ndarray:
-        """uint8 [V, h, w, 3] views at the model's image size for a prepared condition (one scene)."""
+        """uint8 [V, h, w, 3] views at the decoder's size (the model's image size, twice it through an
+        upscaling geometry decoder) for a prepared condition (one scene)."""
         return self.codec.decode(self.sample(cond, seed, step_callback)[0], cond, noise_seed=seed)
 
     def finish(self, cond: ImageCondition, sample: torch.Tensor, rig: CameraRig, seed: int = 0) -> MultiViewImages:
-        """The camera images of a `sample` (float [1, V, C, h, w] from `sample`) of condition `cond`: decoded
-        by this stage's codec (its injected noise seeded by `seed`) and upsampled to the rig's size. A
-        second stage with another decoder can finish the same sample."""
+        """The camera images of a `sample` (float [1, V, C, h, w] from `sample`) of condition `cond` (best:
+        decoder_condition's): decoded by this stage's codec (its injected noise seeded by `seed`) and
+        resized to the rig's size. A second stage with another decoder can finish the same sample."""
         small = self.codec.decode(sample[0], cond, noise_seed=seed)
         cam = rig.cameras[0]
         return MultiViewImages(resize_images(small, (cam.height, cam.width), smooth=True), rig)
@@ -191,8 +204,8 @@ class MultiViewStage:
         cond = self.condition(views, description, layout, reference, T_ref_new)
         # 3. Denoise all views together (UniPC, classifier-free guidance).
         x = self.sample(cond, seed, step_callback)
-        # 4. Decode and return to the rig's size.
-        return self.finish(cond, x, views.rig, seed), cond, x
+        # 4. Decode (with the geometry at the decoder's size) and return to the rig's size.
+        return self.finish(self.decoder_condition(views, layout, cond), x, views.rig, seed), cond, x
 
     def __call__(self, views: RenderedViews, description: SceneDescription | None = None, layout: Layout | None = None,
                  seed: int = 0, step_callback: Callable[[int, int], object] | None = None) -> MultiViewImages:

@@ -29,6 +29,11 @@ and weather), the first guess a sampler can start from (ImageDiffusion.sample st
 validation then measures only that).
 --init FOLDER starts a new run from a trained GeometryDecoder. The shipped decoder's commands are in
 checkpoints/image_autoencoder/MODEL_CARD.md.
+--upscale 2 gives the decoder a detail head (models.geometry_decoder.DetailHead) that draws the views at
+twice the autoencoder's size, for a cache built at that size: --size is then twice the autoencoder's
+image size (the latents encode the views box-filtered to half, as the cache makes its views), --cond-size
+the geometry the decoder reads, and the denoiser reads that geometry halved (ImageCondition.coarsened).
+--crop-h / --crop-w stay in view pixels (multiples of 8 then).
 
 Adversarial training (--adv-weight W > 0): an L1 / MSE loss rewards the mean of what the latents leave
 open, which is a blur; a conditional PatchGAN (models.patch_discriminator: RGB + the view's semantic map
@@ -209,6 +214,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--noise-injection", action="store_true", help="give the decoder per-pixel noise inputs (new parts at zero)")
     ap.add_argument("--paint-condition", action="store_true",
                     help="give the decoder the boxes' paint map (new parts at zero)")
+    ap.add_argument("--upscale", type=int, choices=(1, 2), default=None,
+                    help="2: give the decoder a detail head that draws the views at twice the autoencoder's size "
+                         "(new parts at zero); --size is then the views' size (the latents encode them halved) and "
+                         "--cond-size the decoder's geometry, the denoiser reading it halved (default: --init's, else 1)")
+    ap.add_argument("--coarse-base", action="store_true",
+                    help="with --upscale 2: the decoder below the detail head reads the geometry halved (as its source "
+                         "read it); only the head reads it at --cond-size")
+    ap.add_argument("--freeze-base", action="store_true",
+                    help="train the detail head only: the decoder below it stays its source's")
     add_config_args(ap, TrainConfig)
     args = ap.parse_args(argv)
     if args.threads:
@@ -217,7 +231,13 @@ def main(argv: list[str] | None = None) -> None:
     cfg = apply_config_args(TrainConfig(), args)
     device = torch.device(args.device)
     ae = load_autoencoder(args.autoencoder).to(device)
-    f = downsample_factor(ae)
+    resuming = args.resume and (args.out / "checkpoint").exists()
+    source = args.out / "checkpoint" if resuming else args.init  # the decoder the run starts from, if any
+    init_up = GeometryDecoder.load_config(source).get("upscale", 1) if source is not None else 1
+    up = args.upscale or init_up
+    if up < init_up:
+        sys.exit(f"--upscale {up}: {source} is an upscaling decoder (upscale {init_up})")
+    f = downsample_factor(ae) * up  # view pixels per latent cell
     size, cond_size = tuple(args.size), tuple(args.cond_size)
     stride = cond_size[0] * f // size[0]  # condition pixels per latent cell
     folders = {split: cache_dir(args.cache, size, split, cond_size, args.styles) for split in ("train", "val")}
@@ -232,6 +252,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"--crop-h / --crop-w must be multiples of the autoencoder's factor {f}")
 
     def encode(x: torch.Tensor) -> torch.Tensor:
+        x = F.avg_pool2d(x, up) if up > 1 else x  # the autoencoder's size (as the cache box-filters)
         return ae.encode(x.to(device)).latent_dist.mean.cpu()
 
     train, val = ImageDataset.load(paths["train"]), ImageDataset.load(paths["val"])
@@ -243,10 +264,13 @@ def main(argv: list[str] | None = None) -> None:
         from ..models.image_diffusion import ImageDiffusion
 
         denoiser = ImageDiffusion.from_pretrained(args.denoiser).to(device).eval().requires_grad_(False)
-        if denoiser.config["space"] != "latent" or denoiser.condition_size != cond_size:
-            sys.exit(f"--denoiser {args.denoiser}: needs a latent model with conditions at {cond_size}")
+        if denoiser.config["space"] != "latent" or tuple(s * up for s in denoiser.condition_size) != cond_size:
+            sys.exit(f"--denoiser {args.denoiser}: needs a latent model with conditions at "
+                     f"{tuple(s // up for s in cond_size)}")
         if denoiser.config["first_guess_residual"]:  # noised / denoised below work on the views themselves
             sys.exit(f"--denoiser {args.denoiser}: a first_guess_residual denoiser is not supported here")
+        if denoiser.config["first_guess_condition"] and up > 1:
+            sys.exit(f"--denoiser {args.denoiser}: a first_guess_condition denoiser is not supported with --upscale 2")
         if denoiser.config["first_guess_condition"]:  # it reads the first-guess views: computed once per scene
             from ..models.image_diffusion import ImageCodec
 
@@ -258,12 +282,25 @@ def main(argv: list[str] | None = None) -> None:
     options = {k: True for k, on in (("style_condition", args.style_condition),
                                      ("noise_injection", args.noise_injection),
                                      ("paint_condition", args.paint_condition)) if on}
-    if args.resume and (args.out / "checkpoint").exists():
-        run = AdversarialTraining.resume(args.out, log, cfg, GeometryDecoder, device, args.max_minutes)
+    if up != init_up:
+        options.update(upscale=up, condition_size=cond_size)
+    if args.coarse_base:
+        options["coarse_base"] = True
+
+    def prepare(model: GeometryDecoder) -> None:
+        """--freeze-base: only the detail head learns."""
+        if args.freeze_base:
+            if model.detail is None:
+                sys.exit("--freeze-base: the decoder has no detail head (give --upscale 2)")
+            for name, p in model.named_parameters():
+                p.requires_grad_(name.startswith("detail."))
+    if resuming:
+        run = AdversarialTraining.resume(args.out, log, cfg, GeometryDecoder, device, args.max_minutes, prepare)
     else:
         torch.manual_seed(cfg.seed)
         start = (GeometryDecoder.extended(GeometryDecoder.from_pretrained(args.init), **options).train()
                  if args.init is not None else GeometryDecoder.from_autoencoder(ae, **options))
+        prepare(start)
         run = AdversarialTraining(args.out, log, cfg, start, device, args.max_minutes)
     if cfg.adv_weight > 0:
         run.attach_adversary(cfg, device, args.resume)
@@ -305,8 +342,9 @@ def main(argv: list[str] | None = None) -> None:
             z = torch.zeros_like(z)
         elif denoiser is not None and rng.random() < cfg.p_denoised:  # the whole scene: the UNet sees all views
             t = int(rng.integers(1, max(2, int(cfg.t_max * T))))
-            soft = (resampled(denoiser, z, cond, t, cfg.resample_steps, gen) if rng.random() < cfg.p_resampled
-                    else denoised(denoiser, z, cond, t, gen))
+            coarse = cond.coarsened(up)  # what the denoiser reads
+            soft = (resampled(denoiser, z, coarse, t, cfg.resample_steps, gen) if rng.random() < cfg.p_resampled
+                    else denoised(denoiser, z, coarse, t, gen))
             z = torch.where(clean[:, None, None, None], z, soft)
         else:
             strength = torch.from_numpy(rng.random(n)).float() * cfg.noise_max * z_std * (~clean)
@@ -341,11 +379,13 @@ def main(argv: list[str] | None = None) -> None:
     if cfg.p_blank > 0:
         vlatents["blank"] = torch.zeros_like(vz)
     if denoiser is not None and cfg.p_blank < 1:
-        vlatents["denoised"] = torch.cat([denoised(denoiser, vz[k * nv:(k + 1) * nv], c, int(cfg.val_t * T), vgen)
+        vlatents["denoised"] = torch.cat([denoised(denoiser, vz[k * nv:(k + 1) * nv], c.coarsened(up),
+                                                   int(cfg.val_t * T), vgen)
                                           for k, c in enumerate(vconds)])
         if cfg.p_resampled > 0:
-            vlatents["resampled"] = torch.cat([resampled(denoiser, vz[k * nv:(k + 1) * nv], c, int(cfg.val_t * T),
-                                                         cfg.resample_steps, vgen) for k, c in enumerate(vconds)])
+            vlatents["resampled"] = torch.cat([resampled(denoiser, vz[k * nv:(k + 1) * nv], c.coarsened(up),
+                                                         int(cfg.val_t * T), cfg.resample_steps, vgen)
+                                               for k, c in enumerate(vconds)])
 
     def evaluate() -> dict:
         out = {}
