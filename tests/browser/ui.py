@@ -53,11 +53,12 @@ def wait_message(page, text: str, timeout_ms: int = 60_000) -> str:
 
 
 def pick(page, elem_id: str, index: int = 0) -> str:
-    """Choose the index-th option of a Gradio dropdown; returns its text."""
+    """Choose the index-th option of a Gradio dropdown; returns its text (without the check mark Gradio shows
+    on the option already chosen)."""
     page.click(f"#{elem_id} input")
     options = page.locator(f"#{elem_id} li[role=option]")
     options.first.wait_for(timeout=10_000)
-    text = options.nth(index).inner_text()
+    text = options.nth(index).inner_text().replace("✓", "").strip()
     options.nth(index).click()
     page.wait_for_timeout(800)
     return text
