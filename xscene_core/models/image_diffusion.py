@@ -444,6 +444,7 @@ class ImageCodec:
     def __init__(self, model: ImageDiffusion, geometry_decoder: bool | None = None) -> None:
         self.config = model.config
         self.size = model.sample_size
+        self.condition_size = model.condition_size  # the denoiser's geometry size
         self.use_geometry_decoder = (self.config.get("geometry_decoder", False) if geometry_decoder is None
                                      else bool(geometry_decoder))
         if self.use_geometry_decoder and self.config["space"] != "latent":
@@ -485,8 +486,7 @@ class ImageCodec:
         if not self.use_geometry_decoder:
             return None
         size = self._decoder().config.get("condition_size")
-        own = tuple(n * self.config["geometry_stride"] for n in self.size)
-        return tuple(size) if size is not None and tuple(size) != own else None
+        return tuple(size) if size is not None and tuple(size) != tuple(self.condition_size) else None
 
     def _decoder(self):
         if self._geometry_decoder is None:
