@@ -122,3 +122,25 @@ def test_add_paints_fills_an_older_cache_from_its_worlds(tmp_path):
     np.savez(tmp_path / f"w{seed:06d}_02.npz", **moved, text=np.zeros(384, np.float32), world_seed=np.int64(seed))
     with pytest.raises(ValueError, match="boxes differ"):
         add_paints(tmp_path, log=lambda m: None)
+
+
+def test_add_areas_fills_an_older_cache_as_the_builder_draws_them(tmp_path):
+    """A cache file written before map areas were stored gets the crossings the builder would have drawn
+    (from the regenerated layout at twice the image size, averaged to the condition size)."""
+    from xscene_core.data.image_dataset import add_areas, build_sample, cache_files, load_sample
+    from xscene_core.data.splits import world_seeds
+
+    seed, size = next(world_seeds("val")), (16, 28)
+    world = SyntheticWorld(seed)
+    found = [(k, s) for k in range(3) if (s := build_sample(world, k, size, np.random.default_rng(0), (8, 14))) is not None
+             and s["areas"].any()]
+    assert found, "a crossing in one of the first locations"
+    k, sample = found[0]
+    assert sample["areas"].shape == (6, 1, 8, 14)
+    old = {n: v for n, v in sample.items() if n != "areas"}
+    path = tmp_path / f"w{seed:06d}_{k:02d}.npz"
+    np.savez(path, **old, text=np.zeros(384, np.float32), world_seed=np.int64(seed))
+    assert not load_sample(path).arrays.areas.any()  # none known until filled
+    assert add_areas(tmp_path, log=lambda m: None) == 1
+    np.testing.assert_array_equal(load_sample(cache_files(tmp_path)[0]).arrays.areas, sample["areas"])
+    assert add_areas(tmp_path, log=lambda m: None) == 0

@@ -3,6 +3,7 @@
 import numpy as np
 import torch
 
+from xscene_core import semantics
 from xscene_core.eval.image_metrics import cross_view_agreement, measure_images, overlap_pairs
 from xscene_core.models.image_diffusion import PRESETS, ImageDiffusion
 from xscene_core.models.segmenter import Segmenter, confusion, miou
@@ -99,6 +100,29 @@ def test_vehicle_error_counts_the_painted_boxes_only():
     other[car] = np.clip(other[car].astype(int) + 51, 0, 255).astype(np.uint8)
     e, n = vehicle_error(other, preview, arrays)
     assert 0 < e / n <= 0.2 + 1e-6
+
+
+def test_crossing_contrast_reads_the_road_under_the_crossings_only():
+    from xscene_core.eval.image_metrics import _contrast, crossing_luma
+    from xscene_core.models.image_condition import view_condition_arrays
+    from xscene_core.stages.render import default_rig
+    from xscene_core.types.layout import Layout, MapPolygon
+
+    sem = np.full((6, 32, 56), semantics.ID["driveable_surface"], np.uint8)
+    depth = np.full(sem.shape, 10.0, np.float32)
+    crossing = MapPolygon(np.array([[6.0, -5.0], [10.0, -5.0], [10.0, 5.0], [6.0, 5.0]]), "crosswalk")
+    arrays = view_condition_arrays(sem, depth, Layout(polygons=(crossing,)), default_rig((32, 56)), (16, 28))
+    on = arrays.areas[:, 0] > 127
+    grey = np.full((6, 16, 28, 3), 100, np.uint8)
+    assert on.any() and _contrast(crossing_luma(grey, arrays)) == 0.0
+    zebra = grey.copy()
+    zebra[on] = 200
+    assert abs(_contrast(crossing_luma(zebra, arrays)) - 100 / 255) < 1e-9
+    sem[:, 16:] = semantics.ID["manmade"]  # a wall over the lower half: not road, not counted
+    walled = view_condition_arrays(sem, depth, Layout(polygons=(crossing,)), default_rig((32, 56)), (16, 28))
+    assert crossing_luma(zebra, walled)[3] < crossing_luma(zebra, arrays)[3]
+    assert _contrast(crossing_luma(grey, view_condition_arrays(sem, depth, Layout(), default_rig((32, 56)),
+                                                               (16, 28)))) is None
 
 
 def test_laplacian_energy_falls_with_blur_and_agrees_across_image_types():

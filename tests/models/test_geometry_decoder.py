@@ -205,23 +205,33 @@ def test_an_adversarial_run_trains_the_discriminator_saves_it_and_resumes_it(aut
     assert dec.config.style_condition and dec.config.noise_injection
 
 
-def test_an_extended_decoder_reads_the_paint_of_the_boxes(autoencoder):
+def _laid_out(layout) -> ImageCondition:
+    """A condition of random renders at 32 x 56 with a layout's boxes and map areas (geometry stride 2)."""
     from xscene_core.stages.render import default_rig
-    from xscene_core.types.layout import Box, Layout
 
-    def painted(colour: str) -> ImageCondition:
-        rng = np.random.default_rng(0)
-        sem = rng.integers(11, 18, size=(6, 32, 56)).astype(np.uint8)
-        depth = rng.uniform(2, 50, size=(6, 32, 56)).astype(np.float32)
-        layout = Layout(boxes=(Box((8.0, 0.0, 0.8), (4.5, 1.9, 1.6), 0.1, 4, color=colour),))
-        arrays = view_condition_arrays(sem, depth, layout, default_rig((32, 56)), GEOMETRY)
-        return ImageCondition.collate([arrays], [np.zeros(384, np.float32)], [None], [None], 4, 8, None, 2)
+    rng = np.random.default_rng(0)
+    sem = rng.integers(11, 18, size=(6, 32, 56)).astype(np.uint8)
+    depth = rng.uniform(2, 50, size=(6, 32, 56)).astype(np.float32)
+    arrays = view_condition_arrays(sem, depth, layout, default_rig((32, 56)), GEOMETRY)
+    return ImageCondition.collate([arrays], [np.zeros(384, np.float32)], [None], [None], 4, 8, None, 2)
 
+
+def _extended(autoencoder, **options) -> tuple[GeometryDecoder, GeometryDecoder]:
+    """(a decoder whose geometry injections are not zero, its extension with `options`)."""
     dec = GeometryDecoder.from_autoencoder(autoencoder, **GEO).eval()
     with torch.no_grad():
         for conv in dec.inject:
             conv.weight.normal_(0, 0.3)
-    ext = GeometryDecoder.extended(dec, paint_condition=True).eval()
+    return dec, GeometryDecoder.extended(dec, **options).eval()
+
+
+def test_an_extended_decoder_reads_the_paint_of_the_boxes(autoencoder):
+    from xscene_core.types.layout import Box, Layout
+
+    def painted(colour: str) -> ImageCondition:
+        return _laid_out(Layout(boxes=(Box((8.0, 0.0, 0.8), (4.5, 1.9, 1.6), 0.1, 4, color=colour),)))
+
+    dec, ext = _extended(autoencoder, paint_condition=True)
     z = torch.randn(6, 4, *LATENT)
     red, white = painted("red"), painted("white")
     with torch.no_grad():
@@ -230,6 +240,21 @@ def test_an_extended_decoder_reads_the_paint_of_the_boxes(autoencoder):
         ext.geometry.paint_in.weight.normal_(0, 0.5)
         diff = (ext(z, red) - ext(z, white)).abs().mean(1)  # [V, H, W]
     assert float(diff.amax()) > 1e-3, "the paint changes the decoded car"
+
+
+def test_an_extended_decoder_reads_the_crossings(autoencoder):
+    from xscene_core.types.layout import Layout, MapPolygon
+
+    crossing = MapPolygon(np.array([[6.0, -5.0], [10.0, -5.0], [10.0, 5.0], [6.0, 5.0]]), "crosswalk")
+    dec, ext = _extended(autoencoder, area_condition=True)
+    z = torch.randn(6, 4, *LATENT)
+    with_crossing, without = _laid_out(Layout(polygons=(crossing,))), _laid_out(Layout())
+    with torch.no_grad():
+        assert torch.equal(ext(z, with_crossing), ext(z, without))  # new parts at zero: blind to the crossing
+        assert torch.allclose(ext(z, with_crossing), dec(z, with_crossing), atol=1e-6)
+        ext.geometry.area_in.weight.normal_(0, 0.5)
+        diff = (ext(z, with_crossing) - ext(z, without)).abs().mean(1)  # [V, H, W]
+    assert float(diff.amax()) > 1e-3, "the crossing changes the decoded road"
 
 
 def fine_condition(seed: int = 0, classes: tuple[int, int] = (11, 18)) -> ImageCondition:

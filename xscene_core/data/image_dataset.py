@@ -6,8 +6,9 @@ One file per (world, location), written once and reused (a resumable cache; dele
     CACHE/world-v{WORLD_VERSION}/{h}x{w}/{split}/w{seed:06d}_{k:02d}.npz
         semantic uint8 [V, h, w], depth float16 [V, h, w], persp uint8 [V, Cp, h, w], points float16
         [V, 3, h, w], camera float32 [V, 10], boxes float32 [N, 7], box_labels int64 [N], box_paints
-            float32 [N, 4] (models.image_condition.ViewArrays at the model resolution; a cache written before
-            paints were stored gets them with --add-paints)
+            float32 [N, 4], areas uint8 [V, 1, h, w] (models.image_condition.ViewArrays at the model
+            resolution; a cache written before paints or areas were stored gets them with --add-paints,
+            --add-areas)
         text float32 [384] (all-MiniLM-L6-v2 embedding of the caption), caption, style float32 [12]
             (models.image_condition.style_features of the chunk's time of day and weather; caches built
             before it existed get it from the caption, which states both; zeros = unknown otherwise)
@@ -41,8 +42,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..models.image_condition import (ViewArrays, box_paint_features, resize_images, style_features,
-                                     view_condition_arrays)
+from ..models.image_condition import (ViewArrays, area_coverage, box_paint_features, resize_images,
+                                     style_features, view_condition_arrays)
 from ..types.scene import ENVIRONMENTS, TIMES_OF_DAY, WEATHERS, SceneDescription
 from .splits import world_seeds
 
@@ -148,7 +149,7 @@ def build_sample(world, k: int, size: tuple[int, int], rng: np.random.Generator,
     T[:2, 3] = (dx, dy)
     return dict(semantic=arrays.semantic, depth=arrays.depth.astype(np.float16), persp=arrays.persp,
                 points=arrays.points.astype(np.float16), camera=arrays.camera, boxes=arrays.boxes,
-                box_labels=arrays.box_labels, box_paints=arrays.box_paints,
+                box_labels=arrays.box_labels, box_paints=arrays.box_paints, areas=arrays.areas,
                 caption=np.array(chunk.description.caption()),
                 style=style_features(chunk.description.time_of_day, chunk.description.weather), preview=looks,
                 reference=ref_looks, T_ref_new=T, look_seeds=np.array(seeds, np.int64))
@@ -206,16 +207,39 @@ def build_split(cache: Path, split: str, n_worlds: int, size: tuple[int, int], f
 
 
 def add_paints(folder: Path, log=print) -> int:
-    """Add box_paints to the cache files of a folder (cache_dir) written before they were stored: each
-    file's chunk is generated again from its world seed and location (not rendered) and its boxes checked
-    against the cached ones. Files are rewritten beside and renamed (a crash loses none). Returns how many
-    were changed. Raises ValueError when a regenerated chunk's boxes differ from the file's."""
+    """Add box_paints to the cache files of a folder (cache_dir) written before they were stored (see
+    _backfill). Returns how many files were changed."""
+    return _backfill(folder, "box_paints",
+                     lambda chunk, data: box_paint_features([b.color for b in chunk.layout.boxes]), log)
+
+
+def add_areas(folder: Path, log=print) -> int:
+    """Add the map areas (ViewArrays.areas) to the cache files of a folder (cache_dir) written before they
+    were stored (see _backfill), drawn from the layout as build_sample draws them: at twice the image
+    size, area-averaged to the condition size. Returns how many files were changed."""
+    from ..ops.condition_maps import perspective_maps
+    from ..stages.render import default_rig
+
+    def areas(chunk, data) -> np.ndarray:
+        h, w = data["preview"].shape[2:4]
+        pm = perspective_maps(chunk.layout, default_rig((2 * h, 2 * w)))
+        return area_coverage(pm.areas, data["semantic"].shape[1:])
+
+    return _backfill(folder, "areas", areas, log)
+
+
+def _backfill(folder: Path, key: str, fill, log=print) -> int:
+    """Add the array `key` to the cache files of a folder (cache_dir) that lack it: each file's chunk is
+    generated again from its world seed and location (not rendered), its boxes checked against the cached
+    ones, and fill(chunk, data) (data: the file's arrays by name) gives the array. Files are rewritten
+    beside and renamed (a crash loses none). Returns how many were changed. Raises ValueError when a
+    regenerated chunk's boxes differ from the file's."""
     from .world import SyntheticWorld
 
     todo: dict[int, list[tuple[int, Path]]] = {}
     for path in cache_files(folder):
         with np.load(path) as d:
-            if "box_paints" not in d:
+            if key not in d:
                 todo.setdefault(int(d["world_seed"]), []).append((int(path.stem.split("_")[1]), path))
     done, t0 = 0, time.time()
     for seed, items in todo.items():
@@ -229,7 +253,7 @@ def add_paints(folder: Path, log=print) -> int:
             if regenerated is None or regenerated.shape != boxes.shape or not np.allclose(regenerated, boxes, atol=1e-4):
                 raise ValueError(f"{path}: the regenerated chunk's boxes differ from the cached ones "
                                  "(a cache of another world version?); rebuild the cache instead")
-            data["box_paints"] = box_paint_features([b.color for b in found[1].layout.boxes])
+            data[key] = fill(found[1], data)
             tmp = path.with_suffix(".tmp.npz")
             np.savez_compressed(tmp, **data)
             tmp.replace(path)
@@ -305,7 +329,7 @@ def load_sample(path: Path) -> ImageSample:
     with np.load(path) as d:
         arrays = ViewArrays(d["semantic"], d["depth"].astype(np.float32), d["persp"], d["points"].astype(np.float32),
                             d["camera"], d["boxes"].reshape(-1, 7), d["box_labels"].reshape(-1),
-                            d["box_paints"] if "box_paints" in d else None)
+                            d["box_paints"] if "box_paints" in d else None, d["areas"] if "areas" in d else None)
         caption = str(d["caption"])
         if "style" in d:
             style = d["style"]
@@ -434,6 +458,8 @@ def main(argv: list[str] | None = None) -> None:
                     help="only embed the captions of these worlds into TABLE (merged with it), render nothing")
     ap.add_argument("--add-paints", action="store_true",
                     help="only add the boxes' paint colours to the split's cache files that lack them")
+    ap.add_argument("--add-areas", action="store_true",
+                    help="only add the map areas (crossings) to the split's cache files that lack them")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.write_text_table is not None:
@@ -441,9 +467,12 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{args.write_text_table}: {n} captions")
         return
     cond = tuple(args.cond_size) if args.cond_size else None
-    if args.add_paints:
+    if args.add_paints or args.add_areas:
         folder = cache_dir(args.cache, tuple(args.size), args.split, cond, args.styles)
-        print(f"{folder}: box paints added to {add_paints(folder)} files")
+        if args.add_paints:
+            print(f"{folder}: box paints added to {add_paints(folder)} files")
+        if args.add_areas:
+            print(f"{folder}: map areas added to {add_areas(folder)} files")
         return
     table = read_text_table(args.text_table) if args.text_table is not None else None
     paths = build_split(args.cache, args.split, args.worlds, tuple(args.size), args.first_world, cond,

@@ -30,6 +30,11 @@
   the preview renders on the pixels of boxes whose paint the layout states (Box.color: cars, buses,
   trucks, motorcycles), at the judge's size: whether vehicles come out in their colours (windows, wheels
   and lights included) or as the mean paint.
+- image_crossing_contrast: how much brighter the road is on the crossings than beside them (the zebra's
+  white bars), in the generated views (no reference): the mean luma (0..1) of driveable-surface pixels
+  that a crossing covers (ViewArrays.areas over half the pixel) minus that of the other driveable-surface
+  pixels, pooled over the chunks, at the judge's size. image_crossing_contrast_preview is the same for the
+  preview renders (the ceiling); a model that cannot know where the crossings are scores about 0.
 - *_plain_decoder (models whose config decodes with the geometry-aware decoder only; None otherwise):
   image_alignment_miou, image_cross_view_consistency, image_sharpness and the no-reference PSNR of the same samples (the
   same latents) decoded by the autoencoder's own decoder instead: how much of each
@@ -85,6 +90,8 @@ class ImageMetrics:
     image_sharpness_rig_plain_decoder: float | None = None
     image_vehicle_error: float | None = None
     image_vehicle_error_plain_decoder: float | None = None
+    image_crossing_contrast: float | None = None
+    image_crossing_contrast_preview: float | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -158,6 +165,23 @@ def vehicle_error(images: np.ndarray, preview: np.ndarray, arrays) -> tuple[floa
     return float(diff[on].sum()), int(on.sum())
 
 
+def crossing_luma(images: np.ndarray, arrays) -> np.ndarray:
+    """float64 [4]: (luma sum, pixel count) on the crossings' driveable-surface pixels, then the same on
+    the other driveable-surface pixels; images uint8 [V, h, w, 3] and arrays (ViewArrays) at that size."""
+    from ..ops.condition_maps import PERSPECTIVE_AREA_KINDS
+
+    luma = images.astype(np.float64) @ np.array([0.299, 0.587, 0.114]) / 255.0
+    road = arrays.semantic == semantics.ID["driveable_surface"]
+    on = road & (arrays.areas[:, PERSPECTIVE_AREA_KINDS.index("crosswalk")] > 127)
+    off = road & (arrays.areas[:, PERSPECTIVE_AREA_KINDS.index("crosswalk")] == 0)
+    return np.array([luma[on].sum(), on.sum(), luma[off].sum(), off.sum()], np.float64)
+
+
+def _contrast(sums: np.ndarray) -> float | None:
+    """Mean luma on crossings minus beside them from pooled crossing_luma sums (None without crossings)."""
+    return float(sums[0] / sums[1] - sums[2] / sums[3]) if sums[1] and sums[3] else None
+
+
 def judge_size() -> tuple[int, int]:
     """(h, w) at which every figure is measured: the judge segmenter's training resolution (train.segmenter
     reads the preview renders of the tiny preset's cache)."""
@@ -201,6 +225,7 @@ def measure_images(n_chunks: int = 6, seed: int = 0, checkpoint: str | Path | No
     detail = {k: [] for k in ("gen", "preview", "plain")}  # Laplacian energies at the model's image size
     detail_rig = {k: [] for k in ("gen", "preview", "plain")}  # and at the cameras' size
     paint = {k: [0.0, 0] for k in ("gen", "plain")}
+    crossing = {k: np.zeros(4) for k in ("gen", "preview")}
     times = []
     seeds = world_seeds(split)
     for k in range(n_chunks):
@@ -246,6 +271,8 @@ def measure_images(n_chunks: int = 6, seed: int = 0, checkpoint: str | Path | No
             a, n = cross_view_agreement(imgs, pairs)
             agree[key][0] += a
             agree[key][1] += n
+            if key in crossing:
+                crossing[key] += crossing_luma(imgs, at_size)
             if key in paint:
                 e, n = vehicle_error(imgs, prev, at_size)
                 paint[key][0] += e
@@ -279,7 +306,9 @@ def measure_images(n_chunks: int = 6, seed: int = 0, checkpoint: str | Path | No
                                            if plain is not None else None),
         image_vehicle_error=paint["gen"][0] / paint["gen"][1] if paint["gen"][1] else None,
         image_vehicle_error_plain_decoder=(paint["plain"][0] / paint["plain"][1]
-                                           if plain is not None and paint["plain"][1] else None)).as_dict()
+                                           if plain is not None and paint["plain"][1] else None),
+        image_crossing_contrast=_contrast(crossing["gen"]),
+        image_crossing_contrast_preview=_contrast(crossing["preview"])).as_dict()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -58,7 +58,8 @@ class GeometryDecoder(ModelMixin, ConfigMixin):
     style_condition: add a linear map of the condition's style to the geometry features; noise_injection:
     add per-channel scaled unit noise after each up block; paint_condition: the geometry encoder also reads
     the boxes' paint map (image_condition.paint_map), so a car's body takes its colour at the condition's
-    size rather than the latents' blur of it; upscale 2: a detail head draws the views at twice the
+    size rather than the latents' blur of it; area_condition: it also reads the map areas on the road
+    (crossings, ImageCondition.areas), where the zebra is drawn; upscale 2: a detail head draws the views at twice the
     autoencoder's size (DetailHead); condition_size (h, w): the geometry size the decoder was trained to
     read (None: the denoiser's; a decoder with upscale 2 reads geometry finer than the denoiser's);
     coarse_base (upscale 2): given geometry at condition_size, the decoder below the head reads it
@@ -70,7 +71,8 @@ class GeometryDecoder(ModelMixin, ConfigMixin):
                  layers_per_block: int = 1, norm_num_groups: int = 16, mid_block_add_attention: bool = True,
                  geometry_hidden: int = 32, geometry_features: int = 32, style_condition: bool = False,
                  noise_injection: bool = False, paint_condition: bool = False, upscale: int = 1,
-                 condition_size: Sequence[int] | None = None, coarse_base: bool = False) -> None:
+                 condition_size: Sequence[int] | None = None, coarse_base: bool = False,
+                 area_condition: bool = False) -> None:
         super().__init__()
         from diffusers.models.autoencoders.vae import Decoder
 
@@ -80,7 +82,8 @@ class GeometryDecoder(ModelMixin, ConfigMixin):
                                block_out_channels=tuple(block_out_channels), layers_per_block=layers_per_block,
                                norm_num_groups=norm_num_groups, act_fn="silu",
                                mid_block_add_attention=mid_block_add_attention)
-        self.geometry = GeometryEncoder(geometry_hidden, geometry_features, stride=1, paint=paint_condition)
+        self.geometry = GeometryEncoder(geometry_hidden, geometry_features, stride=1, paint=paint_condition,
+                                        areas=area_condition)
         widths = list(reversed(block_out_channels))
         # after conv_in (the latent size), then after each up block (its output width)
         self.inject = nn.ModuleList(nn.Conv2d(geometry_features, c, 1) for c in [widths[0]] + widths)
@@ -114,11 +117,11 @@ class GeometryDecoder(ModelMixin, ConfigMixin):
     @classmethod
     def extended(cls, decoder: "GeometryDecoder", **options) -> "GeometryDecoder":
         """A copy of a trained decoder with options changed (style_condition, noise_injection,
-        paint_condition, upscale, condition_size): its weights, and the new parts at zero, so it decodes
+        paint_condition, area_condition, upscale, condition_size): its weights, and the new parts at zero, so it decodes
         exactly as `decoder` until trained (with upscale 2: as `decoder`, bilinearly enlarged)."""
         out = cls(**{**{k: v for k, v in decoder.config.items() if not k.startswith("_")}, **options})
         missing, unexpected = out.load_state_dict(decoder.state_dict(), strict=False)
-        if unexpected or any(not k.startswith(("style.", "noise_scale.", "geometry.paint_in.", "detail."))
+        if unexpected or any(not k.startswith(("style.", "noise_scale.", "geometry.paint_in.", "geometry.area_in.", "detail."))
                              for k in missing):
             raise ValueError(f"GeometryDecoder.extended: weights do not match (missing {missing}, unexpected {unexpected})")
         return out

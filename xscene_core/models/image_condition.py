@@ -11,6 +11,9 @@
 - `ImageTokens`: cross-attention tokens per view: [null, camera, relative pose, caption, boxes...].
 - `style_features`: the time of day and weather as a 12-d one-hot (the caption embedding carries them only
   weakly: it is dominated by the object lists).
+- map areas (`area_condition` of the encoders): the share of each pixel that a crossing covers on the road;
+  the semantic map cannot say where one is (a crossing is driveable surface), and the zebra is among
+  the first things a person reads in a street view.
 - `box_paint_features` / `paint_map`: each box's paint colour (Box.color, the scene graph's attribute) as a
   feature, and per pixel the paint of the box seen there (`paint_condition` of the encoders): without it a
   car's colour is a guess the denoiser can only average, and averaged paints come out as dark blobs.
@@ -30,13 +33,14 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .. import semantics
-from ..ops.condition_maps import PERSPECTIVE_LINE_KINDS
+from ..ops.condition_maps import PERSPECTIVE_AREA_KINDS, PERSPECTIVE_LINE_KINDS
 from ..types.cameras import CameraRig
 from ..types.scene import TIMES_OF_DAY, WEATHERS
 from .condition_encoders import BOX_DIMS, fourier_features
 
 NUM_IDS = semantics.NUM_CLASSES  # 18: 17 Occ3D classes + free
 PERSP_CHANNELS = 2 * len(semantics.OBJECT_IDS) + len(PERSPECTIVE_LINE_KINDS)  # faces, edges, lines
+AREA_CHANNELS = len(PERSPECTIVE_AREA_KINDS)  # map areas on the road (crossings): coverage in [0, 1]
 SCENE_HALF = np.array([40.0, 40.0, 4.0], np.float32)  # metres: ego-frame coordinates / this lie in ~[-1, 1]
 SCENE_CENTRE = np.array([0.0, 0.0, 1.0], np.float32)
 CAMERA_FEATURES = 10  # per camera: sin/cos yaw, forward z, position / 2 m (3), fx/w, fy/h, cx/w, cy/h
@@ -157,7 +161,9 @@ class ViewArrays:
     [V, PERSP_CHANNELS, h, w] perspective faces / edges / lines (0 or 1); points: float32 [V, 3, h, w]
     normalised box-surface coordinates (box_points); camera: float32 [V, CAMERA_FEATURES]; boxes: float32
     [N, 7] and box_labels int64 [N] in the ego frame; box_paints: float32 [N, PAINT_FEATURES]
-    (box_paint_features; None = all unknown, as in caches written before paints were stored).
+    (box_paint_features; None = all unknown, as in caches written before paints were stored); areas: uint8
+    [V, AREA_CHANNELS, h, w] the share of each pixel in map areas of PERSPECTIVE_AREA_KINDS, x 255 (None =
+    none known, as in caches written before areas were stored).
     """
 
     semantic: np.ndarray
@@ -168,8 +174,14 @@ class ViewArrays:
     boxes: np.ndarray
     box_labels: np.ndarray
     box_paints: np.ndarray | None = None
+    areas: np.ndarray | None = None
 
     def __post_init__(self) -> None:
+        if self.areas is None:
+            self.areas = np.zeros((self.semantic.shape[0], AREA_CHANNELS, *self.semantic.shape[1:]), np.uint8)
+        if self.areas.shape != (self.semantic.shape[0], AREA_CHANNELS, *self.semantic.shape[1:]):
+            raise ValueError(f"ViewArrays.areas: expected [{self.semantic.shape[0]}, {AREA_CHANNELS}, "
+                             f"{self.semantic.shape[1]}, {self.semantic.shape[2]}], got {list(self.areas.shape)}")
         if self.box_paints is None:
             self.box_paints = np.zeros((len(self.box_labels), PAINT_FEATURES), np.float32)
         if self.box_paints.shape != (len(self.box_labels), PAINT_FEATURES):
@@ -204,7 +216,18 @@ def view_condition_arrays(semantic: np.ndarray, depth: np.ndarray, layout, rig: 
     persp = np.concatenate([faces, edges, lines], 1).astype(np.uint8)
     pts = box_points(box_class, _nearest(pm.box_depth, size), small)
     return ViewArrays(_nearest(semantic, size).astype(np.uint8), _nearest(depth, size).astype(np.float32), persp, pts,
-                      camera_features(rig), boxes, np.asarray(labels, np.int64), paints)
+                      camera_features(rig), boxes, np.asarray(labels, np.int64), paints, area_coverage(pm.areas, size))
+
+
+def area_coverage(areas: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """bool [V, A, H, W] map areas at the rig's size -> uint8 [V, A, h, w]: the share of each pixel they
+    cover x 255 (area-averaged, so a far crossing stays a faint band instead of vanishing or swelling)."""
+    t = torch.from_numpy(np.ascontiguousarray(areas, dtype=np.float32))
+    V, A, H, W = t.shape
+    if (H, W) != tuple(size):
+        t = F.adaptive_avg_pool2d(t.reshape(V * A, 1, H, W), tuple(size)) if H >= size[0] else \
+            F.interpolate(t.reshape(V * A, 1, H, W), size=tuple(size), mode="nearest")
+    return np.rint(t.reshape(V, A, *size).numpy() * 255).astype(np.uint8)
 
 
 @dataclass
@@ -221,7 +244,9 @@ class ImageCondition:
     to the caption: text_mask removes both); guide float [B, V, C, h / s, w / s] or None: the first-guess
     views of the geometry in the model's image space (ImageCodec.first_guess), read by a denoiser with
     first_guess_condition; derived from the geometry, so geometry_mask removes it too; box_paint float [B, N,
-    PAINT_FEATURES] (box_paint_features; None = all unknown): part of the boxes, so box_mask removes it.
+    PAINT_FEATURES] (box_paint_features; None = all unknown): part of the boxes, so box_mask removes it;
+    areas float [B, V, AREA_CHANNELS, h, w] in [0, 1] (ViewArrays.areas / 255; None = none known): part of
+    the geometry, so geometry_mask removes it.
     """
 
     semantic: torch.Tensor
@@ -241,14 +266,18 @@ class ImageCondition:
     style: torch.Tensor
     guide: torch.Tensor | None = None
     box_paint: torch.Tensor | None = None
+    areas: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         if self.box_paint is None:
             self.box_paint = self.box_geometry.new_zeros(*self.box_labels.shape, PAINT_FEATURES)
+        if self.areas is None:
+            self.areas = self.depth.new_zeros(*self.semantic.shape[:2], AREA_CHANNELS, *self.semantic.shape[2:])
         if self.semantic.ndim != 4:
             raise ValueError(f"ImageCondition.semantic: expected [B, V, h, w], got {list(self.semantic.shape)}")
         b, v, h, w = self.semantic.shape
         want = {"depth": (b, v, h, w), "persp": (b, v, PERSP_CHANNELS, h, w), "points": (b, v, 3, h, w),
+                "areas": (b, v, AREA_CHANNELS, h, w),
                 "geometry_mask": (b,), "camera": (b, v, CAMERA_FEATURES), "text_mask": (b,),
                 "pose": (b, POSE_FEATURES), "reference_mask": (b,), "style": (b, STYLE_FEATURES)}
         for name, shape in want.items():
@@ -312,8 +341,9 @@ class ImageCondition:
     def coarsened(self, factor: int) -> "ImageCondition":
         """The geometry `factor` times coarser, shrunk as view_condition_arrays shrinks renders (ids,
         depths, points and box faces by the nearest pixel centre, box edges and map lines by max-pooling,
-        so thin lines survive); tokens, reference and guide kept. What a denoiser reads when a decoder
-        reads finer geometry (an upscaling GeometryDecoder); factor 1 returns the condition itself."""
+        so thin lines survive, map areas by averaging); tokens, reference and guide kept. What a denoiser
+        reads when a decoder reads finer geometry (an upscaling GeometryDecoder); factor 1 returns the
+        condition itself."""
         if factor == 1:
             return self
         k, o = factor, factor // 2
@@ -321,8 +351,9 @@ class ImageCondition:
         faces = len(semantics.OBJECT_IDS)
         lines = self.persp[:, :, faces:]
         pooled = F.max_pool2d(lines.flatten(0, 1), k).view(*lines.shape[:3], *near(lines).shape[-2:])
+        areas = F.avg_pool2d(self.areas.flatten(0, 1), k).view(*self.areas.shape[:3], *near(self.areas).shape[-2:])
         return replace(self, semantic=near(self.semantic), depth=near(self.depth), points=near(self.points),
-                       persp=torch.cat([near(self.persp[:, :, :faces]), pooled], 2))
+                       persp=torch.cat([near(self.persp[:, :, :faces]), pooled], 2), areas=areas)
 
     def without_geometry(self) -> "ImageCondition":
         """Geometry maps zeroed (the alignment metric's floor); tokens and reference kept."""
@@ -403,7 +434,8 @@ class ImageCondition:
             torch.ones(b, dtype=torch.bool), t(np.stack([a.camera for a in arrays])), t(lab), t(geo), t(bmask),
             t(txt), torch.tensor([x is not None for x in text]), t(ref),
             t(np.stack([pose_features(p) for p in poses])), torch.tensor([r is not None for r in reference]), t(sty),
-            None if guides is None else t(np.stack([np.asarray(g, np.float32) for g in guides])), t(paint))
+            None if guides is None else t(np.stack([np.asarray(g, np.float32) for g in guides])), t(paint),
+            t(np.stack([a.areas for a in arrays]).astype(np.float32) / 255.0))
 
 
 def paint_map(cond: ImageCondition) -> torch.Tensor:
@@ -434,12 +466,13 @@ def paint_map(cond: ImageCondition) -> torch.Tensor:
 
 def object_weights(cond: ImageCondition, size: tuple[int, int], weight: float) -> torch.Tensor:
     """Per-cell loss weights float [B, V, 1, *size]: 1 + (weight - 1) x the share of the cell that object
-    boxes cover in the views (their perspective faces, area-pooled from the geometry's size). The
-    foreground re-weighting of GeoDiffusion (Chen et al. 2023): vehicles and people fill a few percent of a
-    view, so a plain mean loss barely asks for them."""
+    boxes (their perspective faces) or map areas (crossings, ImageCondition.areas) cover in the views,
+    area-pooled from the geometry's size. The foreground re-weighting of GeoDiffusion (Chen et al. 2023):
+    vehicles, people and crossings fill a few percent of a view, so a plain mean loss barely asks for them."""
     b, v = cond.batch_size, cond.num_views
     faces = (cond.persp[:, :, : len(semantics.OBJECT_IDS)].sum(2, keepdim=True) > 0).to(cond.depth.dtype)
-    cover = F.adaptive_avg_pool2d(faces.flatten(0, 1), tuple(size)).view(b, v, 1, *size)
+    fore = torch.maximum(faces, cond.areas.amax(2, keepdim=True).to(faces.dtype))
+    cover = F.adaptive_avg_pool2d(fore.flatten(0, 1), tuple(size)).view(b, v, 1, *size)
     return 1.0 + (float(weight) - 1.0) * cover
 
 
@@ -454,11 +487,12 @@ class GeometryEncoder(nn.Module):
     resolution keeps lane lines and poles that a map at the latent size would lose (as ControlNet's
     condition embedding does); the output is [B*V, out_channels, h / stride, w / stride]. The weights
     have the same shapes for every stride. paint: also read the paint map (paint_map) through its own
-    1x1 projection, zero-initialised so an encoder gains it without changing its output.
+    1x1 projection, zero-initialised so an encoder gains it without changing its output; areas: the same
+    for the map areas (ImageCondition.areas).
     """
 
     def __init__(self, hidden: int = 32, out_channels: int = 16, bands: int = 4, layers: int = 2,
-                 stride: int = 1, paint: bool = False) -> None:
+                 stride: int = 1, paint: bool = False, areas: bool = False) -> None:
         super().__init__()
         if stride not in (1, 2, 4) or stride > 2 ** layers:
             raise ValueError(f"GeometryEncoder: stride must be 1, 2 or 4 and at most 2 ** layers, got {stride}")
@@ -469,6 +503,9 @@ class GeometryEncoder(nn.Module):
         self.paint_in = nn.Conv2d(PAINT_FEATURES, hidden, 1, bias=False) if paint else None
         if paint:
             nn.init.zeros_(self.paint_in.weight)
+        self.area_in = nn.Conv2d(AREA_CHANNELS, hidden, 1, bias=False) if areas else None
+        if areas:
+            nn.init.zeros_(self.area_in.weight)
         body: list[nn.Module] = []
         for i in range(layers):
             step = 2 if 2 ** i < stride else 1
@@ -488,6 +525,8 @@ class GeometryEncoder(nn.Module):
         x = self.maps_in(maps.flatten(0, 1)) + self.pos_in(pos.flatten(0, 1))
         if self.paint_in is not None:
             x = x + self.paint_in((paint_map(cond) * keep).flatten(0, 1))
+        if self.area_in is not None:
+            x = x + self.area_in((cond.areas * keep).flatten(0, 1))
         return self.body(x)
 
 

@@ -17,7 +17,7 @@ from .. import semantics
 from ..types.cameras import CameraRig
 from ..types.layout import DRIVABLE_KINDS, Box, Layout
 from ..types.occupancy import ROAD_SURFACE_Z, GridSpec
-from .geometry import polygon_mask, sample_polyline
+from .geometry import points_in_polygon, polygon_mask, sample_polyline
 from .rasterize import ViewParams, rasterize_boxes, NEAR
 
 AREA_CHANNELS = ("drivable", "lane_divider", "road_divider", "crosswalk", "sidewalk")
@@ -30,6 +30,10 @@ _SUPERSAMPLE = 4  # sub-samples per cell side for area coverage
 # Lines drawn in the perspective maps, one channel each ("lane" = lane centre lines).
 PERSPECTIVE_LINE_KINDS = ("lane", "lane_divider", "road_divider", "road_edge", "stop_line")
 # Map lines have no z: they are drawn on the road surface (types.occupancy.ROAD_SURFACE_Z).
+# Map areas drawn in the perspective maps, one channel each: the painted areas that no occupancy class
+# tells apart from the road (a crossing is driveable surface in Occ3D, its zebra only paint).
+PERSPECTIVE_AREA_KINDS = ("crosswalk",)
+AREA_FAR = 80.0  # metres: the road surface beyond this camera depth is not drawn (the horizon's pixels)
 
 
 @dataclass
@@ -129,7 +133,9 @@ class PerspectiveMaps:
     box_depth: float32 [V, H, W] camera z of that face in metres (0 elsewhere);
     box_edges: uint8 [V, H, W] Occ3D id of a box whose projected edge passes (FREE elsewhere; all edges,
     hidden ones included, as the image model's 3D-box condition draws them);
-    lines: bool [V, L, H, W] map lines per kind of PERSPECTIVE_LINE_KINDS, drawn on the road surface.
+    lines: bool [V, L, H, W] map lines per kind of PERSPECTIVE_LINE_KINDS, drawn on the road surface;
+    areas: bool [V, A, H, W] map polygons per kind of PERSPECTIVE_AREA_KINDS on the road surface, hidden
+    where a box face is nearer (None: none).
     """
 
     box_class: np.ndarray
@@ -137,20 +143,27 @@ class PerspectiveMaps:
     box_edges: np.ndarray
     lines: np.ndarray
     rig: CameraRig
+    areas: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.areas is None:
+            self.areas = np.zeros((self.lines.shape[0], len(PERSPECTIVE_AREA_KINDS), *self.lines.shape[2:]), bool)
 
     def channels(self) -> tuple[np.ndarray, tuple[str, ...]]:
         """The maps as one float32 [V, C, H, W] stack for a network, with channel names: one face and one
-        edge channel per object class, then one channel per line kind."""
+        edge channel per object class, then one channel per line kind and one per area kind."""
         objs = np.asarray(semantics.OBJECT_IDS)
         faces = (self.box_class[:, None] == objs[None, :, None, None])
         edges = (self.box_edges[:, None] == objs[None, :, None, None])
-        stack = np.concatenate([faces, edges, self.lines], axis=1).astype(np.float32)
+        stack = np.concatenate([faces, edges, self.lines, self.areas], axis=1).astype(np.float32)
         names = tuple(f"face_{semantics.NAMES[i]}" for i in objs) + tuple(f"edge_{semantics.NAMES[i]}" for i in objs)
-        return stack, names + PERSPECTIVE_LINE_KINDS
+        return stack, names + PERSPECTIVE_LINE_KINDS + PERSPECTIVE_AREA_KINDS
 
     def to_rgb(self) -> np.ndarray:
-        """uint8 [V, H, W, 3] picture: box faces in faded class colours, edges and lines on top."""
+        """uint8 [V, H, W, 3] picture: crossings in grey, box faces in faded class colours, edges and lines
+        on top."""
         img = np.zeros((*self.box_class.shape, 3), dtype=np.float32)
+        img[self.areas[:, PERSPECTIVE_AREA_KINDS.index("crosswalk")]] = (110, 110, 110)
         faces = self.box_class != semantics.FREE
         img[faces] = semantics.COLORS[self.box_class[faces]] * 0.45
         line_colors = ((0, 255, 120), (255, 255, 255), (255, 200, 0), (150, 150, 255), (255, 80, 80))
@@ -261,4 +274,41 @@ def perspective_maps(layout: Layout, rig: CameraRig, ground_z: float = ROAD_SURF
             e = np.array(_BOX_EDGES)
             px = draw_segments(cc[e[:, 0]], cc[e[:, 1]], K, H, W)
             box_edges[v, px[:, 0], px[:, 1]] = boxes[k].label
-    return PerspectiveMaps(box_class, box_depth, box_edges, lines, rig)
+    areas = ground_areas(layout, rig, box_depth, ground_z)
+    return PerspectiveMaps(box_class, box_depth, box_edges, lines, rig, areas)
+
+
+def ground_areas(layout: Layout, rig: CameraRig, box_depth: np.ndarray | None = None,
+                 ground_z: float = ROAD_SURFACE_Z) -> np.ndarray:
+    """Map polygons of the kinds in PERSPECTIVE_AREA_KINDS seen on the road surface: bool [V, A, H, W] at the
+    rig's size. A pixel is in an area when its ray meets the plane z = ground_z (metres, the rig's world
+    frame) in front of the camera, nearer than AREA_FAR, inside a polygon of that kind, and no box face is
+    nearer (box_depth float [V, H, W], camera z in metres, 0 = no box; None = no boxes). Buildings and trees
+    do not hide it: the semantic and depth renders say what stands in front."""
+    V, H, W = len(rig), rig.cameras[0].height, rig.cameras[0].width
+    out = np.zeros((V, len(PERSPECTIVE_AREA_KINDS), H, W), dtype=bool)
+    polys = [(PERSPECTIVE_AREA_KINDS.index(p.kind), np.asarray(p.points, np.float64)) for p in layout.polygons
+             if p.kind in PERSPECTIVE_AREA_KINDS]
+    if not polys:
+        return out
+    v_, u_ = np.meshgrid(np.arange(H) + 0.5, np.arange(W) + 0.5, indexing="ij")
+    for v in range(V):
+        K, T = rig.cameras[v].K, rig.T_world_cam(v)
+        ray = np.stack([(u_ - K[0, 2]) / K[0, 0], (v_ - K[1, 2]) / K[1, 1], np.ones_like(u_)], -1)  # camera z = 1
+        d = ray @ T[:3, :3].T
+        with np.errstate(divide="ignore", invalid="ignore"):
+            z = (ground_z - T[2, 3]) / d[..., 2]  # the camera depth of the ground hit
+        seen = (d[..., 2] < 0) & (z > 0) & (z < AREA_FAR)
+        if box_depth is not None:
+            seen &= ~((box_depth[v] > 0) & (box_depth[v] < z))
+        if not seen.any():
+            continue
+        xy = T[:2, 3] + z[seen][:, None] * d[seen][:, :2]
+        for a, poly in polys:
+            lo, hi = poly.min(0), poly.max(0)
+            near = ((xy >= lo) & (xy <= hi)).all(1)
+            if near.any():
+                hit = np.zeros(len(xy), bool)
+                hit[near] = points_in_polygon(xy[near], poly)
+                out[v, a][seen] |= hit
+    return out

@@ -106,6 +106,19 @@ def polygon_mask(polygon: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> np.ndar
     return (np.cumsum(diff[:, :-1], axis=1) % 2).astype(bool)
 
 
+def points_in_polygon(points: np.ndarray, polygon: np.ndarray) -> np.ndarray:
+    """bool [M]: which points (float [M, 2]) lie inside a simple polygon (float [N, 2], either
+    orientation), by the even-odd rule; polygon_mask's test for scattered points (O(M * N))."""
+    p = np.asarray(points, dtype=np.float64)
+    a = np.asarray(polygon, dtype=np.float64)
+    b = np.roll(a, -1, axis=0)
+    x, y = p[:, :1], p[:, 1:2]
+    spans = (a[None, :, 0] <= x) != (b[None, :, 0] <= x)  # [M, N], half-open as in polygon_mask
+    denom = np.where(b[:, 0] != a[:, 0], b[:, 0] - a[:, 0], 1.0)
+    y_cross = a[None, :, 1] + (x - a[None, :, 0]) * ((b[:, 1] - a[:, 1]) / denom)[None]
+    return ((spans & (y_cross > y)).sum(1) % 2).astype(bool)
+
+
 def sample_polyline(points: np.ndarray, spacing: float) -> tuple[np.ndarray, np.ndarray]:
     """Points along a polyline float [N, D] at most `spacing` metres apart, vertices included.
 

@@ -140,7 +140,8 @@ class MultiViewStage:
         arrays = view_condition_arrays(views.semantic, views.depth, layout, views.rig, size)
         fine = ImageCondition.collate([arrays], [None], [None], [None], self.model.image_channels,
                                       self.model.config["max_boxes"], [None], size[0] // cond.image_size[0])
-        return replace(cond, semantic=fine.semantic, depth=fine.depth, persp=fine.persp, points=fine.points)
+        return replace(cond, semantic=fine.semantic, depth=fine.depth, persp=fine.persp, points=fine.points,
+                       areas=fine.areas)
 
     def with_guide(self, cond: ImageCondition) -> ImageCondition:
         """cond with the first-guess views of its own geometry (ImageCodec.first_guess) for a model with

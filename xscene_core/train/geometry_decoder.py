@@ -43,12 +43,12 @@ and style) learns to tell preview renders from decoded views, and the decoder is
 matching. For the first --disc-start steps of the run the discriminator learns while the decoder keeps
 its L1 / MSE loss only. --style-condition and --noise-injection give the decoder (new, or extended from
 --init) the style and per-pixel noise inputs (models.geometry_decoder), zero-initialised, and
---paint-condition the boxes' paint map; --object-weight weighs the pixels of object boxes more. The
-discriminator and its optimizer are saved in each checkpoint (OUT/checkpoint/discriminator.safetensors,
-the same step as the decoder) and come back with --resume. An adversarial run's val_loss rises as it
-trades PSNR for detail, so pick its weights by the image metrics, not by OUT/best; the
-validation also logs val_sharpness_* (mean absolute Laplacian of the decoded views over the targets': 1 =
-as sharp as the previews).
+--paint-condition the boxes' paint map, --area-condition the crossings; --object-weight weighs the pixels
+of object boxes and crossings more. The discriminator and its optimizer are saved in each checkpoint
+(OUT/checkpoint/discriminator.safetensors, the same step as the decoder) and come back with --resume. An
+adversarial run's val_loss rises as it trades PSNR for detail, so pick its weights by the image metrics,
+not by OUT/best; the validation also logs val_sharpness_* (mean absolute Laplacian of the decoded views
+over the targets': 1 = as sharp as the previews).
 """
 
 from __future__ import annotations
@@ -87,8 +87,8 @@ class TrainConfig:
     crop_w: int = 112
     """training window in image pixels (multiples of the downsampling factor; 0 = whole views)"""
     object_weight: float = 1.0
-    """loss weight of pixels covered by object boxes over the rest (image_condition.object_weights; the
-    validation figures stay unweighted)"""
+    """loss weight of pixels covered by object boxes or crossings over the rest
+    (image_condition.object_weights; the validation figures stay unweighted)"""
     noise_max: float = 0.5
     """strongest latent noise, in standard deviations of the training latents"""
     p_clean: float = 0.2
@@ -188,7 +188,7 @@ def crop_condition(cond: ImageCondition, i: int, j: int, h: int, w: int) -> Imag
     g = lambda t: t[..., i:i + h, j:j + w]  # noqa: E731
     r = lambda t: None if t is None else t[..., i // s:(i + h) // s, j // s:(j + w) // s]  # noqa: E731
     return replace(cond, semantic=g(cond.semantic), depth=g(cond.depth), persp=g(cond.persp), points=g(cond.points),
-                   reference=r(cond.reference), guide=r(cond.guide))
+                   areas=g(cond.areas), reference=r(cond.reference), guide=r(cond.guide))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -214,6 +214,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--noise-injection", action="store_true", help="give the decoder per-pixel noise inputs (new parts at zero)")
     ap.add_argument("--paint-condition", action="store_true",
                     help="give the decoder the boxes' paint map (new parts at zero)")
+    ap.add_argument("--area-condition", action="store_true",
+                    help="give the decoder the map areas on the road (crossings; new parts at zero; the cache must "
+                         "hold them: image_dataset --add-areas)")
     ap.add_argument("--upscale", type=int, choices=(1, 2), default=None,
                     help="2: give the decoder a detail head that draws the views at twice the autoencoder's size "
                          "(new parts at zero); --size is then the views' size (the latents encode them halved) and "
@@ -281,7 +284,8 @@ def main(argv: list[str] | None = None) -> None:
 
     options = {k: True for k, on in (("style_condition", args.style_condition),
                                      ("noise_injection", args.noise_injection),
-                                     ("paint_condition", args.paint_condition)) if on}
+                                     ("paint_condition", args.paint_condition),
+                                     ("area_condition", args.area_condition)) if on}
     if up != init_up:
         options.update(upscale=up, condition_size=cond_size)
     if args.coarse_base:

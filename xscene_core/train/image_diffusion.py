@@ -82,8 +82,9 @@ class TrainConfig:
     """share of scenes whose timestep is drawn from the upper half of the schedule only (a fine-tuning knob:
     the global brightness and colour of a view are decided there)"""
     object_weight: float = 1.0
-    """training loss weight of latent cells covered by object boxes over the rest (GeoDiffusion's
-    foreground re-weighting; the validation loss stays unweighted)"""
+    """training loss weight of latent cells covered by object boxes or crossings over the rest
+    (image_condition.object_weights, GeoDiffusion's foreground re-weighting; the validation loss stays
+    unweighted)"""
     adv_weight: float = 0.0
     """scale of the balanced adversarial loss on the decoded clean estimates (0: no discriminator)"""
     adv_t_min: float = 0.0
@@ -228,6 +229,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--paint-condition", action="store_true",
                     help="also read the boxes' paint colours (box tokens and a per-pixel paint map; new weights "
                          "start at zero, so an --init model starts unchanged)")
+    ap.add_argument("--area-condition", action="store_true",
+                    help="also read the map areas on the road (crossings; a 1x1 projection that starts at zero, so "
+                         "an --init model starts unchanged); the cache must hold them (image_dataset --add-areas)")
     ap.add_argument("--discriminator-init", type=Path, default=None,
                     help="with --adv-weight: start the adversary from this discriminator.safetensors (an earlier "
                          "run's checkpoint/) instead of a new one that first learns alone for --disc-start steps")
@@ -265,12 +269,16 @@ def main(argv: list[str] | None = None) -> None:
     if device.type == "cuda":  # TF32 matrix products (attention, projections) as cuDNN's convolutions use already
         torch.backends.cuda.matmul.allow_tf32 = True
     init_cfg = json.loads((args.init / "config.json").read_text()) if args.init else {}
+    if (args.area_condition or init_cfg.get("area_condition")) and not any(s.arrays.areas.any() for s in train.samples):
+        sys.exit(f"--area-condition: the training cache holds no map areas; add them first (xscene_core.data."
+                 f"image_dataset --split train --size {image_size[0]} {image_size[1]} --cond-size {size[0]} {size[1]} "
+                 f"--add-areas, and the same for --split val)")
     if args.resume and (args.out / "checkpoint").exists():
         run = AdversarialTraining.resume(args.out, log, cfg, ImageDiffusion, device, args.max_minutes)
     else:
         torch.manual_seed(cfg.seed)
-        # a continuation keeps its start's first-guess and paint inputs (the flags only add them)
-        inputs = {k: True for k in ("first_guess_condition", "first_guess_residual", "paint_condition")
+        # a continuation keeps its start's first-guess, paint and area inputs (the flags only add them)
+        inputs = {k: True for k in ("first_guess_condition", "first_guess_residual", "paint_condition", "area_condition")
                  if getattr(args, k) or init_cfg.get(k)}
         model = ImageDiffusion.from_preset(args.preset, unet_path=args.unet_path,
                                            **({"vae_path": vae_path} if latent else {}), **inputs)
