@@ -257,6 +257,18 @@ def test_an_extended_decoder_reads_the_crossings(autoencoder):
     assert float(diff.amax()) > 1e-3, "the crossing changes the decoded road"
 
 
+def test_the_decoder_trainer_refuses_the_crossings_on_a_cache_without_them(autoencoder, tmp_path):
+    from xscene_core.train.geometry_decoder import main
+
+    autoencoder.save_pretrained(tmp_path / "ae" / "vae")
+    fake_cache(tmp_path / "cache", size=(32, 56), cond=GEOMETRY)  # written without map areas
+    with pytest.raises(SystemExit, match="holds no map areas"):
+        main(["--autoencoder", str(tmp_path / "ae"), "--cache", str(tmp_path / "cache"), "--size", "32", "56",
+              "--cond-size", *map(str, GEOMETRY), "--out", str(tmp_path / "run"), "--threads", "1", "--steps", "1",
+              "--area-condition"])
+    assert not (tmp_path / "run" / "checkpoint").exists()
+
+
 def fine_condition(seed: int = 0, classes: tuple[int, int] = (11, 18)) -> ImageCondition:
     """condition()'s views with their geometry at 32 x 56, twice the denoiser's (stride 4 to the latents)."""
     from xscene_core.stages.render import default_rig

@@ -363,6 +363,15 @@ class ImageDataset:
     def __len__(self) -> int:
         return len(self.samples)
 
+    def missing_areas(self, size: tuple[int, int], cond_size: tuple[int, int]) -> str | None:
+        """What to run when no sample holds map areas (ViewArrays.areas: a cache of images at `size`, conditions
+        at `cond_size` written before they were stored), for a model that reads them; None when some do."""
+        if any(s.arrays.areas.any() for s in self.samples):
+            return None
+        return (f"the training cache holds no map areas; add them first (xscene_core.data.image_dataset --split "
+                f"train --size {size[0]} {size[1]} --cond-size {cond_size[0]} {cond_size[1]} --add-areas, and the "
+                f"same for --split val)")
+
     def encoded(self, encode, chunk: int = 24, store: Path | None = None) -> "ImageDataset":
         """A copy whose looks and reference views are mapped once into a model space by encode (float
         [N, 3, H, W] in [-1, 1] -> [N, C, h, w], e.g. a frozen autoencoder), stored float16 [L, V, C, h, w]:

@@ -172,8 +172,8 @@ def crossing_luma(images: np.ndarray, arrays) -> np.ndarray:
 
     luma = images.astype(np.float64) @ np.array([0.299, 0.587, 0.114]) / 255.0
     road = arrays.semantic == semantics.ID["driveable_surface"]
-    on = road & (arrays.areas[:, PERSPECTIVE_AREA_KINDS.index("crosswalk")] > 127)
-    off = road & (arrays.areas[:, PERSPECTIVE_AREA_KINDS.index("crosswalk")] == 0)
+    cover = arrays.areas[:, PERSPECTIVE_AREA_KINDS.index("crosswalk")]
+    on, off = road & (cover > 127), road & (cover == 0)
     return np.array([luma[on].sum(), on.sum(), luma[off].sum(), off.sum()], np.float64)
 
 

@@ -59,8 +59,8 @@ class GeometryDecoder(ModelMixin, ConfigMixin):
     add per-channel scaled unit noise after each up block; paint_condition: the geometry encoder also reads
     the boxes' paint map (image_condition.paint_map), so a car's body takes its colour at the condition's
     size rather than the latents' blur of it; area_condition: it also reads the map areas on the road
-    (crossings, ImageCondition.areas), where the zebra is drawn; upscale 2: a detail head draws the views at twice the
-    autoencoder's size (DetailHead); condition_size (h, w): the geometry size the decoder was trained to
+    (crossings, ImageCondition.areas), where the zebra is drawn; upscale 2: a detail head draws the views at
+    twice the autoencoder's size (DetailHead); condition_size (h, w): the geometry size the decoder was trained to
     read (None: the denoiser's; a decoder with upscale 2 reads geometry finer than the denoiser's);
     coarse_base (upscale 2): given geometry at condition_size, the decoder below the head reads it
     coarsened by `upscale` (ImageCondition.coarsened: the size the decoder it was extended from read) and
@@ -117,12 +117,12 @@ class GeometryDecoder(ModelMixin, ConfigMixin):
     @classmethod
     def extended(cls, decoder: "GeometryDecoder", **options) -> "GeometryDecoder":
         """A copy of a trained decoder with options changed (style_condition, noise_injection,
-        paint_condition, area_condition, upscale, condition_size): its weights, and the new parts at zero, so it decodes
-        exactly as `decoder` until trained (with upscale 2: as `decoder`, bilinearly enlarged)."""
+        paint_condition, area_condition, upscale, condition_size): its weights, and the new parts at zero, so
+        it decodes exactly as `decoder` until trained (with upscale 2: as `decoder`, bilinearly enlarged)."""
         out = cls(**{**{k: v for k, v in decoder.config.items() if not k.startswith("_")}, **options})
         missing, unexpected = out.load_state_dict(decoder.state_dict(), strict=False)
-        if unexpected or any(not k.startswith(("style.", "noise_scale.", "geometry.paint_in.", "geometry.area_in.", "detail."))
-                             for k in missing):
+        new = ("style.", "noise_scale.", "geometry.paint_in.", "geometry.area_in.", "detail.")
+        if unexpected or any(not k.startswith(new) for k in missing):
             raise ValueError(f"GeometryDecoder.extended: weights do not match (missing {missing}, unexpected {unexpected})")
         return out
 

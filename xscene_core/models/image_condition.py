@@ -90,13 +90,15 @@ def _nearest(a: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return a[..., rows[:, None], cols[None, :]]
 
 
-def _max_pool(a: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Any-pixel resize of bool/float [..., H, W] to [..., h, w]: thin lines survive downsampling."""
+def _pool(a: np.ndarray, size: tuple[int, int], mean: bool = False) -> np.ndarray:
+    """Resize of bool/float [..., H, W] to float32 [..., h, w]: downsampling takes each cell's maximum (any
+    pixel: thin lines survive) or, with mean, its mean (the share covered); enlarging repeats pixels."""
     H, W = a.shape[-2:]
     if (H, W) == tuple(size):
         return a.astype(np.float32)
     t = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)).reshape(-1, 1, H, W)
-    out = F.adaptive_max_pool2d(t, size) if H >= size[0] else F.interpolate(t, size=size, mode="nearest")
+    shrink = F.adaptive_avg_pool2d if mean else F.adaptive_max_pool2d
+    out = shrink(t, tuple(size)) if H >= size[0] else F.interpolate(t, size=tuple(size), mode="nearest")
     return out.reshape(*a.shape[:-2], *size).numpy()
 
 
@@ -211,8 +213,8 @@ def view_condition_arrays(semantic: np.ndarray, depth: np.ndarray, layout, rig: 
     objs = np.asarray(semantics.OBJECT_IDS)
     box_class = _nearest(pm.box_class, size)
     faces = box_class[:, None] == objs[None, :, None, None]
-    edges = _max_pool(pm.box_edges[:, None] == objs[None, :, None, None], size) > 0
-    lines = _max_pool(pm.lines, size) > 0
+    edges = _pool(pm.box_edges[:, None] == objs[None, :, None, None], size) > 0
+    lines = _pool(pm.lines, size) > 0
     persp = np.concatenate([faces, edges, lines], 1).astype(np.uint8)
     pts = box_points(box_class, _nearest(pm.box_depth, size), small)
     return ViewArrays(_nearest(semantic, size).astype(np.uint8), _nearest(depth, size).astype(np.float32), persp, pts,
@@ -222,12 +224,7 @@ def view_condition_arrays(semantic: np.ndarray, depth: np.ndarray, layout, rig: 
 def area_coverage(areas: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """bool [V, A, H, W] map areas at the rig's size -> uint8 [V, A, h, w]: the share of each pixel they
     cover x 255 (area-averaged, so a far crossing stays a faint band instead of vanishing or swelling)."""
-    t = torch.from_numpy(np.ascontiguousarray(areas, dtype=np.float32))
-    V, A, H, W = t.shape
-    if (H, W) != tuple(size):
-        t = F.adaptive_avg_pool2d(t.reshape(V * A, 1, H, W), tuple(size)) if H >= size[0] else \
-            F.interpolate(t.reshape(V * A, 1, H, W), size=tuple(size), mode="nearest")
-    return np.rint(t.reshape(V, A, *size).numpy() * 255).astype(np.uint8)
+    return np.rint(_pool(areas, size, mean=True) * 255).astype(np.uint8)
 
 
 @dataclass

@@ -236,7 +236,8 @@ def main(argv: list[str] | None = None) -> None:
     ae = load_autoencoder(args.autoencoder).to(device)
     resuming = args.resume and (args.out / "checkpoint").exists()
     source = args.out / "checkpoint" if resuming else args.init  # the decoder the run starts from, if any
-    init_up = GeometryDecoder.load_config(source).get("upscale", 1) if source is not None else 1
+    source_cfg = GeometryDecoder.load_config(source) if source is not None else {}
+    init_up = source_cfg.get("upscale", 1)
     up = args.upscale or init_up
     if up < init_up:
         sys.exit(f"--upscale {up}: {source} is an upscaling decoder (upscale {init_up})")
@@ -259,6 +260,8 @@ def main(argv: list[str] | None = None) -> None:
         return ae.encode(x.to(device)).latent_dist.mean.cpu()
 
     train, val = ImageDataset.load(paths["train"]), ImageDataset.load(paths["val"])
+    if (args.area_condition or source_cfg.get("area_condition")) and (hint := train.missing_areas(size, cond_size)):
+        sys.exit(f"--area-condition: {hint}")
     # the encoder's unscaled means, kept for the next run (ImageDataset.encoded)
     train_z, val_z = (data.encoded(encode, store=latent_store(folders[split], args.autoencoder, "mean"))
                       for split, data in (("train", train), ("val", val)))

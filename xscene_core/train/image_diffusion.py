@@ -269,10 +269,8 @@ def main(argv: list[str] | None = None) -> None:
     if device.type == "cuda":  # TF32 matrix products (attention, projections) as cuDNN's convolutions use already
         torch.backends.cuda.matmul.allow_tf32 = True
     init_cfg = json.loads((args.init / "config.json").read_text()) if args.init else {}
-    if (args.area_condition or init_cfg.get("area_condition")) and not any(s.arrays.areas.any() for s in train.samples):
-        sys.exit(f"--area-condition: the training cache holds no map areas; add them first (xscene_core.data."
-                 f"image_dataset --split train --size {image_size[0]} {image_size[1]} --cond-size {size[0]} {size[1]} "
-                 f"--add-areas, and the same for --split val)")
+    if (args.area_condition or init_cfg.get("area_condition")) and (hint := train.missing_areas(image_size, size)):
+        sys.exit(f"--area-condition: {hint}")
     if args.resume and (args.out / "checkpoint").exists():
         run = AdversarialTraining.resume(args.out, log, cfg, ImageDiffusion, device, args.max_minutes)
     else:
