@@ -129,6 +129,7 @@ def test_add_areas_fills_an_older_cache_as_the_builder_draws_them(tmp_path):
     (from the regenerated layout at twice the image size, averaged to the condition size)."""
     from xscene_core.data.image_dataset import add_areas, build_sample, cache_files, load_sample
     from xscene_core.data.splits import world_seeds
+    from xscene_core.models.image_condition import AREA_CHANNELS
 
     seed, size = next(world_seeds("val")), (16, 28)
     world = SyntheticWorld(seed)
@@ -136,7 +137,7 @@ def test_add_areas_fills_an_older_cache_as_the_builder_draws_them(tmp_path):
              and s["areas"].any()]
     assert found, "a crossing in one of the first locations"
     k, sample = found[0]
-    assert sample["areas"].shape == (6, 1, 8, 14)
+    assert sample["areas"].shape == (6, AREA_CHANNELS, 8, 14)
     old = {n: v for n, v in sample.items() if n != "areas"}
     path = tmp_path / f"w{seed:06d}_{k:02d}.npz"
     np.savez(path, **old, text=np.zeros(384, np.float32), world_seed=np.int64(seed))
@@ -144,3 +145,11 @@ def test_add_areas_fills_an_older_cache_as_the_builder_draws_them(tmp_path):
     assert add_areas(tmp_path, log=lambda m: None) == 1
     np.testing.assert_array_equal(load_sample(cache_files(tmp_path)[0]).arrays.areas, sample["areas"])
     assert add_areas(tmp_path, log=lambda m: None) == 0
+    # a file from before the road paint holds the crossings only: it loads with the paint unknown, and
+    # --add-areas redraws it
+    np.savez(path, **old, areas=sample["areas"][:, :1], text=np.zeros(384, np.float32), world_seed=np.int64(seed))
+    crossings_only = load_sample(path).arrays.areas
+    np.testing.assert_array_equal(crossings_only[:, :1], sample["areas"][:, :1])
+    assert crossings_only.shape[1] == AREA_CHANNELS and not crossings_only[:, 1:].any()
+    assert add_areas(tmp_path, log=lambda m: None) == 1
+    np.testing.assert_array_equal(load_sample(cache_files(tmp_path)[0]).arrays.areas, sample["areas"])

@@ -102,8 +102,8 @@ def test_vehicle_error_counts_the_painted_boxes_only():
     assert 0 < e / n <= 0.2 + 1e-6
 
 
-def test_crossing_contrast_reads_the_road_under_the_crossings_only():
-    from xscene_core.eval.image_metrics import _contrast, crossing_luma
+def test_crossing_and_paint_contrast_read_the_road_under_them_only():
+    from xscene_core.eval.image_metrics import _contrast, area_luma
     from xscene_core.models.image_condition import view_condition_arrays
     from xscene_core.stages.render import default_rig
     from xscene_core.types.layout import Layout, MapPolygon
@@ -114,15 +114,22 @@ def test_crossing_contrast_reads_the_road_under_the_crossings_only():
     arrays = view_condition_arrays(sem, depth, Layout(polygons=(crossing,)), default_rig((32, 56)), (16, 28))
     on = arrays.areas[:, 0] > 127
     grey = np.full((6, 16, 28, 3), 100, np.uint8)
-    assert on.any() and _contrast(crossing_luma(grey, arrays)) == 0.0
+    assert on.any() and _contrast(area_luma(grey, arrays)) == 0.0
     zebra = grey.copy()
     zebra[on] = 200
-    assert abs(_contrast(crossing_luma(zebra, arrays)) - 100 / 255) < 1e-9
+    assert abs(_contrast(area_luma(zebra, arrays)) - 100 / 255) < 1e-9
     sem[:, 16:] = semantics.ID["manmade"]  # a wall over the lower half: not road, not counted
     walled = view_condition_arrays(sem, depth, Layout(polygons=(crossing,)), default_rig((32, 56)), (16, 28))
-    assert crossing_luma(zebra, walled)[3] < crossing_luma(zebra, arrays)[3]
-    assert _contrast(crossing_luma(grey, view_condition_arrays(sem, depth, Layout(), default_rig((32, 56)),
+    assert area_luma(zebra, walled)[3] < area_luma(zebra, arrays)[3]
+    assert _contrast(area_luma(grey, view_condition_arrays(sem, depth, Layout(), default_rig((32, 56)),
                                                                (16, 28)))) is None
+    # the zebra's bars are white paint: the paint figure reads them, and not the road between the bars
+    bars = arrays.areas[:, 1] > 127
+    assert bars.any() and (bars & on).sum() < on.sum()
+    striped = grey.copy()
+    striped[bars] = 220
+    assert abs(_contrast(area_luma(striped, arrays, "paint_white")) - 120 / 255) < 1e-9
+    assert _contrast(area_luma(striped, arrays)) < 120 / 255, "a crossing's mean: bars and the gaps between"
 
 
 def test_laplacian_energy_falls_with_blur_and_agrees_across_image_types():

@@ -1,4 +1,4 @@
-"""The area condition: crossings on the road drawn into each camera, a zero-initialised encoder input."""
+"""The area condition: crossings and road paint drawn into each camera, a zero-initialised encoder input."""
 
 import json
 
@@ -70,7 +70,8 @@ def test_condition_arrays_carry_the_crossing_as_coverage():
     assert a.areas.shape == (6, AREA_CHANNELS, *SIZE) and a.areas.dtype == np.uint8
     assert a.areas.max() == 255 and ((a.areas > 0) & (a.areas < 255)).any(), "partly covered pixels in between"
     fine = perspective_maps(_layout(), default_rig((32, 56))).areas
-    np.testing.assert_allclose(a.areas / 255.0, fine.reshape(6, 1, 16, 2, 28, 2).mean((3, 5)), atol=0.5 / 255)
+    np.testing.assert_allclose(a.areas / 255.0, fine.reshape(6, AREA_CHANNELS, 16, 2, 28, 2).mean((3, 5)),
+                               atol=0.5 / 255)
     assert not _arrays(None).areas.any()
     with pytest.raises(ValueError, match="areas"):
         ViewArrays(**{**a.__dict__, "areas": np.zeros((6, AREA_CHANNELS, 8, 14), np.uint8)})
@@ -147,6 +148,6 @@ def test_object_weighting_also_weighs_the_crossings():
 
     c = ImageCondition.collate([_arrays(_layout())], [TEXT], [None], [None], 3, 8)
     w = object_weights(c, SIZE, 5.0)
-    assert torch.allclose(w, 1 + 4 * c.areas), "no boxes here: the crossings' coverage alone"
+    assert torch.allclose(w, 1 + 4 * c.areas.amax(2, keepdim=True)), "no boxes here: the crossings' coverage alone"
     assert float(object_weights(ImageCondition.collate([_arrays(Layout())], [TEXT], [None], [None], 3, 8),
                                 SIZE, 5.0).max()) == 1.0

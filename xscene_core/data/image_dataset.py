@@ -6,9 +6,9 @@ One file per (world, location), written once and reused (a resumable cache; dele
     CACHE/world-v{WORLD_VERSION}/{h}x{w}/{split}/w{seed:06d}_{k:02d}.npz
         semantic uint8 [V, h, w], depth float16 [V, h, w], persp uint8 [V, Cp, h, w], points float16
         [V, 3, h, w], camera float32 [V, 10], boxes float32 [N, 7], box_labels int64 [N], box_paints
-            float32 [N, 4], areas uint8 [V, 1, h, w] (models.image_condition.ViewArrays at the model
-            resolution; a cache written before paints or areas were stored gets them with --add-paints,
-            --add-areas)
+            float32 [N, 4], areas uint8 [V, 3, h, w] (models.image_condition.ViewArrays at the model
+            resolution; a cache written before paints or areas (or the road paint among them) were stored
+            gets them with --add-paints, --add-areas)
         text float32 [384] (all-MiniLM-L6-v2 embedding of the caption), caption, style float32 [12]
             (models.image_condition.style_features of the chunk's time of day and weather; caches built
             before it existed get it from the caption, which states both; zeros = unknown otherwise)
@@ -42,7 +42,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..models.image_condition import (ViewArrays, area_coverage, box_paint_features, resize_images,
+from ..models.image_condition import (AREA_CHANNELS, ViewArrays, area_coverage, box_paint_features, resize_images,
                                      style_features, view_condition_arrays)
 from ..types.scene import ENVIRONMENTS, TIMES_OF_DAY, WEATHERS, SceneDescription
 from .splits import world_seeds
@@ -214,9 +214,10 @@ def add_paints(folder: Path, log=print) -> int:
 
 
 def add_areas(folder: Path, log=print) -> int:
-    """Add the map areas (ViewArrays.areas) to the cache files of a folder (cache_dir) written before they
-    were stored (see _backfill), drawn from the layout as build_sample draws them: at twice the image
-    size, area-averaged to the condition size. Returns how many files were changed."""
+    """Add the map areas and road paint (ViewArrays.areas) to the cache files of a folder (cache_dir)
+    written before they were stored, or before the paint was (see _backfill), drawn from the layout as
+    build_sample draws them: at twice the image size, area-averaged to the condition size. Returns how
+    many files were changed."""
     from ..ops.condition_maps import perspective_maps
     from ..stages.render import default_rig
 
@@ -225,11 +226,12 @@ def add_areas(folder: Path, log=print) -> int:
         pm = perspective_maps(chunk.layout, default_rig((2 * h, 2 * w)))
         return area_coverage(pm.areas, data["semantic"].shape[1:])
 
-    return _backfill(folder, "areas", areas, log)
+    return _backfill(folder, "areas", areas, log, stale=lambda d: d["areas"].shape[1] != AREA_CHANNELS)
 
 
-def _backfill(folder: Path, key: str, fill, log=print) -> int:
-    """Add the array `key` to the cache files of a folder (cache_dir) that lack it: each file's chunk is
+def _backfill(folder: Path, key: str, fill, log=print, stale=None) -> int:
+    """Add the array `key` to the cache files of a folder (cache_dir) that lack it (or hold one that
+    stale(file) calls out of date): each file's chunk is
     generated again from its world seed and location (not rendered), its boxes checked against the cached
     ones, and fill(chunk, data) (data: the file's arrays by name) gives the array. Files are rewritten
     beside and renamed (a crash loses none). Returns how many were changed. Raises ValueError when a
@@ -239,7 +241,7 @@ def _backfill(folder: Path, key: str, fill, log=print) -> int:
     todo: dict[int, list[tuple[int, Path]]] = {}
     for path in cache_files(folder):
         with np.load(path) as d:
-            if key not in d:
+            if key not in d or (stale is not None and stale(d)):
                 todo.setdefault(int(d["world_seed"]), []).append((int(path.stem.split("_")[1]), path))
     done, t0 = 0, time.time()
     for seed, items in todo.items():
@@ -325,11 +327,21 @@ class ImageSample:
     """the cache file it was loaded from (where ImageDataset.encoded keeps its latents), or None"""
 
 
+def _areas(d) -> np.ndarray | None:
+    """A cache file's map areas widened to AREA_CHANNELS: a file written before the road paint was stored
+    holds the crossings only, and the paint's channels read as none known (zeros; --add-areas adds them)."""
+    if "areas" not in d:
+        return None
+    a = d["areas"]
+    return a if a.shape[1] == AREA_CHANNELS else np.concatenate(
+        [a, np.zeros((a.shape[0], AREA_CHANNELS - a.shape[1], *a.shape[2:]), a.dtype)], 1)
+
+
 def load_sample(path: Path) -> ImageSample:
     with np.load(path) as d:
         arrays = ViewArrays(d["semantic"], d["depth"].astype(np.float32), d["persp"], d["points"].astype(np.float32),
                             d["camera"], d["boxes"].reshape(-1, 7), d["box_labels"].reshape(-1),
-                            d["box_paints"] if "box_paints" in d else None, d["areas"] if "areas" in d else None)
+                            d["box_paints"] if "box_paints" in d else None, _areas(d))
         caption = str(d["caption"])
         if "style" in d:
             style = d["style"]
@@ -364,13 +376,17 @@ class ImageDataset:
         return len(self.samples)
 
     def missing_areas(self, size: tuple[int, int], cond_size: tuple[int, int]) -> str | None:
-        """What to run when no sample holds map areas (ViewArrays.areas: a cache of images at `size`, conditions
-        at `cond_size` written before they were stored), for a model that reads them; None when some do."""
-        if any(s.arrays.areas.any() for s in self.samples):
+        """What to run when no sample holds road paint in its map areas (ViewArrays.areas: a cache of images at
+        `size`, conditions at `cond_size` written before the areas, or the paint, were stored), for a model
+        that reads them; None when some do (every street has paint; not every chunk has a crossing)."""
+        from ..ops.condition_maps import PERSPECTIVE_AREA_KINDS
+
+        white = PERSPECTIVE_AREA_KINDS.index("paint_white")
+        if any(s.arrays.areas[:, white].any() for s in self.samples):
             return None
-        return (f"the training cache holds no map areas; add them first (xscene_core.data.image_dataset --split "
-                f"train --size {size[0]} {size[1]} --cond-size {cond_size[0]} {cond_size[1]} --add-areas, and the "
-                f"same for --split val)")
+        return (f"the training cache holds no map areas or road paint; add them first (xscene_core.data.image_dataset "
+                f"--split train --size {size[0]} {size[1]} --cond-size {cond_size[0]} {cond_size[1]} --add-areas, and "
+                f"the same for --split val)")
 
     def encoded(self, encode, chunk: int = 24, store: Path | None = None) -> "ImageDataset":
         """A copy whose looks and reference views are mapped once into a model space by encode (float
@@ -468,7 +484,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--add-paints", action="store_true",
                     help="only add the boxes' paint colours to the split's cache files that lack them")
     ap.add_argument("--add-areas", action="store_true",
-                    help="only add the map areas (crossings) to the split's cache files that lack them")
+                    help="only add the map areas (crossings, road paint) to the split's cache files that lack them")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.write_text_table is not None:

@@ -35,6 +35,9 @@
   that a crossing covers (ViewArrays.areas over half the pixel) minus that of the other driveable-surface
   pixels, pooled over the chunks, at the judge's size. image_crossing_contrast_preview is the same for the
   preview renders (the ceiling); a model that cannot know where the crossings are scores about 0.
+- image_paint_contrast (and _preview): the same for the layout's white road paint (lane dashes, edge and
+  stop lines, the zebra's bars; the "paint_white" channel of ViewArrays.areas) against the road beside it:
+  whether the marks come out where the layout paints them, not only as a brighter crossing.
 - *_plain_decoder (models whose config decodes with the geometry-aware decoder only; None otherwise):
   image_alignment_miou, image_cross_view_consistency, image_sharpness and the no-reference PSNR of the same samples (the
   same latents) decoded by the autoencoder's own decoder instead: how much of each
@@ -92,6 +95,8 @@ class ImageMetrics:
     image_vehicle_error_plain_decoder: float | None = None
     image_crossing_contrast: float | None = None
     image_crossing_contrast_preview: float | None = None
+    image_paint_contrast: float | None = None
+    image_paint_contrast_preview: float | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -165,20 +170,22 @@ def vehicle_error(images: np.ndarray, preview: np.ndarray, arrays) -> tuple[floa
     return float(diff[on].sum()), int(on.sum())
 
 
-def crossing_luma(images: np.ndarray, arrays) -> np.ndarray:
-    """float64 [4]: (luma sum, pixel count) on the crossings' driveable-surface pixels, then the same on
-    the other driveable-surface pixels; images uint8 [V, h, w, 3] and arrays (ViewArrays) at that size."""
+def area_luma(images: np.ndarray, arrays, kind: str = "crosswalk") -> np.ndarray:
+    """float64 [4]: (luma sum, pixel count) on the driveable-surface pixels that more than half covers an
+    area of `kind` (a kind of ops.condition_maps.PERSPECTIVE_AREA_KINDS: crossings or road paint), then the
+    same on the driveable-surface pixels it does not touch; images uint8 [V, h, w, 3] and arrays
+    (ViewArrays) at that size."""
     from ..ops.condition_maps import PERSPECTIVE_AREA_KINDS
 
     luma = images.astype(np.float64) @ np.array([0.299, 0.587, 0.114]) / 255.0
     road = arrays.semantic == semantics.ID["driveable_surface"]
-    cover = arrays.areas[:, PERSPECTIVE_AREA_KINDS.index("crosswalk")]
+    cover = arrays.areas[:, PERSPECTIVE_AREA_KINDS.index(kind)]
     on, off = road & (cover > 127), road & (cover == 0)
     return np.array([luma[on].sum(), on.sum(), luma[off].sum(), off.sum()], np.float64)
 
 
 def _contrast(sums: np.ndarray) -> float | None:
-    """Mean luma on crossings minus beside them from pooled crossing_luma sums (None without crossings)."""
+    """Mean luma on an area minus beside it from pooled area_luma sums (None without such areas)."""
     return float(sums[0] / sums[1] - sums[2] / sums[3]) if sums[1] and sums[3] else None
 
 
@@ -226,6 +233,7 @@ def measure_images(n_chunks: int = 6, seed: int = 0, checkpoint: str | Path | No
     detail_rig = {k: [] for k in ("gen", "preview", "plain")}  # and at the cameras' size
     paint = {k: [0.0, 0] for k in ("gen", "plain")}
     crossing = {k: np.zeros(4) for k in ("gen", "preview")}
+    marks = {k: np.zeros(4) for k in ("gen", "preview")}  # white road paint
     times = []
     seeds = world_seeds(split)
     for k in range(n_chunks):
@@ -272,7 +280,8 @@ def measure_images(n_chunks: int = 6, seed: int = 0, checkpoint: str | Path | No
             agree[key][0] += a
             agree[key][1] += n
             if key in crossing:
-                crossing[key] += crossing_luma(imgs, at_size)
+                crossing[key] += area_luma(imgs, at_size)
+                marks[key] += area_luma(imgs, at_size, "paint_white")
             if key in paint:
                 e, n = vehicle_error(imgs, prev, at_size)
                 paint[key][0] += e
@@ -308,7 +317,9 @@ def measure_images(n_chunks: int = 6, seed: int = 0, checkpoint: str | Path | No
         image_vehicle_error_plain_decoder=(paint["plain"][0] / paint["plain"][1]
                                            if plain is not None and paint["plain"][1] else None),
         image_crossing_contrast=_contrast(crossing["gen"]),
-        image_crossing_contrast_preview=_contrast(crossing["preview"])).as_dict()
+        image_crossing_contrast_preview=_contrast(crossing["preview"]),
+        image_paint_contrast=_contrast(marks["gen"]),
+        image_paint_contrast_preview=_contrast(marks["preview"])).as_dict()
 
 
 def main(argv: list[str] | None = None) -> None:

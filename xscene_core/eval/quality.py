@@ -202,7 +202,11 @@ def image_rows(args) -> list[Row]:
     ] + ([] if im["image_crossing_contrast"] is None else [
         Row("image_crossing_contrast", im["image_crossing_contrast"], "", "reported",
             f"mean luma (0..1) of the road on the layout's crossings minus beside them in the generated views (the "
-            f"zebra's white bars); preview renders (ceiling) {im['image_crossing_contrast_preview']:.3f}; {n}")])
+            f"zebra's white bars); preview renders (ceiling) {im['image_crossing_contrast_preview']:.3f}; {n}")]) + (
+        [] if im["image_paint_contrast"] is None else [
+        Row("image_paint_contrast", im["image_paint_contrast"], "", "reported",
+            f"the same on the layout's white road paint (lane dashes, edge and stop lines, zebra bars) against the "
+            f"road beside it; preview renders (ceiling) {im['image_paint_contrast_preview']:.3f}; {n}")])
 
 
 GROUPS = {"words": words_rows, "layout": layout_rows, "vae": vae_rows, "control": control_rows, "world": world_rows,

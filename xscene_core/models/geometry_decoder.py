@@ -59,9 +59,10 @@ class GeometryDecoder(ModelMixin, ConfigMixin):
     add per-channel scaled unit noise after each up block; paint_condition: the geometry encoder also reads
     the boxes' paint map (image_condition.paint_map), so a car's body takes its colour at the condition's
     size rather than the latents' blur of it; area_condition: it also reads the map areas on the road
-    (crossings, ImageCondition.areas), where the zebra is drawn; upscale 2: a detail head draws the views at
-    twice the autoencoder's size (DetailHead); condition_size (h, w): the geometry size the decoder was trained to
-    read (None: the denoiser's; a decoder with upscale 2 reads geometry finer than the denoiser's);
+    (crossings and road paint, ImageCondition.areas), where the zebra and lane marks are drawn; upscale 2:
+    a detail head draws the views at twice the autoencoder's size (DetailHead); condition_size (h, w): the
+    geometry size the decoder was trained to read (None: the denoiser's; a decoder with upscale 2 reads
+    geometry finer than the denoiser's);
     coarse_base (upscale 2): given geometry at condition_size, the decoder below the head reads it
     coarsened by `upscale` (ImageCondition.coarsened: the size the decoder it was extended from read) and
     only the head reads it at condition_size, so a frozen base decodes as its source did."""
@@ -113,6 +114,13 @@ class GeometryDecoder(ModelMixin, ConfigMixin):
         dec.decoder.load_state_dict(autoencoder.decoder.state_dict())
         dec.post_quant_conv.load_state_dict(autoencoder.post_quant_conv.state_dict())
         return dec
+
+    @classmethod
+    def from_pretrained(cls, *args, **kwargs) -> "GeometryDecoder":
+        """diffusers' loader, through load_state_dict (low_cpu_mem_usage off), whose hook widens a geometry
+        input saved with fewer channels (GeometryEncoder: the area input from before the road paint)."""
+        kwargs.setdefault("low_cpu_mem_usage", False)
+        return super().from_pretrained(*args, **kwargs)
 
     @classmethod
     def extended(cls, decoder: "GeometryDecoder", **options) -> "GeometryDecoder":

@@ -11,9 +11,10 @@
 - `ImageTokens`: cross-attention tokens per view: [null, camera, relative pose, caption, boxes...].
 - `style_features`: the time of day and weather as a 12-d one-hot (the caption embedding carries them only
   weakly: it is dominated by the object lists).
-- map areas (`area_condition` of the encoders): the share of each pixel that a crossing covers on the road;
-  the semantic map cannot say where one is (a crossing is driveable surface), and the zebra is among
-  the first things a person reads in a street view.
+- map areas (`area_condition` of the encoders): the share of each pixel that a crossing covers on the road,
+  then that the road paint covers (white: lane dashes, edge and stop lines, the zebra's bars; yellow: the
+  double line); the semantic map cannot say where either is (both are driveable surface), and the zebra
+  and the lane marks are among the first things a person reads in a street view.
 - `box_paint_features` / `paint_map`: each box's paint colour (Box.color, the scene graph's attribute) as a
   feature, and per pixel the paint of the box seen there (`paint_condition` of the encoders): without it a
   car's colour is a guess the denoiser can only average, and averaged paints come out as dark blobs.
@@ -40,7 +41,7 @@ from .condition_encoders import BOX_DIMS, fourier_features
 
 NUM_IDS = semantics.NUM_CLASSES  # 18: 17 Occ3D classes + free
 PERSP_CHANNELS = 2 * len(semantics.OBJECT_IDS) + len(PERSPECTIVE_LINE_KINDS)  # faces, edges, lines
-AREA_CHANNELS = len(PERSPECTIVE_AREA_KINDS)  # map areas on the road (crossings): coverage in [0, 1]
+AREA_CHANNELS = len(PERSPECTIVE_AREA_KINDS)  # map areas on the road (crossings, paint): coverage in [0, 1]
 SCENE_HALF = np.array([40.0, 40.0, 4.0], np.float32)  # metres: ego-frame coordinates / this lie in ~[-1, 1]
 SCENE_CENTRE = np.array([0.0, 0.0, 1.0], np.float32)
 CAMERA_FEATURES = 10  # per camera: sin/cos yaw, forward z, position / 2 m (3), fx/w, fy/h, cx/w, cy/h
@@ -463,7 +464,7 @@ def paint_map(cond: ImageCondition) -> torch.Tensor:
 
 def object_weights(cond: ImageCondition, size: tuple[int, int], weight: float) -> torch.Tensor:
     """Per-cell loss weights float [B, V, 1, *size]: 1 + (weight - 1) x the share of the cell that object
-    boxes (their perspective faces) or map areas (crossings, ImageCondition.areas) cover in the views,
+    boxes (their perspective faces) or map areas (crossings, road paint: ImageCondition.areas) cover in the views,
     area-pooled from the geometry's size. The foreground re-weighting of GeoDiffusion (Chen et al. 2023):
     vehicles, people and crossings fill a few percent of a view, so a plain mean loss barely asks for them."""
     b, v = cond.batch_size, cond.num_views
@@ -485,7 +486,8 @@ class GeometryEncoder(nn.Module):
     condition embedding does); the output is [B*V, out_channels, h / stride, w / stride]. The weights
     have the same shapes for every stride. paint: also read the paint map (paint_map) through its own
     1x1 projection, zero-initialised so an encoder gains it without changing its output; areas: the same
-    for the map areas (ImageCondition.areas).
+    for the map areas and road paint (ImageCondition.areas; weights saved when it read fewer channels load
+    with the new ones at zero).
     """
 
     def __init__(self, hidden: int = 32, out_channels: int = 16, bands: int = 4, layers: int = 2,
@@ -509,6 +511,15 @@ class GeometryEncoder(nn.Module):
             body += [nn.SiLU(), nn.Conv2d(hidden, hidden, 3, stride=step, padding=1, bias=False)]
         body += [nn.SiLU(), nn.Conv2d(hidden, out_channels, 3, padding=1, bias=False)]
         self.body = nn.Sequential(*body)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        # Weights from before the road paint read the crossings only: the paint's columns join at zero,
+        # so such a model loads and runs exactly as it was trained.
+        key = prefix + "area_in.weight"
+        w = state_dict.get(key)
+        if self.area_in is not None and w is not None and w.ndim == 4 and w.shape[1] < AREA_CHANNELS:
+            state_dict[key] = torch.cat([w, w.new_zeros(w.shape[0], AREA_CHANNELS - w.shape[1], *w.shape[2:])], 1)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def forward(self, cond: ImageCondition) -> torch.Tensor:
         b, v, h, w = cond.semantic.shape

@@ -19,6 +19,7 @@ from ..types.layout import DRIVABLE_KINDS, Box, Layout
 from ..types.occupancy import ROAD_SURFACE_Z, GridSpec
 from .geometry import points_in_polygon, polygon_mask, sample_polyline
 from .rasterize import ViewParams, rasterize_boxes, NEAR
+from .road_paint import paint_canvas
 
 AREA_CHANNELS = ("drivable", "lane_divider", "road_divider", "crosswalk", "sidewalk")
 BEV_CHANNELS: tuple[str, ...] = AREA_CHANNELS + tuple(semantics.NAMES[i] for i in semantics.OBJECT_IDS)
@@ -31,8 +32,10 @@ _SUPERSAMPLE = 4  # sub-samples per cell side for area coverage
 PERSPECTIVE_LINE_KINDS = ("lane", "lane_divider", "road_divider", "road_edge", "stop_line")
 # Map lines have no z: they are drawn on the road surface (types.occupancy.ROAD_SURFACE_Z).
 # Map areas drawn in the perspective maps, one channel each: the painted areas that no occupancy class
-# tells apart from the road (a crossing is driveable surface in Occ3D, its zebra only paint).
-PERSPECTIVE_AREA_KINDS = ("crosswalk",)
+# tells apart from the road (a crossing is driveable surface in Occ3D, its zebra only paint), then the
+# road paint itself (ops.road_paint: dashes, the double yellow, the zebra's bars), white and yellow.
+PERSPECTIVE_AREA_KINDS = ("crosswalk", "paint_white", "paint_yellow")
+_PAINT_KINDS = ("paint_white", "paint_yellow")  # the canvas's channels, in its order
 AREA_FAR = 80.0  # metres: the road surface beyond this camera depth is not drawn (the horizon's pixels)
 
 
@@ -134,8 +137,8 @@ class PerspectiveMaps:
     box_edges: uint8 [V, H, W] Occ3D id of a box whose projected edge passes (FREE elsewhere; all edges,
     hidden ones included, as the image model's 3D-box condition draws them);
     lines: bool [V, L, H, W] map lines per kind of PERSPECTIVE_LINE_KINDS, drawn on the road surface;
-    areas: bool [V, A, H, W] map polygons per kind of PERSPECTIVE_AREA_KINDS on the road surface, hidden
-    where a box face is nearer (None: none).
+    areas: bool [V, A, H, W] map polygons and road paint per kind of PERSPECTIVE_AREA_KINDS on the road
+    surface, hidden where a box face is nearer (None: none).
     """
 
     box_class: np.ndarray
@@ -160,10 +163,12 @@ class PerspectiveMaps:
         return stack, names + PERSPECTIVE_LINE_KINDS + PERSPECTIVE_AREA_KINDS
 
     def to_rgb(self) -> np.ndarray:
-        """uint8 [V, H, W, 3] picture: crossings in grey, box faces in faded class colours, edges and lines
-        on top."""
+        """uint8 [V, H, W, 3] picture: crossings in grey, road paint in pale white and yellow, box faces in
+        faded class colours, edges and lines on top."""
         img = np.zeros((*self.box_class.shape, 3), dtype=np.float32)
-        img[self.areas[:, PERSPECTIVE_AREA_KINDS.index("crosswalk")]] = (110, 110, 110)
+        area_colors = {"crosswalk": (110, 110, 110), "paint_white": (180, 180, 180), "paint_yellow": (180, 140, 0)}
+        for kind, c in area_colors.items():
+            img[self.areas[:, PERSPECTIVE_AREA_KINDS.index(kind)]] = c
         faces = self.box_class != semantics.FREE
         img[faces] = semantics.COLORS[self.box_class[faces]] * 0.45
         line_colors = ((0, 255, 120), (255, 255, 255), (255, 200, 0), (150, 150, 255), (255, 80, 80))
@@ -280,17 +285,20 @@ def perspective_maps(layout: Layout, rig: CameraRig, ground_z: float = ROAD_SURF
 
 def ground_areas(layout: Layout, rig: CameraRig, box_depth: np.ndarray | None = None,
                  ground_z: float = ROAD_SURFACE_Z) -> np.ndarray:
-    """Map polygons of the kinds in PERSPECTIVE_AREA_KINDS seen on the road surface: bool [V, A, H, W] at the
-    rig's size. A pixel is in an area when its ray meets the plane z = ground_z (metres, the rig's world
-    frame) in front of the camera, nearer than AREA_FAR, inside a polygon of that kind, and no box face is
-    nearer (box_depth float [V, H, W], camera z in metres, 0 = no box; None = no boxes). Buildings and trees
-    do not hide it: the semantic and depth renders say what stands in front."""
+    """Map polygons of the kinds in PERSPECTIVE_AREA_KINDS and the layout's road paint (ops.road_paint, more
+    than half a pixel's alpha) seen on the road surface: bool [V, A, H, W] at the rig's size. A pixel is in
+    an area when its ray meets the plane z = ground_z (metres, the rig's world frame) in front of the
+    camera, nearer than AREA_FAR, inside a polygon of that kind (or on paint), and no box face is nearer
+    (box_depth float [V, H, W], camera z in metres, 0 = no box; None = no boxes). Buildings and trees do
+    not hide it: the semantic and depth renders say what stands in front."""
     V, H, W = len(rig), rig.cameras[0].height, rig.cameras[0].width
     out = np.zeros((V, len(PERSPECTIVE_AREA_KINDS), H, W), dtype=bool)
     polys = [(PERSPECTIVE_AREA_KINDS.index(p.kind), np.asarray(p.points, np.float64)) for p in layout.polygons
              if p.kind in PERSPECTIVE_AREA_KINDS]
-    if not polys:
+    canvas = paint_canvas(layout)
+    if not polys and canvas is None:
         return out
+    paint = [PERSPECTIVE_AREA_KINDS.index(k) for k in _PAINT_KINDS]
     v_, u_ = np.meshgrid(np.arange(H) + 0.5, np.arange(W) + 0.5, indexing="ij")
     for v in range(V):
         K, T = rig.cameras[v].K, rig.T_world_cam(v)
@@ -311,4 +319,8 @@ def ground_areas(layout: Layout, rig: CameraRig, box_depth: np.ndarray | None = 
                 hit = np.zeros(len(xy), bool)
                 hit[near] = points_in_polygon(xy[near], poly)
                 out[v, a][seen] |= hit
+        if canvas is not None:
+            alpha = canvas.sample(torch.from_numpy(xy)).numpy() > 0.5  # [N, 2]
+            for c, a in enumerate(paint):
+                out[v, a][seen] = alpha[:, c]
     return out

@@ -43,8 +43,8 @@ and style) learns to tell preview renders from decoded views, and the decoder is
 matching. For the first --disc-start steps of the run the discriminator learns while the decoder keeps
 its L1 / MSE loss only. --style-condition and --noise-injection give the decoder (new, or extended from
 --init) the style and per-pixel noise inputs (models.geometry_decoder), zero-initialised, and
---paint-condition the boxes' paint map, --area-condition the crossings; --object-weight weighs the pixels
-of object boxes and crossings more. The discriminator and its optimizer are saved in each checkpoint
+--paint-condition the boxes' paint map, --area-condition the crossings and road paint; --object-weight weighs
+the pixels of object boxes, crossings and paint more. The discriminator and its optimizer are saved in each checkpoint
 (OUT/checkpoint/discriminator.safetensors, the same step as the decoder) and come back with --resume. An
 adversarial run's val_loss rises as it trades PSNR for detail, so pick its weights by the image metrics,
 not by OUT/best; the validation also logs val_sharpness_* (mean absolute Laplacian of the decoded views
@@ -87,7 +87,7 @@ class TrainConfig:
     crop_w: int = 112
     """training window in image pixels (multiples of the downsampling factor; 0 = whole views)"""
     object_weight: float = 1.0
-    """loss weight of pixels covered by object boxes or crossings over the rest
+    """loss weight of pixels covered by object boxes, crossings or road paint over the rest
     (image_condition.object_weights; the validation figures stay unweighted)"""
     noise_max: float = 0.5
     """strongest latent noise, in standard deviations of the training latents"""
@@ -215,8 +215,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--paint-condition", action="store_true",
                     help="give the decoder the boxes' paint map (new parts at zero)")
     ap.add_argument("--area-condition", action="store_true",
-                    help="give the decoder the map areas on the road (crossings; new parts at zero; the cache must "
-                         "hold them: image_dataset --add-areas)")
+                    help="give the decoder the map areas on the road (crossings, road paint; new parts at zero; "
+                         "the cache must hold them: image_dataset --add-areas)")
     ap.add_argument("--upscale", type=int, choices=(1, 2), default=None,
                     help="2: give the decoder a detail head that draws the views at twice the autoencoder's size "
                          "(new parts at zero); --size is then the views' size (the latents encode them halved) and "

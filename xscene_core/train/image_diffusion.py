@@ -82,7 +82,7 @@ class TrainConfig:
     """share of scenes whose timestep is drawn from the upper half of the schedule only (a fine-tuning knob:
     the global brightness and colour of a view are decided there)"""
     object_weight: float = 1.0
-    """training loss weight of latent cells covered by object boxes or crossings over the rest
+    """training loss weight of latent cells covered by object boxes, crossings or road paint over the rest
     (image_condition.object_weights, GeoDiffusion's foreground re-weighting; the validation loss stays
     unweighted)"""
     adv_weight: float = 0.0
@@ -230,8 +230,9 @@ def main(argv: list[str] | None = None) -> None:
                     help="also read the boxes' paint colours (box tokens and a per-pixel paint map; new weights "
                          "start at zero, so an --init model starts unchanged)")
     ap.add_argument("--area-condition", action="store_true",
-                    help="also read the map areas on the road (crossings; a 1x1 projection that starts at zero, so "
-                         "an --init model starts unchanged); the cache must hold them (image_dataset --add-areas)")
+                    help="also read the map areas on the road (crossings, road paint; a 1x1 projection that starts at "
+                         "zero, so an --init model starts unchanged); the cache must hold them (image_dataset "
+                         "--add-areas)")
     ap.add_argument("--discriminator-init", type=Path, default=None,
                     help="with --adv-weight: start the adversary from this discriminator.safetensors (an earlier "
                          "run's checkpoint/) instead of a new one that first learns alone for --disc-start steps")
@@ -291,11 +292,12 @@ def main(argv: list[str] | None = None) -> None:
             own = model.state_dict()
             saved = load_file(str(args.init / "model.safetensors"))
             weights = {k: v for k, v in saved.items() if k in own and own[k].shape == v.shape}
-            conv = "unet.conv_in.weight"
-            if conv in saved and conv not in weights and grown_input(saved[conv], own[conv]):
-                # more condition channels than the start: its filters on the channels it has, zero on the new
-                weights[conv] = torch.cat([saved[conv], own[conv].new_zeros(
-                    own[conv].shape[0], own[conv].shape[1] - saved[conv].shape[1], *own[conv].shape[2:])], 1)
+            for key in sorted((saved.keys() & own.keys()) - weights.keys()):
+                if grown_input(saved[key], own[key]):
+                    # more input channels than the start (the UNet's condition channels, the road paint beside
+                    # the crossings): its filters on the channels it has, zero on the new
+                    weights[key] = torch.cat([saved[key], own[key].new_zeros(
+                        own[key].shape[0], own[key].shape[1] - saved[key].shape[1], *own[key].shape[2:])], 1)
             model.load_state_dict(weights, strict=False)
             log({"event": "init", "from": str(args.init), "loaded": len(weights),
                  "kept_initialisation": sorted(set(own) - set(weights))})

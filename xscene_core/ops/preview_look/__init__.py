@@ -36,7 +36,7 @@ from .weather import _tonemap, _weather_overlay
 
 # Re-exported: the public names of the former single module.
 from .classes import ID, TWO_WHEELERS, VEHICLES  # noqa: F401
-from .layout_textures import PAINT_RES  # noqa: F401
+from ..road_paint import PAINT_RES  # noqa: F401
 from .lights import (HEADLIGHT_EGO, HEADLIGHT_POWER, LAMP_COLOR, LAMP_CUTOFF, LAMP_HEIGHT, LAMP_POWER,  # noqa: F401
                      LAMP_RANGE, LAMP_SPACING)
 from .noise import value_noise  # noqa: F401

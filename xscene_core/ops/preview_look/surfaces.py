@@ -10,7 +10,8 @@ from ... import semantics
 from ...types.layout import Layout
 from ...types.scene import SceneDescription
 from .classes import ID, TWO_WHEELERS, VEHICLES
-from .layout_textures import _box_lookup, _paint_canvas
+from ..road_paint import paint_canvas
+from .layout_textures import _box_lookup
 from .noise import _detail, _hash, fbm, value_noise
 from .pixels import _Pixels
 from .style import Lighting, Style
@@ -90,7 +91,7 @@ def _materials(px: _Pixels, style: Style, layout: Layout | None, description: Sc
         grain = value_noise(xy / 0.15, seed + 2) * _detail(0.15, fp[k])
         base = 0.062 + 0.04 * patches + 0.025 * (grain - 0.5)
         a = base[:, None] * _rgb((1.0, 1.0, 1.04))
-        canvas = _paint_canvas(layout, seed) if layout is not None else None
+        canvas = paint_canvas(layout) if layout is not None else None
         if canvas is not None:
             paint = canvas.sample(xy)
             wear = 0.6 + 0.4 * value_noise(xy / 0.7, seed + 3)
