@@ -8,12 +8,12 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from xscene_core.models.geometry_decoder import GeometryDecoder, load_geometry_decoder
+from xscene_core.models.geometry_decoder import load_geometry_decoder
 from xscene_core.models.image_condition import AREA_CHANNELS, GeometryEncoder
 from xscene_core.ops.condition_maps import PERSPECTIVE_AREA_KINDS, ground_areas
 from xscene_core.ops.road_paint import paint_canvas
 from xscene_core.stages.render import default_rig
-from xscene_core.types.layout import Layout, MapLine, MapPolygon
+from xscene_core.types.layout import Layout, MapLine
 from xscene_core.types.occupancy import ROAD_SURFACE_Z
 
 from test_area_condition import CROSSING, TEXT, _arrays
