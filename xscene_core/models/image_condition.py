@@ -38,6 +38,7 @@ from ..ops.condition_maps import PERSPECTIVE_AREA_KINDS, PERSPECTIVE_LINE_KINDS
 from ..types.cameras import CameraRig
 from ..types.scene import TIMES_OF_DAY, WEATHERS
 from .condition_encoders import BOX_DIMS, fourier_features
+from .pretrained import widened_inputs
 
 NUM_IDS = semantics.NUM_CLASSES  # 18: 17 Occ3D classes + free
 PERSP_CHANNELS = 2 * len(semantics.OBJECT_IDS) + len(PERSPECTIVE_LINE_KINDS)  # faces, edges, lines
@@ -518,7 +519,7 @@ class GeometryEncoder(nn.Module):
         key = prefix + "area_in.weight"
         w = state_dict.get(key)
         if self.area_in is not None and w is not None and w.ndim == 4 and w.shape[1] < AREA_CHANNELS:
-            state_dict[key] = torch.cat([w, w.new_zeros(w.shape[0], AREA_CHANNELS - w.shape[1], *w.shape[2:])], 1)
+            state_dict[key] = widened_inputs(w, AREA_CHANNELS)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def forward(self, cond: ImageCondition) -> torch.Tensor:

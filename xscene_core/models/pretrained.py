@@ -16,6 +16,12 @@ WEIGHTS_NAME = "model.safetensors"
 _CLASS_KEYS = ("_class_name", "model")  # "model" is what early layout checkpoints wrote
 
 
+def widened_inputs(saved: torch.Tensor, channels: int) -> torch.Tensor:
+    """Convolution weights saved with fewer input channels, [O, I, k, k] -> [O, channels, k, k]: the saved
+    filters on the first I channels, zeros on the new, so a model that gained inputs starts as it was saved."""
+    return torch.cat([saved, saved.new_zeros(saved.shape[0], channels - saved.shape[1], *saved.shape[2:])], 1)
+
+
 class Pretrained:
     """save_pretrained / from_pretrained for an nn.Module whose kwargs are in `self.config`."""
 

@@ -50,6 +50,7 @@ import torch
 from ..data.image_dataset import LOOKS, ImageDataset, add_styles_arg, cache_dir, cache_files
 from ..models.image_condition import ImageCondition
 from ..models.image_diffusion import PRESETS, ImageCodec, ImageDiffusion, diffusion_loss
+from ..models.pretrained import widened_inputs
 from .adversarial import AdversarialTraining
 from .common import RunLog, add_config_args, apply_config_args
 
@@ -296,8 +297,7 @@ def main(argv: list[str] | None = None) -> None:
                 if grown_input(saved[key], own[key]):
                     # more input channels than the start (the UNet's condition channels, the road paint beside
                     # the crossings): its filters on the channels it has, zero on the new
-                    weights[key] = torch.cat([saved[key], own[key].new_zeros(
-                        own[key].shape[0], own[key].shape[1] - saved[key].shape[1], *own[key].shape[2:])], 1)
+                    weights[key] = widened_inputs(saved[key], own[key].shape[1])
             model.load_state_dict(weights, strict=False)
             log({"event": "init", "from": str(args.init), "loaded": len(weights),
                  "kept_initialisation": sorted(set(own) - set(weights))})
