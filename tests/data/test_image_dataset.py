@@ -134,7 +134,7 @@ def test_add_areas_fills_an_older_cache_as_the_builder_draws_them(tmp_path):
     seed, size = next(world_seeds("val")), (16, 28)
     world = SyntheticWorld(seed)
     found = [(k, s) for k in range(3) if (s := build_sample(world, k, size, np.random.default_rng(0), (8, 14))) is not None
-             and s["areas"].any()]
+             and s["areas"][:, 0].any()]
     assert found, "a crossing in one of the first locations"
     k, sample = found[0]
     assert sample["areas"].shape == (6, AREA_CHANNELS, 8, 14)
@@ -153,3 +153,28 @@ def test_add_areas_fills_an_older_cache_as_the_builder_draws_them(tmp_path):
     assert crossings_only.shape[1] == AREA_CHANNELS and not crossings_only[:, 1:].any()
     assert add_areas(tmp_path, log=lambda m: None) == 1
     np.testing.assert_array_equal(load_sample(cache_files(tmp_path)[0]).arrays.areas, sample["areas"])
+
+
+def test_night_looks_drawn_before_the_layout_lamps_are_redrawn_before_marks_are_added(tmp_path):
+    """A night file without look_version has lamps where its look seed put them, not where the condition
+    marks them: the builder counts it as missing (draws it again) and --add-areas refuses to mark it."""
+    from xscene_core.data.image_dataset import LOOK_VERSION, _stale_looks, add_areas, build_sample
+    from xscene_core.data.splits import world_seeds
+    from xscene_core.data.world import Style
+
+    seed = next(world_seeds("val"))
+    world = SyntheticWorld(seed)
+    night = build_sample(world, 0, (16, 28), np.random.default_rng(0), (8, 14), Style("night", "sunny"))
+    day = build_sample(world, 0, (16, 28), np.random.default_rng(0), (8, 14), Style("noon", "sunny"))
+    assert int(night["look_version"]) == LOOK_VERSION
+    for name, s in (("night", night), ("day", day)):
+        old = {n: v for n, v in s.items() if n != "look_version"}
+        np.savez(tmp_path / f"{name}.npz", **old, text=np.zeros(384, np.float32), world_seed=np.int64(seed))
+        np.savez(tmp_path / f"{name}_new.npz", **s, text=np.zeros(384, np.float32), world_seed=np.int64(seed))
+    assert _stale_looks(tmp_path / "night.npz")
+    assert not _stale_looks(tmp_path / "day.npz") and not _stale_looks(tmp_path / "night_new.npz")
+    folder = tmp_path / "split"
+    folder.mkdir()
+    (tmp_path / "night.npz").rename(folder / f"w{seed:06d}_00.npz")
+    with pytest.raises(ValueError, match="night looks drawn before"):
+        add_areas(folder, log=lambda m: None)

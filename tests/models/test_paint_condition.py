@@ -117,12 +117,15 @@ def test_object_weighting_weighs_the_box_cells_and_keeps_the_loss_scale():
     c = _cond(_arrays("red"))
     w = object_weights(c, SIZE, 5.0)
     on_box = (c.persp[:, :, :10].sum(2, keepdim=True) > 0).float()
-    assert w.shape == (1, 6, 1, *SIZE) and torch.allclose(w, 1 + 4 * on_box)  # same size: cover is 0 or 1
+    marked = torch.maximum(on_box, c.areas.amax(2, keepdim=True))  # the lamps of the lattice (no road edges)
+    assert w.shape == (1, 6, 1, *SIZE) and torch.allclose(w, 1 + 4 * marked)  # same size: cover is 0 or 1
+    assert (w[on_box.bool()] == 5).all()
     assert float(object_weights(c, SIZE, 1.0).sub(1).abs().max()) == 0
     empty = _cond(view_condition_arrays(*_raw(), None, default_rig((32, 56)), SIZE))
+    empty.areas.zero_()  # no lamps either (without a layout they stand on a lattice)
     m = ImageDiffusion(**{**PRESETS["tiny"], **TINY}).eval()
     x, noise, t = torch.randn(1, 6, 3, *SIZE), torch.randn(1, 6, 3, *SIZE), torch.tensor([400])
     with torch.no_grad():
         loss = lambda cond, wt: float(diffusion_loss(m, m.scheduler("ddpm"), x, cond, t, noise, object_weight=wt))  # noqa: E731
         assert loss(c, 1.0) != loss(c, 5.0)                       # the boxes' cells count more
-        assert abs(loss(empty, 1.0) - loss(empty, 5.0)) < 1e-7    # no boxes: the plain mean
+        assert abs(loss(empty, 1.0) - loss(empty, 5.0)) < 1e-7    # no boxes or marks: the plain mean

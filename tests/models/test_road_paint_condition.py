@@ -85,7 +85,7 @@ def test_an_encoder_saved_with_the_crossings_only_loads_blind_to_the_paint():
     assert w.shape[1] == AREA_CHANNELS and torch.equal(w[:, :1], old.area_in.weight[:, :1]) and not w[:, 1:].any()
     painted = ImageCondition.collate([_arrays(Layout(lines=(STOP,), polygons=(CROSSING,)))], [TEXT], [None],
                                      [None], 3, 8)
-    unpainted = replace(painted, areas=painted.areas * torch.tensor([1.0, 0.0, 0.0]).view(1, 1, 3, 1, 1))
+    unpainted = replace(painted, areas=painted.areas * (torch.arange(AREA_CHANNELS) == 0).float().view(1, 1, -1, 1, 1))
     assert painted.areas[:, :, 1].any()
     with torch.no_grad():
         assert torch.equal(new(painted), new(unpainted)), "the paint's columns load at zero"

@@ -6,9 +6,11 @@ One file per (world, location), written once and reused (a resumable cache; dele
     CACHE/world-v{WORLD_VERSION}/{h}x{w}/{split}/w{seed:06d}_{k:02d}.npz
         semantic uint8 [V, h, w], depth float16 [V, h, w], persp uint8 [V, Cp, h, w], points float16
         [V, 3, h, w], camera float32 [V, 10], boxes float32 [N, 7], box_labels int64 [N], box_paints
-            float32 [N, 4], areas uint8 [V, 3, h, w] (models.image_condition.ViewArrays at the model
-            resolution; a cache written before paints or areas (or the road paint among them) were stored
-            gets them with --add-paints, --add-areas)
+            float32 [N, 4], areas uint8 [V, 6, h, w] (models.image_condition.ViewArrays at the model
+            resolution; areas are the marks of AREA_KINDS: crossings, road paint, light fixtures; a cache
+            written before paints or marks (or some kinds of them) were stored gets them with --add-paints,
+            --add-areas, after a build of the same split has redrawn its night files older than
+            LOOK_VERSION), look_version
         text float32 [384] (all-MiniLM-L6-v2 embedding of the caption), caption, style float32 [12]
             (models.image_condition.style_features of the chunk's time of day and weather; caches built
             before it existed get it from the caption, which states both; zeros = unknown otherwise)
@@ -42,12 +44,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..models.image_condition import (AREA_CHANNELS, ViewArrays, area_coverage, box_paint_features, resize_images,
+from ..models.image_condition import (AREA_CHANNELS, AREA_KINDS, ViewArrays, box_paint_features, resize_images,
                                      style_features, view_condition_arrays)
 from ..types.scene import ENVIRONMENTS, TIMES_OF_DAY, WEATHERS, SceneDescription
 from .splits import world_seeds
 
 LOOKS = 2  # preview seeds per location: sun azimuth, facades and lit windows vary, geometry does not
+# 2: the street lamps of the night looks stand where the layout puts them (ops.street_lights), as the
+# condition marks them; files without a look_version hold night looks whose lamps followed the look seed.
+LOOK_VERSION = 2
 EXTENSION_OFFSETS = ((40.0, 0.0), (-40.0, 0.0), (0.0, 40.0), (0.0, -40.0))
 STYLE_MODES = ("cycle", "world")
 DEFAULT_STYLES = "cycle"
@@ -105,14 +110,18 @@ def cache_files(folder: Path) -> list[Path]:
     return sorted(Path(folder).glob("w*_*[0-9].npz"))
 
 
+def render_views(chunk, size: tuple[int, int]):
+    """(RenderStage, RenderedViews) of a chunk's occupancy in the default rig at twice the model size `size`."""
+    from ..stages.render import RenderStage, default_rig
+
+    stage = RenderStage(default_rig((2 * size[0], 2 * size[1])), backend="torch")
+    return stage, stage(chunk.occupancy)
+
+
 def render_looks(chunk, size: tuple[int, int], seeds: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(semantic uint8 [V, 2h, 2w], depth float32 [V, 2h, 2w], looks uint8 [L, V, h, w, 3]) of a chunk:
     rendered at twice the model size, preview looks box-downsampled to it."""
-    from ..stages.render import RenderStage, default_rig
-
-    rig = default_rig((2 * size[0], 2 * size[1]))
-    stage = RenderStage(rig, backend="torch")
-    views = stage(chunk.occupancy)
+    stage, views = render_views(chunk, size)
     looks = [resize_images(stage.preview(views, chunk.description, chunk.layout, s, chunk.occupancy).images, size, False)
              for s in seeds]
     return views.semantic, views.depth, np.stack(looks)
@@ -152,7 +161,8 @@ def build_sample(world, k: int, size: tuple[int, int], rng: np.random.Generator,
                 box_labels=arrays.box_labels, box_paints=arrays.box_paints, areas=arrays.areas,
                 caption=np.array(chunk.description.caption()),
                 style=style_features(chunk.description.time_of_day, chunk.description.weather), preview=looks,
-                reference=ref_looks, T_ref_new=T, look_seeds=np.array(seeds, np.int64))
+                reference=ref_looks, T_ref_new=T, look_seeds=np.array(seeds, np.int64),
+                look_version=np.int64(LOOK_VERSION))
 
 
 def _locations(split: str, n_worlds: int, first_world: int, styles: str):
@@ -184,7 +194,7 @@ def build_split(cache: Path, split: str, n_worlds: int, size: tuple[int, int], f
         todo = []
         for k, style in locations:
             p = out / f"w{seed:06d}_{k:02d}.npz"
-            (paths.append(p) if p.exists() else todo.append((k, style, p)))
+            (paths.append(p) if p.exists() and not _stale_looks(p) else todo.append((k, style, p)))
         if not todo:
             continue
         world, items = SyntheticWorld(seed), []
@@ -214,19 +224,29 @@ def add_paints(folder: Path, log=print) -> int:
 
 
 def add_areas(folder: Path, log=print) -> int:
-    """Add the map areas and road paint (ViewArrays.areas) to the cache files of a folder (cache_dir)
-    written before they were stored, or before the paint was (see _backfill), drawn from the layout as
-    build_sample draws them: at twice the image size, area-averaged to the condition size. Returns how
-    many files were changed."""
-    from ..ops.condition_maps import perspective_maps
-    from ..stages.render import default_rig
+    """Add the marks (ViewArrays.areas: map areas, road paint and light fixtures) to the cache files of a
+    folder (cache_dir) written before they were stored, or before all of AREA_KINDS were (see _backfill),
+    drawn as build_sample draws them: from the layout and a render of the occupancy at twice the image size,
+    area-averaged to the condition size. Returns how many files were changed."""
+    redraw = [p.name for p in cache_files(folder) if _stale_looks(p)]
+    if redraw:
+        raise ValueError(f"{folder}: {len(redraw)} files ({', '.join(redraw[:4])}{', ...' if len(redraw) > 4 else ''}) "
+                         "hold night looks drawn before the street lamps came from the layout; build the split "
+                         "again first (the same command without --add-areas redraws them)")
 
     def areas(chunk, data) -> np.ndarray:
-        h, w = data["preview"].shape[2:4]
-        pm = perspective_maps(chunk.layout, default_rig((2 * h, 2 * w)))
-        return area_coverage(pm.areas, data["semantic"].shape[1:])
+        _, views = render_views(chunk, data["preview"].shape[2:4])
+        return view_condition_arrays(views.semantic, views.depth, chunk.layout, views.rig, data["semantic"].shape[1:]).areas
 
     return _backfill(folder, "areas", areas, log, stale=lambda d: d["areas"].shape[1] != AREA_CHANNELS)
+
+
+def _stale_looks(path: Path) -> bool:
+    """Whether a cache file holds night looks drawn before LOOK_VERSION (lamps where the look seed put them,
+    not where the condition marks them); build_split draws such files again."""
+    with np.load(path) as d:
+        night = float(d["style"][TIMES_OF_DAY.index("night")]) > 0.5 if "style" in d else "night" in str(d["caption"])
+        return night and int(d["look_version"]) < LOOK_VERSION if "look_version" in d else night
 
 
 def _backfill(folder: Path, key: str, fill, log=print, stale=None) -> int:
@@ -328,8 +348,9 @@ class ImageSample:
 
 
 def _areas(d) -> np.ndarray | None:
-    """A cache file's map areas widened to AREA_CHANNELS: a file written before the road paint was stored
-    holds the crossings only, and the paint's channels read as none known (zeros; --add-areas adds them)."""
+    """A cache file's marks widened to AREA_CHANNELS: a file written before the road paint or the lights were
+    stored holds the first kinds of AREA_KINDS only, and the others read as none known (zeros; --add-areas
+    adds them)."""
     if "areas" not in d:
         return None
     a = d["areas"]
@@ -376,17 +397,16 @@ class ImageDataset:
         return len(self.samples)
 
     def missing_areas(self, size: tuple[int, int], cond_size: tuple[int, int]) -> str | None:
-        """What to run when no sample holds road paint in its map areas (ViewArrays.areas: a cache of images at
-        `size`, conditions at `cond_size` written before the areas, or the paint, were stored), for a model
-        that reads them; None when some do (every street has paint; not every chunk has a crossing)."""
-        from ..ops.condition_maps import PERSPECTIVE_AREA_KINDS
-
-        white = PERSPECTIVE_AREA_KINDS.index("paint_white")
-        if any(s.arrays.areas[:, white].any() for s in self.samples):
+        """What to run when no sample holds road paint or light fixtures in its marks (ViewArrays.areas: a
+        cache of images at `size`, conditions at `cond_size` written before the areas, the paint or the
+        lights were stored), for a model that reads them; None when some do (every street has paint and
+        lamps; not every chunk has a crossing)."""
+        wanted = [AREA_KINDS.index(k) for k in ("paint_white", "street_lamp")]
+        if all(any(s.arrays.areas[:, k].any() for s in self.samples) for k in wanted):
             return None
-        return (f"the training cache holds no map areas or road paint; add them first (xscene_core.data.image_dataset "
-                f"--split train --size {size[0]} {size[1]} --cond-size {cond_size[0]} {cond_size[1]} --add-areas, and "
-                f"the same for --split val)")
+        return (f"the training cache holds no road paint or light fixtures in its marks; add them first "
+                f"(xscene_core.data.image_dataset --split train --size {size[0]} {size[1]} --cond-size "
+                f"{cond_size[0]} {cond_size[1]} --add-areas, and the same for --split val)")
 
     def encoded(self, encode, chunk: int = 24, store: Path | None = None) -> "ImageDataset":
         """A copy whose looks and reference views are mapped once into a model space by encode (float
@@ -484,7 +504,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--add-paints", action="store_true",
                     help="only add the boxes' paint colours to the split's cache files that lack them")
     ap.add_argument("--add-areas", action="store_true",
-                    help="only add the map areas (crossings, road paint) to the split's cache files that lack them")
+                    help="only add the marks (crossings, road paint, light fixtures) to the split's cache files that lack them")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.write_text_table is not None:
@@ -497,7 +517,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.add_paints:
             print(f"{folder}: box paints added to {add_paints(folder)} files")
         if args.add_areas:
-            print(f"{folder}: map areas added to {add_areas(folder)} files")
+            print(f"{folder}: marks added to {add_areas(folder)} files")
         return
     table = read_text_table(args.text_table) if args.text_table is not None else None
     paths = build_split(args.cache, args.split, args.worlds, tuple(args.size), args.first_world, cond,

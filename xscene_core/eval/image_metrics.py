@@ -38,6 +38,10 @@
 - image_paint_contrast (and _preview): the same for the layout's white road paint (lane dashes, edge and
   stop lines, the zebra's bars; the "paint_white" channel of ViewArrays.areas) against the road beside it:
   whether the marks come out where the layout paints them, not only as a brighter crossing.
+- image_light_contrast (and _preview): over the chunks at night, the mean luma of the pixels that a light
+  fixture's mark covers over half (street lamp heads, head and tail lights: ops.street_lights) minus that
+  of the pixels no light touches: whether the lights shine where the layout puts them (None without a
+  night chunk).
 - *_plain_decoder (models whose config decodes with the geometry-aware decoder only; None otherwise):
   image_alignment_miou, image_cross_view_consistency, image_sharpness and the no-reference PSNR of the same samples (the
   same latents) decoded by the autoencoder's own decoder instead: how much of each
@@ -97,6 +101,8 @@ class ImageMetrics:
     image_crossing_contrast_preview: float | None = None
     image_paint_contrast: float | None = None
     image_paint_contrast_preview: float | None = None
+    image_light_contrast: float | None = None
+    image_light_contrast_preview: float | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -170,18 +176,34 @@ def vehicle_error(images: np.ndarray, preview: np.ndarray, arrays) -> tuple[floa
     return float(diff[on].sum()), int(on.sum())
 
 
+def _luma_sums(images: np.ndarray, on: np.ndarray, off: np.ndarray) -> np.ndarray:
+    """float64 [4]: (luma sum, pixel count) of images uint8 [V, h, w, 3] on the pixels `on`, then on `off`
+    (bool [V, h, w])."""
+    luma = images.astype(np.float64) @ np.array([0.299, 0.587, 0.114]) / 255.0
+    return np.array([luma[on].sum(), on.sum(), luma[off].sum(), off.sum()], np.float64)
+
+
 def area_luma(images: np.ndarray, arrays, kind: str = "crosswalk") -> np.ndarray:
     """float64 [4]: (luma sum, pixel count) on the driveable-surface pixels that more than half covers an
     area of `kind` (a kind of ops.condition_maps.PERSPECTIVE_AREA_KINDS: crossings or road paint), then the
     same on the driveable-surface pixels it does not touch; images uint8 [V, h, w, 3] and arrays
     (ViewArrays) at that size."""
-    from ..ops.condition_maps import PERSPECTIVE_AREA_KINDS
+    from ..models.image_condition import AREA_KINDS
 
-    luma = images.astype(np.float64) @ np.array([0.299, 0.587, 0.114]) / 255.0
     road = arrays.semantic == semantics.ID["driveable_surface"]
-    cover = arrays.areas[:, PERSPECTIVE_AREA_KINDS.index(kind)]
-    on, off = road & (cover > 127), road & (cover == 0)
-    return np.array([luma[on].sum(), on.sum(), luma[off].sum(), off.sum()], np.float64)
+    cover = arrays.areas[:, AREA_KINDS.index(kind)]
+    return _luma_sums(images, road & (cover > 127), road & (cover == 0))
+
+
+def light_luma(images: np.ndarray, arrays) -> np.ndarray:
+    """float64 [4]: (luma sum, pixel count) on the pixels more than half covered by a light fixture's mark
+    (ops.street_lights.LIGHT_KINDS: lamp heads, head and tail lights), then on the pixels no light touches;
+    images uint8 [V, h, w, 3] and arrays (ViewArrays) at that size."""
+    from ..models.image_condition import AREA_KINDS
+    from ..ops.street_lights import LIGHT_KINDS
+
+    cover = arrays.areas[:, [AREA_KINDS.index(k) for k in LIGHT_KINDS]].max(1)
+    return _luma_sums(images, cover > 127, cover == 0)
 
 
 def _contrast(sums: np.ndarray) -> float | None:
@@ -234,6 +256,7 @@ def measure_images(n_chunks: int = 6, seed: int = 0, checkpoint: str | Path | No
     paint = {k: [0.0, 0] for k in ("gen", "plain")}
     crossing = {k: np.zeros(4) for k in ("gen", "preview")}
     marks = {k: np.zeros(4) for k in ("gen", "preview")}  # white road paint
+    lights = {k: np.zeros(4) for k in ("gen", "preview")}  # light fixtures, at night
     times = []
     seeds = world_seeds(split)
     for k in range(n_chunks):
@@ -282,6 +305,8 @@ def measure_images(n_chunks: int = 6, seed: int = 0, checkpoint: str | Path | No
             if key in crossing:
                 crossing[key] += area_luma(imgs, at_size)
                 marks[key] += area_luma(imgs, at_size, "paint_white")
+                if chunk.description.time_of_day == "night":
+                    lights[key] += light_luma(imgs, at_size)
             if key in paint:
                 e, n = vehicle_error(imgs, prev, at_size)
                 paint[key][0] += e
@@ -319,7 +344,9 @@ def measure_images(n_chunks: int = 6, seed: int = 0, checkpoint: str | Path | No
         image_crossing_contrast=_contrast(crossing["gen"]),
         image_crossing_contrast_preview=_contrast(crossing["preview"]),
         image_paint_contrast=_contrast(marks["gen"]),
-        image_paint_contrast_preview=_contrast(marks["preview"])).as_dict()
+        image_paint_contrast_preview=_contrast(marks["preview"]),
+        image_light_contrast=_contrast(lights["gen"]),
+        image_light_contrast_preview=_contrast(lights["preview"])).as_dict()
 
 
 def main(argv: list[str] | None = None) -> None:

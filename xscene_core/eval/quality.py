@@ -206,7 +206,12 @@ def image_rows(args) -> list[Row]:
         [] if im["image_paint_contrast"] is None else [
         Row("image_paint_contrast", im["image_paint_contrast"], "", "reported",
             f"the same on the layout's white road paint (lane dashes, edge and stop lines, zebra bars) against the "
-            f"road beside it; preview renders (ceiling) {im['image_paint_contrast_preview']:.3f}; {n}")])
+            f"road beside it; preview renders (ceiling) {im['image_paint_contrast_preview']:.3f}; {n}")]) + (
+        [] if im.get("image_light_contrast") is None else [
+        Row("image_light_contrast", im["image_light_contrast"], "", "reported",
+            f"at night: mean luma of the pixels on the layout's light fixtures (street lamps, head and tail lights) "
+            f"minus the pixels no light touches; preview renders (ceiling) {im['image_light_contrast_preview']:.3f}; "
+            f"the night chunks of {n}")])
 
 
 GROUPS = {"words": words_rows, "layout": layout_rows, "vae": vae_rows, "control": control_rows, "world": world_rows,

@@ -58,8 +58,8 @@ class GeometryDecoder(ModelMixin, ConfigMixin):
     style_condition: add a linear map of the condition's style to the geometry features; noise_injection:
     add per-channel scaled unit noise after each up block; paint_condition: the geometry encoder also reads
     the boxes' paint map (image_condition.paint_map), so a car's body takes its colour at the condition's
-    size rather than the latents' blur of it; area_condition: it also reads the map areas on the road
-    (crossings and road paint, ImageCondition.areas), where the zebra and lane marks are drawn; upscale 2:
+    size rather than the latents' blur of it; area_condition: it also reads the marks of the layout
+    (crossings, road paint and light fixtures, ImageCondition.areas), where the zebra, lane marks and lights are drawn; upscale 2:
     a detail head draws the views at twice the autoencoder's size (DetailHead); condition_size (h, w): the
     geometry size the decoder was trained to read (None: the denoiser's; a decoder with upscale 2 reads
     geometry finer than the denoiser's);

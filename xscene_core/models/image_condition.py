@@ -14,7 +14,9 @@
 - map areas (`area_condition` of the encoders): the share of each pixel that a crossing covers on the road,
   then that the road paint covers (white: lane dashes, edge and stop lines, the zebra's bars; yellow: the
   double line); the semantic map cannot say where either is (both are driveable surface), and the zebra
-  and the lane marks are among the first things a person reads in a street view.
+  and the lane marks are among the first things a person reads in a street view. Then the light fixtures
+  (street lamp heads, head and tail lights: ops.street_lights): the layout fixes where they stand, the
+  night look lights them, and a denoiser that is not told where can only smear an average glow.
 - `box_paint_features` / `paint_map`: each box's paint colour (Box.color, the scene graph's attribute) as a
   feature, and per pixel the paint of the box seen there (`paint_condition` of the encoders): without it a
   car's colour is a guess the denoiser can only average, and averaged paints come out as dark blobs.
@@ -35,6 +37,7 @@ import torch.nn.functional as F
 
 from .. import semantics
 from ..ops.condition_maps import PERSPECTIVE_AREA_KINDS, PERSPECTIVE_LINE_KINDS
+from ..ops.street_lights import LIGHT_KINDS
 from ..types.cameras import CameraRig
 from ..types.scene import TIMES_OF_DAY, WEATHERS
 from .condition_encoders import BOX_DIMS, fourier_features
@@ -42,7 +45,9 @@ from .pretrained import widened_inputs
 
 NUM_IDS = semantics.NUM_CLASSES  # 18: 17 Occ3D classes + free
 PERSP_CHANNELS = 2 * len(semantics.OBJECT_IDS) + len(PERSPECTIVE_LINE_KINDS)  # faces, edges, lines
-AREA_CHANNELS = len(PERSPECTIVE_AREA_KINDS)  # map areas on the road (crossings, paint): coverage in [0, 1]
+# Marks drawn into each view, coverage in [0, 1]: map areas and paint on the road, then light fixtures.
+AREA_KINDS = PERSPECTIVE_AREA_KINDS + LIGHT_KINDS
+AREA_CHANNELS = len(AREA_KINDS)
 SCENE_HALF = np.array([40.0, 40.0, 4.0], np.float32)  # metres: ego-frame coordinates / this lie in ~[-1, 1]
 SCENE_CENTRE = np.array([0.0, 0.0, 1.0], np.float32)
 CAMERA_FEATURES = 10  # per camera: sin/cos yaw, forward z, position / 2 m (3), fx/w, fy/h, cx/w, cy/h
@@ -166,8 +171,8 @@ class ViewArrays:
     normalised box-surface coordinates (box_points); camera: float32 [V, CAMERA_FEATURES]; boxes: float32
     [N, 7] and box_labels int64 [N] in the ego frame; box_paints: float32 [N, PAINT_FEATURES]
     (box_paint_features; None = all unknown, as in caches written before paints were stored); areas: uint8
-    [V, AREA_CHANNELS, h, w] the share of each pixel in map areas of PERSPECTIVE_AREA_KINDS, x 255 (None =
-    none known, as in caches written before areas were stored).
+    [V, AREA_CHANNELS, h, w] the share of each pixel covered by each mark of AREA_KINDS (map areas and road
+    paint, then light fixtures), x 255 (None = none known, as in caches written before areas were stored).
     """
 
     semantic: np.ndarray
@@ -196,8 +201,10 @@ class ViewArrays:
 def view_condition_arrays(semantic: np.ndarray, depth: np.ndarray, layout, rig: CameraRig,
                           size: tuple[int, int]) -> ViewArrays:
     """ViewArrays at `size` = (h, w) from renders at the rig's size (semantic uint8 / depth float32
-    [V, H, W]) and a layout in the rig's world frame (None = no boxes or map lines)."""
+    [V, H, W]) and a layout in the rig's world frame (None = no boxes or map lines; street lamps on the
+    preview look's lattice)."""
     from ..ops.condition_maps import PerspectiveMaps, perspective_maps
+    from ..ops.street_lights import fixture_masks, light_fixtures
 
     V = len(rig)
     small = rig.resized(*size)
@@ -219,13 +226,16 @@ def view_condition_arrays(semantic: np.ndarray, depth: np.ndarray, layout, rig: 
     lines = _pool(pm.lines, size) > 0
     persp = np.concatenate([faces, edges, lines], 1).astype(np.uint8)
     pts = box_points(box_class, _nearest(pm.box_depth, size), small)
+    origins = np.stack([rig.T_world_cam(v)[:3, 3] for v in range(V)])
+    marks = np.concatenate([pm.areas, fixture_masks(light_fixtures(layout, origins), rig, depth)], 1)
     return ViewArrays(_nearest(semantic, size).astype(np.uint8), _nearest(depth, size).astype(np.float32), persp, pts,
-                      camera_features(rig), boxes, np.asarray(labels, np.int64), paints, area_coverage(pm.areas, size))
+                      camera_features(rig), boxes, np.asarray(labels, np.int64), paints, area_coverage(marks, size))
 
 
 def area_coverage(areas: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """bool [V, A, H, W] map areas at the rig's size -> uint8 [V, A, h, w]: the share of each pixel they
-    cover x 255 (area-averaged, so a far crossing stays a faint band instead of vanishing or swelling)."""
+    """bool [V, A, H, W] marks (map areas, paint, lights) at the rig's size -> uint8 [V, A, h, w]: the share
+    of each pixel they cover x 255 (area-averaged, so a far crossing stays a faint band instead of vanishing
+    or swelling)."""
     return np.rint(_pool(areas, size, mean=True) * 255).astype(np.uint8)
 
 
@@ -465,7 +475,7 @@ def paint_map(cond: ImageCondition) -> torch.Tensor:
 
 def object_weights(cond: ImageCondition, size: tuple[int, int], weight: float) -> torch.Tensor:
     """Per-cell loss weights float [B, V, 1, *size]: 1 + (weight - 1) x the share of the cell that object
-    boxes (their perspective faces) or map areas (crossings, road paint: ImageCondition.areas) cover in the views,
+    boxes (their perspective faces) or marks (crossings, road paint, lights: ImageCondition.areas) cover in the views,
     area-pooled from the geometry's size. The foreground re-weighting of GeoDiffusion (Chen et al. 2023):
     vehicles, people and crossings fill a few percent of a view, so a plain mean loss barely asks for them."""
     b, v = cond.batch_size, cond.num_views
@@ -487,8 +497,8 @@ class GeometryEncoder(nn.Module):
     condition embedding does); the output is [B*V, out_channels, h / stride, w / stride]. The weights
     have the same shapes for every stride. paint: also read the paint map (paint_map) through its own
     1x1 projection, zero-initialised so an encoder gains it without changing its output; areas: the same
-    for the map areas and road paint (ImageCondition.areas; weights saved when it read fewer channels load
-    with the new ones at zero).
+    for the marks: map areas, road paint and light fixtures (ImageCondition.areas; weights saved when it read
+    fewer channels load with the new ones at zero).
     """
 
     def __init__(self, hidden: int = 32, out_channels: int = 16, bands: int = 4, layers: int = 2,

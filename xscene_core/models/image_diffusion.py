@@ -170,8 +170,8 @@ class ImageDiffusion(Pretrained, nn.Module):
     (CorrDiff's split of a regression for the mean and diffusion for the rest; needs first_guess_condition;
     `sample` returns views, `residual` maps views to what is denoised); paint_condition: the boxes' paint
     colours (Box.color) as box-token features and a per-pixel paint map in the geometry encoder (both
-    zero-initialised, see image_condition.paint_map); area_condition: the map areas on the road (crossings, road paint,
-    ImageCondition.areas) in the geometry encoder (zero-initialised).
+    zero-initialised, see image_condition.paint_map); area_condition: the marks of the layout (crossings, road paint, light
+    fixtures: ImageCondition.areas) in the geometry encoder (zero-initialised).
     """
 
     def __init__(self, space: str = "pixel", image_channels: int = 3, sample_size: Sequence[int] = (64, 112),

@@ -9,7 +9,8 @@ effects. Inputs and outputs:
                  seed: int, occupancy: Occupancy | None) -> MultiViewImages  (uint8 [V, H, W, 3])
 
 - layout (optional, in the rig's world frame): lane paint and crosswalks, car paint colours (Box.color),
-  vehicle lights and street lamps at night, contact shadows under vehicles.
+  vehicle lights and street lamps at night (ops.street_lights, the positions the image model's condition
+  marks), contact shadows under vehicles.
 - occupancy (optional, in the rig's world frame): cast sun shadows, traced through the voxel grid.
 - seed: the sun's azimuth, facade colours, lit windows, rain and snow; the same inputs give the same image.
 
@@ -37,8 +38,8 @@ from .weather import _tonemap, _weather_overlay
 # Re-exported: the public names of the former single module.
 from .classes import ID, TWO_WHEELERS, VEHICLES  # noqa: F401
 from ..road_paint import PAINT_RES  # noqa: F401
-from .lights import (HEADLIGHT_EGO, HEADLIGHT_POWER, LAMP_COLOR, LAMP_CUTOFF, LAMP_HEIGHT, LAMP_POWER,  # noqa: F401
-                     LAMP_RANGE, LAMP_SPACING)
+from ..street_lights import LAMP_HEIGHT, LAMP_RANGE, LAMP_SPACING  # noqa: F401
+from .lights import HEADLIGHT_EGO, HEADLIGHT_POWER, LAMP_COLOR, LAMP_CUTOFF, LAMP_POWER  # noqa: F401
 from .noise import value_noise  # noqa: F401
 from .style import NIGHT_LIGHT, Lighting  # noqa: F401
 from .surfaces import PAINTS  # noqa: F401
@@ -82,6 +83,6 @@ def preview_look(views: RenderedViews, description: SceneDescription | None = No
     color = _fog(color, dist, light, fog_col)
     V, H, W = px.shape
     image = color.reshape(V, H, W, 3)
-    image = _glows(px, image, layout, light, style, ground_z, seed)
+    image = _glows(px, image, layout, light, style, ground_z)
     image = _weather_overlay(image, light, style, seed)
     return MultiViewImages(_tonemap(image, light, seed), views.rig)

@@ -11,17 +11,14 @@ from ... import semantics
 from ...types.layout import Layout
 from ...types.occupancy import Occupancy
 from ..condition_maps import box_solids
-from ..geometry import sample_polyline
+from ..street_lights import FIXTURE_RADIUS, HIDDEN_MARGIN, LIGHT_KINDS, street_lamps, vehicle_lights
 from .classes import TWO_WHEELERS, VEHICLES
 from .pixels import _Pixels
 from .style import Lighting, Style
 
 
 # Night lights.
-LAMP_SPACING = 26.0  # metres between street lamps along road edges
-LAMP_HEIGHT = 6.5
 LAMP_COLOR = (1.0, 0.72, 0.42)
-LAMP_RANGE = 45.0  # lamps farther than this from every camera are left out (their light is negligible)
 LAMP_POWER = 14.0
 LAMP_CUTOFF = 3.0  # lamps shine downwards: intensity ~ cos(angle from nadir) ** LAMP_CUTOFF
 HEADLIGHT_POWER = 40.0
@@ -31,29 +28,9 @@ SUN_GAIN = 2.4  # sun irradiance on a surface facing it, relative to an albedo-1
 
 # Lights and shading ------------------------------------------------------------------------------------------
 
-def _street_lamps(layout: Layout | None, origins: torch.Tensor, seed: int) -> torch.Tensor:
-    """Lamp head positions float [L, 3]: along road edges every LAMP_SPACING metres (from the layout), or
-    on a lattice when there is no layout; only lamps within LAMP_RANGE of a camera."""
-    pts = []
-    if layout is not None and layout.lines:
-        for line in layout.lines:
-            if line.kind != "road_edge":
-                continue
-            s, arc = sample_polyline(line.points, 1.0)
-            phase = float(np.random.default_rng([seed, 11]).uniform(0, LAMP_SPACING))
-            sel = np.nonzero(np.diff(np.floor((arc + phase) / LAMP_SPACING), prepend=-1) > 0)[0]
-            pts.extend(s[sel].tolist())
-    else:
-        c = origins[:, :2].mean(0).numpy()
-        g = np.arange(-3, 4) * LAMP_SPACING
-        gx, gy = np.meshgrid(np.floor(c[0] / LAMP_SPACING) * LAMP_SPACING + g, np.floor(c[1] / LAMP_SPACING) * LAMP_SPACING + g)
-        pts = np.c_[gx.ravel() + LAMP_SPACING / 2, gy.ravel() + 7.5].tolist()
-    if not pts:
-        return torch.zeros(0, 3)
-    lamps = torch.tensor(pts, dtype=torch.float32)
-    near = (torch.cdist(lamps, origins[:, :2]).min(1).values < LAMP_RANGE)
-    lamps = lamps[near]
-    return torch.cat([lamps, torch.full((len(lamps), 1), LAMP_HEIGHT)], 1)
+def _street_lamps(layout: Layout | None, origins: torch.Tensor) -> torch.Tensor:
+    """Lamp heads float [L, 3] of ops.street_lights near cameras at origins float [V, 3]."""
+    return torch.from_numpy(street_lamps(layout, origins.numpy()))
 
 
 def _lamp_light(P: torch.Tensor, n: torch.Tensor, ray: torch.Tensor, pos: torch.Tensor, power: float,
@@ -142,39 +119,32 @@ def _vehicle_contact_shadow(P: torch.Tensor, layout: Layout | None, ground_z: fl
     return out
 
 
-def _light_sources(layout: Layout | None, light: Lighting, style: Style, origins: torch.Tensor, seed: int):
-    """Visible light sources: positions float [S, 3], colours float [S, 3] (linear radiance scale) and
-    sizes float [S] (metres): street lamp heads at night; head and tail lights of vehicles that are not
-    parked, at night or in rain and fog."""
-    pos, col, size = [], [], []
+def _light_sources(layout: Layout | None, light: Lighting, style: Style, origins: torch.Tensor):
+    """Visible light sources (ops.street_lights): positions float [S, 3], colours float [S, 3] (linear
+    radiance scale) and sizes float [S] (metres): street lamp heads at night; head and tail lights of
+    vehicles that are not parked, at night or in rain and fog."""
+    pos, col = [], []
     if light.night:
-        for l in _street_lamps(layout, origins, seed):
-            pos.append(l.tolist())
-            col.append([c * 3.0 for c in LAMP_COLOR])
-            size.append(0.12)
+        lamps = street_lamps(layout, origins.numpy())
+        pos.append(lamps)
+        col.append(np.tile(np.asarray(LAMP_COLOR, np.float32) * 3.0, (len(lamps), 1)))
     if layout is not None and (light.night or style.weather in ("rainy", "foggy")):
         gain = 1.0 if light.night else 0.4
-        for b in layout.boxes:
-            if b.label not in VEHICLES or b.state == "parked":
-                continue
-            c, s = math.cos(b.yaw), math.sin(b.yaw)
-            l, w, h = b.size
-            z = b.center[2] - h / 2 + 0.45 * h
-            for fwd, rgb in ((1, (2.5, 2.3, 2.0)), (-1, (1.0, 0.05, 0.02))):
-                for side in (-1, 1):
-                    pos.append([b.center[0] + fwd * l / 2 * c - side * 0.38 * w * s,
-                                b.center[1] + fwd * l / 2 * s + side * 0.38 * w * c, z])
-                    col.append([v * gain for v in rgb])
-                    size.append(0.12)
-    return torch.tensor(pos).reshape(-1, 3), torch.tensor(col).reshape(-1, 3), torch.tensor(size)
+        cars = vehicle_lights(layout)
+        rgb = {LIGHT_KINDS.index("head_light"): (2.5, 2.3, 2.0), LIGHT_KINDS.index("tail_light"): (1.0, 0.05, 0.02)}
+        pos.append(cars.positions)
+        col.append(np.asarray([rgb[int(k)] for k in cars.kinds], np.float32).reshape(-1, 3) * gain)
+    P = torch.from_numpy(np.concatenate(pos)) if pos else torch.zeros(0, 3)
+    C = torch.from_numpy(np.concatenate(col)) if col else torch.zeros(0, 3)
+    return P, C, torch.full((len(P),), FIXTURE_RADIUS)
 
 
 def _glows(px: _Pixels, image: torch.Tensor, layout: Layout | None, light: Lighting, style: Style,
-           ground_z: float, seed: int) -> torch.Tensor:
+           ground_z: float) -> torch.Tensor:
     """Add light sources as soft glows (a core and a halo, larger in rain and fog), with their streaky
     reflections on a wet road. image: float [V, H, W, 3] radiance, returned updated."""
     V, H, W = px.shape
-    S, colors, sizes = _light_sources(layout, light, style, px.origin, seed)
+    S, colors, sizes = _light_sources(layout, light, style, px.origin)
     if len(S) == 0:
         return image
     depth = px.depth.reshape(V, H, W)
@@ -208,7 +178,7 @@ def _glows(px: _Pixels, image: torch.Tensor, layout: Layout | None, light: Light
         for q in torch.nonzero((zs > 0.5) & (us > -40) & (us < W + 40) & (rs > -40) & (rs < H + 40))[:, 0].tolist():
             u, r, z = float(us[q]), float(rs[q]), float(zs[q])
             ui, ri = int(round(u)), int(round(r))
-            if 0 <= ui < W and 0 <= ri < H and bool(hit[v, ri, ui]) and float(depth[v, ri, ui]) < z - 1.0:
+            if 0 <= ui < W and 0 <= ri < H and bool(hit[v, ri, ui]) and float(depth[v, ri, ui]) < z - HIDDEN_MARGIN:
                 continue  # hidden behind something nearer
             rad = max(1.2, float(K[0, 0]) * float(sizes[q]) / z)
             splat(v, u, r, rad, rad, rad * 3, lambda a, b: torch.exp(-(a * a + b * b) / 2), colors[q])

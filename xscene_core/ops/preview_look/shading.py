@@ -58,7 +58,7 @@ def _shade(px: _Pixels, surf: _Surface, light: Lighting, style: Style, layout: L
     artificial = torch.zeros(len(k), 3)
     lamp_gloss = torch.zeros(len(k), 3)
     if light.night:
-        lamps = _street_lamps(layout, px.origin, seed)
+        lamps = _street_lamps(layout, px.origin)
         if len(lamps):
             diffuse, glossy = _lamp_light(P, shade_n, px.ray[k], lamps, LAMP_POWER)
             artificial = artificial + diffuse[:, None] * _rgb(LAMP_COLOR)[None]
