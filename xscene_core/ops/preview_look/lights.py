@@ -28,11 +28,6 @@ SUN_GAIN = 2.4  # sun irradiance on a surface facing it, relative to an albedo-1
 
 # Lights and shading ------------------------------------------------------------------------------------------
 
-def _street_lamps(layout: Layout | None, origins: torch.Tensor) -> torch.Tensor:
-    """Lamp heads float [L, 3] of ops.street_lights near cameras at origins float [V, 3]."""
-    return torch.from_numpy(street_lamps(layout, origins.numpy()))
-
-
 def _lamp_light(P: torch.Tensor, n: torch.Tensor, ray: torch.Tensor, pos: torch.Tensor, power: float,
                 radius: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
     """Light of downward street lamps at pos [L, 3] on points P [N, 3] with normals n seen along unit

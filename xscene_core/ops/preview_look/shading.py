@@ -6,8 +6,9 @@ import torch
 
 from ...types.layout import Layout
 from ...types.occupancy import Occupancy
+from ..street_lights import street_lamps
 from .classes import ID
-from .lights import (HEADLIGHT_EGO, HEADLIGHT_POWER, LAMP_COLOR, LAMP_POWER, SUN_GAIN, _lamp_light, _street_lamps,
+from .lights import (HEADLIGHT_EGO, HEADLIGHT_POWER, LAMP_COLOR, LAMP_POWER, SUN_GAIN, _lamp_light,
                      _sun_shadow, _vehicle_contact_shadow)
 from .noise import fbm
 from .pixels import _Pixels
@@ -58,7 +59,7 @@ def _shade(px: _Pixels, surf: _Surface, light: Lighting, style: Style, layout: L
     artificial = torch.zeros(len(k), 3)
     lamp_gloss = torch.zeros(len(k), 3)
     if light.night:
-        lamps = _street_lamps(layout, px.origin)
+        lamps = torch.from_numpy(street_lamps(layout, px.origin.numpy()))
         if len(lamps):
             diffuse, glossy = _lamp_light(P, shade_n, px.ray[k], lamps, LAMP_POWER)
             artificial = artificial + diffuse[:, None] * _rgb(LAMP_COLOR)[None]
