@@ -127,7 +127,7 @@ def test_add_paints_fills_an_older_cache_from_its_worlds(tmp_path):
 def test_add_areas_fills_an_older_cache_as_the_builder_draws_them(tmp_path):
     """A cache file written before map areas were stored gets the crossings the builder would have drawn
     (from the regenerated layout at twice the image size, averaged to the condition size)."""
-    from xscene_core.data.image_dataset import add_areas, build_sample, cache_files, load_sample
+    from xscene_core.data.image_dataset import ImageDataset, add_areas, build_sample, cache_files, load_sample
     from xscene_core.data.splits import world_seeds
     from xscene_core.models.image_condition import AREA_CHANNELS
 
@@ -153,6 +153,13 @@ def test_add_areas_fills_an_older_cache_as_the_builder_draws_them(tmp_path):
     assert crossings_only.shape[1] == AREA_CHANNELS and not crossings_only[:, 1:].any()
     assert add_areas(tmp_path, log=lambda m: None) == 1
     np.testing.assert_array_equal(load_sample(cache_files(tmp_path)[0]).arrays.areas, sample["areas"])
+    # a file from before the light marks were widened (no areas_version) is named by the trainers' check
+    # and redrawn
+    narrow = {n: v for n, v in sample.items() if n != "areas_version"}
+    np.savez(path, **narrow, text=np.zeros(384, np.float32), world_seed=np.int64(seed))
+    assert "1 of 1 cached samples" in ImageDataset.load([path]).missing_areas(size, (8, 14))
+    assert add_areas(tmp_path, log=lambda m: None) == 1
+    assert ImageDataset.load([path]).missing_areas(size, (8, 14)) is None
 
 
 def test_night_looks_drawn_before_the_layout_lamps_are_redrawn_before_marks_are_added(tmp_path):

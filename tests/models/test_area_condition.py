@@ -117,7 +117,7 @@ def test_area_condition_starts_as_a_no_op_and_then_steers():
 
 
 def test_the_trainer_adds_the_area_input_to_a_start_and_refuses_a_cache_without_areas(folder, tmp_path, monkeypatch):  # noqa: F811
-    from xscene_core.data.image_dataset import cache_dir, cache_files
+    from xscene_core.data.image_dataset import AREA_VERSION, cache_dir, cache_files
     from xscene_core.models import image_diffusion
     from xscene_core.train.image_diffusion import main
 
@@ -128,13 +128,14 @@ def test_the_trainer_adds_the_area_input_to_a_start_and_refuses_a_cache_without_
     main(common + ["--out", str(tmp_path / "start"), "--steps", "1"])
     grow = common + ["--out", str(tmp_path / "run"), "--steps", "1", "--area-condition",
                      "--init", str(tmp_path / "start" / "final")]
-    with pytest.raises(SystemExit, match="holds no road paint or light fixtures"):
+    with pytest.raises(SystemExit, match="hold no marks or marks drawn before"):
         main(grow)
     rng = np.random.default_rng(0)
     for path in cache_files(cache_dir(tmp_path / "cache", (32, 56), "train", GEOMETRY)):
         with np.load(path) as d:
             data = dict(d)
-        np.savez_compressed(path, **data, areas=rng.integers(0, 256, (6, AREA_CHANNELS, *GEOMETRY), dtype=np.uint8))
+        np.savez_compressed(path, **data, areas=rng.integers(0, 256, (6, AREA_CHANNELS, *GEOMETRY), dtype=np.uint8),
+                            areas_version=np.int64(AREA_VERSION))
     main(grow)
     grown = ImageDiffusion.from_pretrained(tmp_path / "run" / "final")
     assert grown.config["area_condition"] and not grown.geometry.area_in.weight.any()  # lr 0: as it started

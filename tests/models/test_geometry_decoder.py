@@ -262,7 +262,7 @@ def test_the_decoder_trainer_refuses_the_crossings_on_a_cache_without_them(autoe
 
     autoencoder.save_pretrained(tmp_path / "ae" / "vae")
     fake_cache(tmp_path / "cache", size=(32, 56), cond=GEOMETRY)  # written without map areas
-    with pytest.raises(SystemExit, match="holds no road paint or light fixtures"):
+    with pytest.raises(SystemExit, match="hold no marks or marks drawn before"):
         main(["--autoencoder", str(tmp_path / "ae"), "--cache", str(tmp_path / "cache"), "--size", "32", "56",
               "--cond-size", *map(str, GEOMETRY), "--out", str(tmp_path / "run"), "--threads", "1", "--steps", "1",
               "--area-condition"])

@@ -174,9 +174,7 @@ def test_the_latent_diffusion_trainer_runs_on_a_cache_and_an_autoencoder(tmp_pat
     assert model.condition_size == (16, 28) and model.sample_size == (8, 14)
 
 
-def test_encoded_latents_are_kept_and_read_back_until_the_cache_file_changes(tmp_path):
-    import os
-
+def test_encoded_latents_are_kept_and_read_back_until_the_cached_images_change(tmp_path):
     from xscene_core.data.image_dataset import ImageDataset, cache_dir, cache_files, latent_store
 
     fake_cache(tmp_path / "cache")
@@ -206,9 +204,16 @@ def test_encoded_latents_are_kept_and_read_back_until_the_cache_file_changes(tmp
         next(ae.parameters()).add_(1)
     ae.save_pretrained(tmp_path / "ae2" / "vae")
     assert latent_store(folder, tmp_path / "ae2", "mean") != store
-    # a cache file written again (another time stamp) is encoded again; the others are read back
-    changed = cache_files(folder)[0]
-    st = changed.stat()
-    os.utime(changed, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    # a cache file whose condition alone was redrawn (as --add-areas does) keeps its latents; one whose
+    # looks changed is encoded again, and the others are read back
+    redrawn, changed = cache_files(folder)[:2]
+    with np.load(redrawn) as d:
+        data = {k: d[k] for k in d.files}
+    np.savez(redrawn, **dict(data, persp=1 - data["persp"]))
+    ImageDataset.load(cache_files(folder)).encoded(encode, store=store)
+    assert len(calls) == n
+    with np.load(changed) as d:
+        data = {k: d[k] for k in d.files}
+    np.savez(changed, **dict(data, preview=255 - data["preview"]))
     ImageDataset.load(cache_files(folder)).encoded(encode, store=store)
     assert n < len(calls) < 2 * n

@@ -91,3 +91,18 @@ def test_the_night_preview_lights_the_lamps_and_vehicle_lights_the_condition_mar
     for look in looks:
         luma = look.astype(np.float32).mean(-1)
         assert luma[lamps].mean() > 4 * luma[~lamps].mean()
+
+
+@pytest.mark.parametrize("scale", [2, 4])
+def test_a_far_lamp_covers_most_of_a_condition_pixel_whatever_the_render_scale(scale):
+    """A lamp 40 m ahead is far smaller than a condition pixel; its mark is widened to about one condition
+    pixel (not one render pixel), so after area-averaging it still reads as a light, at any render size."""
+    size = (32, 56)
+    rig = default_rig((size[0] * scale, size[1] * scale))
+    edge = Layout(lines=(MapLine(np.array([[30.0, 4.0], [50.0, 4.0]]), "road_edge"),))  # one lamp, 43 m ahead
+    assert len(street_lamps(edge, ORIGIN)) == 1
+    H, W = size[0] * scale, size[1] * scale
+    arrays = view_condition_arrays(np.zeros((6, H, W), np.uint8), np.zeros((6, H, W), np.float32), edge, rig, size)
+    lamp = arrays.areas[rig.names.index("CAM_FRONT"), AREA_KINDS.index("street_lamp")]
+    assert lamp.max() >= 0.75 * 255, "the brightest cell of a far lamp's mark is mostly covered"
+    assert (lamp > 0).sum() <= 9, "and the mark stays a few cells wide"

@@ -108,7 +108,7 @@ def test_a_geometry_decoder_saved_with_the_crossings_only_loads_and_decodes_as_s
 
 
 def test_the_trainer_widens_a_start_that_read_the_crossings_only(folder, tmp_path, monkeypatch):  # noqa: F811
-    from xscene_core.data.image_dataset import cache_dir, cache_files
+    from xscene_core.data.image_dataset import AREA_VERSION, cache_dir, cache_files
     from xscene_core.models import image_diffusion
     from xscene_core.models.image_diffusion import ImageDiffusion
     from xscene_core.models.pretrained import write_pretrained
@@ -122,7 +122,8 @@ def test_the_trainer_widens_a_start_that_read_the_crossings_only(folder, tmp_pat
     for path in cache_files(cache_dir(tmp_path / "cache", (32, 56), "train", GEOMETRY)):
         with np.load(path) as d:
             data = dict(d)
-        np.savez_compressed(path, **data, areas=rng.integers(0, 256, (6, AREA_CHANNELS, *GEOMETRY), dtype=np.uint8))
+        np.savez_compressed(path, **data, areas=rng.integers(0, 256, (6, AREA_CHANNELS, *GEOMETRY), dtype=np.uint8),
+                            areas_version=np.int64(AREA_VERSION))
     common = ["--preset", "tiny_latent", "--cache", str(tmp_path / "cache"), "--vae-path", str(folder),
               "--val-samples", "2", "--log-every", "1", "--threads", "1", "--lr", "0", "--steps", "1"]
     main(common + ["--out", str(tmp_path / "start"), "--area-condition"])

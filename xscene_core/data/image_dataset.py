@@ -10,7 +10,8 @@ One file per (world, location), written once and reused (a resumable cache; dele
             resolution; areas are the marks of AREA_KINDS: crossings, road paint, light fixtures; a cache
             written before paints or marks (or some kinds of them) were stored gets them with --add-paints,
             --add-areas, after a build of the same split has redrawn its night files older than
-            LOOK_VERSION), look_version
+            LOOK_VERSION), look_version, areas_version (AREA_VERSION: how the marks were drawn; --add-areas
+            redraws older ones)
         text float32 [384] (all-MiniLM-L6-v2 embedding of the caption), caption, style float32 [12]
             (models.image_condition.style_features of the chunk's time of day and weather; caches built
             before it existed get it from the caption, which states both; zeros = unknown otherwise)
@@ -44,7 +45,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..models.image_condition import (AREA_CHANNELS, AREA_KINDS, ViewArrays, box_paint_features, resize_images,
+from ..models.image_condition import (AREA_CHANNELS, ViewArrays, box_paint_features, resize_images,
                                      style_features, view_condition_arrays)
 from ..types.scene import ENVIRONMENTS, TIMES_OF_DAY, WEATHERS, SceneDescription
 from .splits import world_seeds
@@ -53,6 +54,9 @@ LOOKS = 2  # preview seeds per location: sun azimuth, facades and lit windows va
 # 2: the street lamps of the night looks stand where the layout puts them (ops.street_lights), as the
 # condition marks them; files without a look_version hold night looks whose lamps followed the look seed.
 LOOK_VERSION = 2
+# 2: a far light's mark is widened to about one condition pixel (ops.street_lights.FIXTURE_MIN_RADIUS), so it
+# survives the area-averaging; files without an areas_version hold marks of 1.5 render pixels.
+AREA_VERSION = 2
 EXTENSION_OFFSETS = ((40.0, 0.0), (-40.0, 0.0), (0.0, 40.0), (0.0, -40.0))
 STYLE_MODES = ("cycle", "world")
 DEFAULT_STYLES = "cycle"
@@ -162,7 +166,7 @@ def build_sample(world, k: int, size: tuple[int, int], rng: np.random.Generator,
                 caption=np.array(chunk.description.caption()),
                 style=style_features(chunk.description.time_of_day, chunk.description.weather), preview=looks,
                 reference=ref_looks, T_ref_new=T, look_seeds=np.array(seeds, np.int64),
-                look_version=np.int64(LOOK_VERSION))
+                look_version=np.int64(LOOK_VERSION), areas_version=np.int64(AREA_VERSION))
 
 
 def _locations(split: str, n_worlds: int, first_world: int, styles: str):
@@ -238,7 +242,15 @@ def add_areas(folder: Path, log=print) -> int:
         _, views = render_views(chunk, data["preview"].shape[2:4])
         return view_condition_arrays(views.semantic, views.depth, chunk.layout, views.rig, data["semantic"].shape[1:]).areas
 
-    return _backfill(folder, "areas", areas, log, stale=lambda d: d["areas"].shape[1] != AREA_CHANNELS)
+    return _backfill(folder, "areas", areas, log, stale=lambda d: _areas_version(d) < AREA_VERSION,
+                     also={"areas_version": np.int64(AREA_VERSION)})
+
+
+def _areas_version(d) -> int:
+    """How a cache file's marks were drawn (AREA_VERSION): 0 = none stored, 1 = before the version was stored."""
+    if "areas" not in d or d["areas"].shape[1] != AREA_CHANNELS:
+        return 0
+    return int(d["areas_version"]) if "areas_version" in d else 1
 
 
 def _stale_looks(path: Path) -> bool:
@@ -249,9 +261,9 @@ def _stale_looks(path: Path) -> bool:
         return night and int(d["look_version"]) < LOOK_VERSION if "look_version" in d else night
 
 
-def _backfill(folder: Path, key: str, fill, log=print, stale=None) -> int:
-    """Add the array `key` to the cache files of a folder (cache_dir) that lack it (or hold one that
-    stale(file) calls out of date): each file's chunk is
+def _backfill(folder: Path, key: str, fill, log=print, stale=None, also: dict | None = None) -> int:
+    """Add the array `key` (and the arrays of `also`, as they are) to the cache files of a folder (cache_dir)
+    that lack it (or hold one that stale(file) calls out of date): each file's chunk is
     generated again from its world seed and location (not rendered), its boxes checked against the cached
     ones, and fill(chunk, data) (data: the file's arrays by name) gives the array. Files are rewritten
     beside and renamed (a crash loses none). Returns how many were changed. Raises ValueError when a
@@ -276,6 +288,7 @@ def _backfill(folder: Path, key: str, fill, log=print, stale=None) -> int:
                 raise ValueError(f"{path}: the regenerated chunk's boxes differ from the cached ones "
                                  "(a cache of another world version?); rebuild the cache instead")
             data[key] = fill(found[1], data)
+            data.update(also or {})
             tmp = path.with_suffix(".tmp.npz")
             np.savez_compressed(tmp, **data)
             tmp.replace(path)
@@ -345,6 +358,8 @@ class ImageSample:
     """float16 [V, C, h, w]: the first-guess views in a model space (ImageDataset.guided), or None"""
     source: Path | None = None
     """the cache file it was loaded from (where ImageDataset.encoded keeps its latents), or None"""
+    areas_version: int = AREA_VERSION
+    """how arrays.areas were drawn (AREA_VERSION; 0 = none stored)"""
 
 
 def _areas(d) -> np.ndarray | None:
@@ -369,7 +384,16 @@ def load_sample(path: Path) -> ImageSample:
         else:  # an older cache: its caption states the style; any other caption leaves it unknown (zeros)
             style = style_features(*(SceneDescription.caption_style(caption) or (None, None)))
         return ImageSample(arrays, d["text"], caption, style, d["preview"], d["reference"], d["T_ref_new"],
-                           source=Path(path))
+                           source=Path(path), areas_version=_areas_version(d))
+
+
+def _image_digest(s: ImageSample) -> np.ndarray:
+    """uint8 [20]: a digest of a sample's looks and reference views (what ImageDataset.encoded encodes)."""
+    h = hashlib.sha1()
+    for a in (s.preview, s.reference):
+        h.update(str(a.shape).encode())
+        h.update(np.ascontiguousarray(a).tobytes())
+    return np.frombuffer(h.digest(), np.uint8)
 
 
 def to_model_images(images: np.ndarray) -> torch.Tensor:
@@ -397,14 +421,16 @@ class ImageDataset:
         return len(self.samples)
 
     def missing_areas(self, size: tuple[int, int], cond_size: tuple[int, int]) -> str | None:
-        """What to run when no sample holds road paint or light fixtures in its marks (ViewArrays.areas: a
-        cache of images at `size`, conditions at `cond_size` written before the areas, the paint or the
-        lights were stored), for a model that reads them; None when some do (every street has paint and
-        lamps; not every chunk has a crossing)."""
-        wanted = [AREA_KINDS.index(k) for k in ("paint_white", "street_lamp")]
-        if all(any(s.arrays.areas[:, k].any() for s in self.samples) for k in wanted):
+        """What to run when some sample's marks (ViewArrays.areas) are missing or drawn before AREA_VERSION
+        (a cache of images at `size`, conditions at `cond_size` written before the areas, the paint or the
+        lights were stored, or before the light marks were widened), for a model that reads them; None when
+        every sample's are current."""
+        old = [s for s in self.samples if s.areas_version < AREA_VERSION]
+        if not old:
             return None
-        return (f"the training cache holds no road paint or light fixtures in its marks; add them first "
+        names = ", ".join(s.source.name if s.source else "?" for s in old[:3]) + (", ..." if len(old) > 3 else "")
+        return (f"{len(old)} of {len(self.samples)} cached samples ({names}) hold no marks or marks drawn before "
+                f"version {AREA_VERSION} (road paint, widened light fixtures); draw them first "
                 f"(xscene_core.data.image_dataset --split train --size {size[0]} {size[1]} --cond-size "
                 f"{cond_size[0]} {cond_size[1]} --add-areas, and the same for --split val)")
 
@@ -413,7 +439,8 @@ class ImageDataset:
         [N, 3, H, W] in [-1, 1] -> [N, C, h, w], e.g. a frozen autoencoder), stored float16 [L, V, C, h, w]:
         a latent model then trains without running the encoder at every step. store: a folder (latent_store)
         that keeps each loaded sample's latents, so the next run with the same encoder reads them instead
-        (a sample whose cache file changed since is encoded again)."""
+        (a sample whose looks or reference views changed since is encoded again; one whose condition
+        alone was redrawn, e.g. by --add-areas, is not)."""
         def enc(images: np.ndarray) -> np.ndarray:
             x = to_model_images(images.reshape(-1, *images.shape[-3:]))
             z = torch.cat([encode(x[i:i + chunk]) for i in range(0, len(x), chunk)])
@@ -421,8 +448,7 @@ class ImageDataset:
 
         def one(s: ImageSample) -> ImageSample:
             kept = None if store is None or s.source is None else Path(store) / s.source.name
-            st = None if kept is None else s.source.stat()
-            stamp = None if st is None else np.array([st.st_mtime_ns, st.st_size])
+            stamp = None if kept is None else _image_digest(s)
             if kept is not None and kept.exists():
                 with np.load(kept) as d:
                     if np.array_equal(d["stamp"], stamp):

@@ -227,7 +227,7 @@ def view_condition_arrays(semantic: np.ndarray, depth: np.ndarray, layout, rig: 
     persp = np.concatenate([faces, edges, lines], 1).astype(np.uint8)
     pts = box_points(box_class, _nearest(pm.box_depth, size), small)
     origins = np.stack([rig.T_world_cam(v)[:3, 3] for v in range(V)])
-    marks = np.concatenate([pm.areas, fixture_masks(light_fixtures(layout, origins), rig, depth)], 1)
+    marks = np.concatenate([pm.areas, fixture_masks(light_fixtures(layout, origins), rig, depth, size[0])], 1)
     return ViewArrays(_nearest(semantic, size).astype(np.uint8), _nearest(depth, size).astype(np.float32), persp, pts,
                       camera_features(rig), boxes, np.asarray(labels, np.int64), paints, area_coverage(marks, size))
 

@@ -26,7 +26,9 @@ LAMP_OFFSET = LAMP_SPACING / 2  # metres from a road edge's first point to its f
 LAMP_HEIGHT = 6.5  # metres above the world frame's z = 0
 LAMP_RANGE = 45.0  # lamps farther than this from every camera are left out (their light is negligible)
 FIXTURE_RADIUS = 0.12  # metres: a lamp head or a vehicle light seen as a disc of this radius
-FIXTURE_MIN_PX = 1.5  # pixels: a far light is still marked by a disc this wide (radius) in fixture_masks
+# A far light is still marked by a disc of this radius in pixels of the size the marks are pooled to
+# (view_condition_arrays: the condition's), so that it covers most of a condition pixel wherever it falls.
+FIXTURE_MIN_RADIUS = 1.0
 HIDDEN_MARGIN = 1.0  # metres: a light is hidden when the render's surface at its pixel is this much nearer
 
 
@@ -94,10 +96,11 @@ def light_fixtures(layout: Layout | None, origins: np.ndarray) -> LightFixtures:
                          np.concatenate([np.full(len(lamps), LIGHT_KINDS.index("street_lamp")), cars.kinds]))
 
 
-def fixture_masks(fixtures: LightFixtures, rig: CameraRig, depth: np.ndarray) -> np.ndarray:
+def fixture_masks(fixtures: LightFixtures, rig: CameraRig, depth: np.ndarray, pooled_to: int | None = None) -> np.ndarray:
     """Where each kind of light is seen: bool [V, len(LIGHT_KINDS), H, W] at the rig's size, a disc of
-    FIXTURE_RADIUS metres (at least FIXTURE_MIN_PX pixels) around each light in front of a camera that the
-    render's surface (depth float [V, H, W], camera z in metres, 0 = nothing hit) does not hide."""
+    FIXTURE_RADIUS metres around each light in front of a camera that the render's surface (depth float
+    [V, H, W], camera z in metres, 0 = nothing hit) does not hide. The disc is at least FIXTURE_MIN_RADIUS
+    pixels of the height `pooled_to` (rows) the masks will be pooled to (None: of the rig's own size)."""
     V, H, W = len(rig), rig.cameras[0].height, rig.cameras[0].width
     if depth.shape != (V, H, W):
         raise ValueError(f"depth must be [V, H, W] = {(V, H, W)} at the rig's size, got {depth.shape}")
@@ -105,6 +108,7 @@ def fixture_masks(fixtures: LightFixtures, rig: CameraRig, depth: np.ndarray) ->
     if not len(fixtures.positions):
         return out
     rows, cols = np.arange(H) + 0.5, np.arange(W) + 0.5
+    min_rad = FIXTURE_MIN_RADIUS * H / (pooled_to or H)
     for v in range(V):
         K, T = rig.cameras[v].K, np.linalg.inv(rig.T_world_cam(v))
         pc = fixtures.positions @ T[:3, :3].T + T[:3, 3]
@@ -118,7 +122,7 @@ def fixture_masks(fixtures: LightFixtures, rig: CameraRig, depth: np.ndarray) ->
             d = depth[v, ri, ui]
             if 0 < d < z - HIDDEN_MARGIN:
                 continue
-            rad = max(FIXTURE_MIN_PX, K[0, 0] * FIXTURE_RADIUS / z)
+            rad = max(min_rad, K[0, 0] * FIXTURE_RADIUS / z)
             i0, i1 = max(0, int(r - rad)), min(H, int(r + rad) + 1)
             j0, j1 = max(0, int(u - rad)), min(W, int(u + rad) + 1)
             disc = (rows[i0:i1, None] - r) ** 2 + (cols[None, j0:j1] - u) ** 2 <= rad * rad
