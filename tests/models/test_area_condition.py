@@ -1,12 +1,13 @@
 """The area condition: crossings and road paint drawn into each camera, a zero-initialised encoder input."""
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 
-from xscene_core.models.image_condition import (AREA_CHANNELS, GeometryEncoder, ImageCondition, ViewArrays,
+from xscene_core.models.image_condition import (AREA_CHANNELS, AREA_KINDS, GeometryEncoder, ImageCondition, ViewArrays,
                                                 area_coverage, view_condition_arrays)
 from xscene_core.models.image_diffusion import PRESETS, ImageDiffusion
 from xscene_core.ops.condition_maps import PERSPECTIVE_AREA_KINDS, ground_areas, perspective_maps
@@ -153,3 +154,7 @@ def test_object_weighting_also_weighs_the_crossings():
     bare = ImageCondition.collate([_arrays(Layout())], [TEXT], [None], [None], 3, 8)
     unmarked = bare.areas.amax(2, keepdim=True) == 0
     assert unmarked.float().mean() > 0.9 and (object_weights(bare, SIZE, 5.0)[unmarked] == 1).all()
+    windowed = bare.areas.clone()
+    windowed[:, :, AREA_KINDS.index("window")] = 1.0
+    assert torch.equal(object_weights(replace(bare, areas=windowed), SIZE, 5.0), object_weights(bare, SIZE, 5.0)), \
+        "the facades' windows cover whole walls: they are not foreground"

@@ -6,8 +6,8 @@ One file per (world, location), written once and reused (a resumable cache; dele
     CACHE/world-v{WORLD_VERSION}/{h}x{w}/{split}/w{seed:06d}_{k:02d}.npz
         semantic uint8 [V, h, w], depth float16 [V, h, w], persp uint8 [V, Cp, h, w], points float16
         [V, 3, h, w], camera float32 [V, 10], boxes float32 [N, 7], box_labels int64 [N], box_paints
-            float32 [N, 4], areas uint8 [V, 6, h, w] (models.image_condition.ViewArrays at the model
-            resolution; areas are the marks of AREA_KINDS: crossings, road paint, light fixtures; a cache
+            float32 [N, 4], areas uint8 [V, 7, h, w] (models.image_condition.ViewArrays at the model
+            resolution; areas are the marks of AREA_KINDS: crossings, road paint, light fixtures, windows; a cache
             written before paints or marks (or some kinds of them) were stored gets them with --add-paints,
             --add-areas, after a build of the same split has redrawn its night files older than
             LOOK_VERSION), look_version, areas_version (AREA_VERSION: how the marks were drawn; --add-areas
@@ -55,8 +55,9 @@ LOOKS = 2  # preview seeds per location: sun azimuth, facades and lit windows va
 # condition marks them; files without a look_version hold night looks whose lamps followed the look seed.
 LOOK_VERSION = 2
 # 2: a far light's mark is widened to about one condition pixel (ops.street_lights.FIXTURE_MIN_RADIUS), so it
-# survives the area-averaging; files without an areas_version hold marks of 1.5 render pixels.
-AREA_VERSION = 2
+# survives the area-averaging; files without an areas_version hold marks of 1.5 render pixels. 3: the
+# facades' windows and shop fronts (ops.facade_windows) join the marks.
+AREA_VERSION = 3
 EXTENSION_OFFSETS = ((40.0, 0.0), (-40.0, 0.0), (0.0, 40.0), (0.0, -40.0))
 STYLE_MODES = ("cycle", "world")
 DEFAULT_STYLES = "cycle"
@@ -154,7 +155,8 @@ def build_sample(world, k: int, size: tuple[int, int], rng: np.random.Generator,
     (x, y), chunk = found
     seeds = [int(s) for s in rng.integers(0, 2**31, LOOKS)]
     sem, depth, looks = render_looks(chunk, size, seeds)
-    arrays = view_condition_arrays(sem, depth, chunk.layout, default_rig((2 * size[0], 2 * size[1])), cond_size or size)
+    arrays = view_condition_arrays(sem, depth, chunk.layout, default_rig((2 * size[0], 2 * size[1])), cond_size or size,
+                                   chunk.description.environment)
     dx, dy = EXTENSION_OFFSETS[int(rng.integers(len(EXTENSION_OFFSETS)))]
     ref = world.chunk(x - dx, y - dy, style=style)
     _, _, ref_looks = render_looks(ref, size, seeds)
@@ -228,7 +230,7 @@ def add_paints(folder: Path, log=print) -> int:
 
 
 def add_areas(folder: Path, log=print) -> int:
-    """Add the marks (ViewArrays.areas: map areas, road paint and light fixtures) to the cache files of a
+    """Add the marks (ViewArrays.areas: map areas, road paint, light fixtures, windows) to the cache files of a
     folder (cache_dir) written before they were stored, or before all of AREA_KINDS were (see _backfill),
     drawn as build_sample draws them: from the layout and a render of the occupancy at twice the image size,
     area-averaged to the condition size. Returns how many files were changed."""
@@ -240,7 +242,8 @@ def add_areas(folder: Path, log=print) -> int:
 
     def areas(chunk, data) -> np.ndarray:
         _, views = render_views(chunk, data["preview"].shape[2:4])
-        return view_condition_arrays(views.semantic, views.depth, chunk.layout, views.rig, data["semantic"].shape[1:]).areas
+        return view_condition_arrays(views.semantic, views.depth, chunk.layout, views.rig, data["semantic"].shape[1:],
+                                     chunk.description.environment).areas
 
     return _backfill(folder, "areas", areas, log, stale=lambda d: _areas_version(d) < AREA_VERSION,
                      also={"areas_version": np.int64(AREA_VERSION)})
@@ -423,14 +426,14 @@ class ImageDataset:
     def missing_areas(self, size: tuple[int, int], cond_size: tuple[int, int]) -> str | None:
         """What to run when some sample's marks (ViewArrays.areas) are missing or drawn before AREA_VERSION
         (a cache of images at `size`, conditions at `cond_size` written before the areas, the paint or the
-        lights were stored, or before the light marks were widened), for a model that reads them; None when
+        lights were stored, or before the light marks were widened or the windows marked), for a model that reads them; None when
         every sample's are current."""
         old = [s for s in self.samples if s.areas_version < AREA_VERSION]
         if not old:
             return None
         names = ", ".join(s.source.name if s.source else "?" for s in old[:3]) + (", ..." if len(old) > 3 else "")
         return (f"{len(old)} of {len(self.samples)} cached samples ({names}) hold no marks or marks drawn before "
-                f"version {AREA_VERSION} (road paint, widened light fixtures); draw them first "
+                f"version {AREA_VERSION} (road paint, widened light fixtures, windows); draw them first "
                 f"(xscene_core.data.image_dataset --split train --size {size[0]} {size[1]} --cond-size "
                 f"{cond_size[0]} {cond_size[1]} --add-areas, and the same for --split val)")
 
@@ -530,7 +533,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--add-paints", action="store_true",
                     help="only add the boxes' paint colours to the split's cache files that lack them")
     ap.add_argument("--add-areas", action="store_true",
-                    help="only add the marks (crossings, road paint, light fixtures) to the split's cache files that lack them")
+                    help="only add the marks (crossings, road paint, light fixtures, windows) to the split's cache files that lack them")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.write_text_table is not None:

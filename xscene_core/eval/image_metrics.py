@@ -42,6 +42,11 @@
   fixture's mark covers over half (street lamp heads, head and tail lights: ops.street_lights) minus that
   of the pixels no light touches: whether the lights shine where the layout puts them (None without a
   night chunk).
+- image_window_contrast (and _preview): the mean absolute luma difference between the windows (and shop
+  fronts: ops.facade_windows, pixels a mark covers over half) and the bare wall beside them (man-made pixels
+  no window touches), in tiles of WINDOW_TILE pixels that hold some of both, over all tiles of the chunks:
+  whether the facades show their glazing where the preview draws it, or an averaged wall (near 0). Local
+  and unsigned, because the glass is darker than a pale wall, brighter than a dark one and lit at night.
 - *_plain_decoder (models whose config decodes with the geometry-aware decoder only; None otherwise):
   image_alignment_miou, image_cross_view_consistency, image_sharpness and the no-reference PSNR of the same samples (the
   same latents) decoded by the autoencoder's own decoder instead: how much of each
@@ -73,6 +78,8 @@ from ..types.cameras import CameraRig
 _REPO = Path(__file__).resolve().parents[2]
 SEGMENTER = _REPO / "checkpoints" / "segmenter"
 EXTENSION_STEP = 40.0  # metres: the WorldMap stride, the editor's extension step
+WINDOW_TILE = 8  # pixels at the judge's size: a tile spans a few windows of a near facade
+WINDOW_TILE_MIN = 3  # pixels of windows and of bare wall a tile needs to be compared
 DEPTH_AGREE = 0.05  # relative depth difference under which a pixel of view i is seen by view j too
 
 
@@ -103,6 +110,8 @@ class ImageMetrics:
     image_paint_contrast_preview: float | None = None
     image_light_contrast: float | None = None
     image_light_contrast_preview: float | None = None
+    image_window_contrast: float | None = None
+    image_window_contrast_preview: float | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -206,6 +215,30 @@ def light_luma(images: np.ndarray, arrays) -> np.ndarray:
     return _luma_sums(images, cover > 127, cover == 0)
 
 
+def window_tile_contrast(images: np.ndarray, arrays, tile: int = WINDOW_TILE) -> np.ndarray:
+    """float64 [2]: (sum over tiles of |mean luma on the windows - mean luma on the bare wall|, tiles) over
+    the tile x tile pixel tiles of images uint8 [V, h, w, 3] that hold at least WINDOW_TILE_MIN pixels of
+    each: windows are man-made pixels a window mark (ops.facade_windows) covers over half, bare wall the
+    man-made pixels no window touches; arrays (ViewArrays) at the images' size."""
+    from ..models.image_condition import AREA_KINDS
+    from ..ops.facade_windows import WINDOW_KINDS
+
+    luma = images.astype(np.float64) @ np.array([0.299, 0.587, 0.114]) / 255.0
+    built = arrays.semantic == semantics.ID["manmade"]
+    cover = arrays.areas[:, [AREA_KINDS.index(k) for k in WINDOW_KINDS]].max(1)
+    V, h, w = luma.shape
+    th, tw = h // tile, w // tile
+
+    def tiled(a: np.ndarray) -> np.ndarray:
+        return a[:, : th * tile, : tw * tile].reshape(V, th, tile, tw, tile).sum((2, 4))
+
+    glass, wall = (built & (cover > 127)).astype(np.float64), (built & (cover == 0)).astype(np.float64)
+    n_glass, n_wall = tiled(glass), tiled(wall)
+    keep = (n_glass >= WINDOW_TILE_MIN) & (n_wall >= WINDOW_TILE_MIN)
+    diff = tiled(luma * glass)[keep] / n_glass[keep] - tiled(luma * wall)[keep] / n_wall[keep]
+    return np.array([np.abs(diff).sum(), keep.sum()], np.float64)
+
+
 def _contrast(sums: np.ndarray) -> float | None:
     """Mean luma on an area minus beside it from pooled area_luma sums (None without such areas)."""
     return float(sums[0] / sums[1] - sums[2] / sums[3]) if sums[1] and sums[3] else None
@@ -257,6 +290,7 @@ def measure_images(n_chunks: int = 6, seed: int = 0, checkpoint: str | Path | No
     crossing = {k: np.zeros(4) for k in ("gen", "preview")}
     marks = {k: np.zeros(4) for k in ("gen", "preview")}  # white road paint
     lights = {k: np.zeros(4) for k in ("gen", "preview")}  # light fixtures, at night
+    windows = {k: np.zeros(2) for k in ("gen", "preview")}  # windows against the wall beside them
     times = []
     seeds = world_seeds(split)
     for k in range(n_chunks):
@@ -274,7 +308,8 @@ def measure_images(n_chunks: int = 6, seed: int = 0, checkpoint: str | Path | No
         generated, cond, sample = stage.generate_views(views, chunk.description, chunk.layout, seed=s)
         times.append(time.perf_counter() - t0)
         preview = render.preview(views, chunk.description, chunk.layout, seed=s, occupancy=chunk.occupancy)
-        at_size = view_condition_arrays(views.semantic, views.depth, chunk.layout, views.rig, size)
+        at_size = view_condition_arrays(views.semantic, views.depth, chunk.layout, views.rig, size,
+                                        chunk.description.environment)
         target = at_size.semantic                                          # [V, h, w] at the judge's size
         gen = resize_images(generated.images, size, smooth=False)
         # a first guess is drawn from the geometry: redrawn without it for the floor
@@ -307,6 +342,7 @@ def measure_images(n_chunks: int = 6, seed: int = 0, checkpoint: str | Path | No
                 marks[key] += area_luma(imgs, at_size, "paint_white")
                 if chunk.description.time_of_day == "night":
                     lights[key] += light_luma(imgs, at_size)
+                windows[key] += window_tile_contrast(imgs, at_size)
             if key in paint:
                 e, n = vehicle_error(imgs, prev, at_size)
                 paint[key][0] += e
@@ -346,7 +382,10 @@ def measure_images(n_chunks: int = 6, seed: int = 0, checkpoint: str | Path | No
         image_paint_contrast=_contrast(marks["gen"]),
         image_paint_contrast_preview=_contrast(marks["preview"]),
         image_light_contrast=_contrast(lights["gen"]),
-        image_light_contrast_preview=_contrast(lights["preview"])).as_dict()
+        image_light_contrast_preview=_contrast(lights["preview"]),
+        image_window_contrast=float(windows["gen"][0] / windows["gen"][1]) if windows["gen"][1] else None,
+        image_window_contrast_preview=(float(windows["preview"][0] / windows["preview"][1])
+                                       if windows["preview"][1] else None)).as_dict()
 
 
 def main(argv: list[str] | None = None) -> None:

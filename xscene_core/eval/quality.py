@@ -168,7 +168,7 @@ def splat_rows(args) -> list[Row]:
 
 def image_rows(args) -> list[Row]:
     from ..stages.multiview import model_installed
-    from .image_metrics import measure_images
+    from .image_metrics import WINDOW_TILE, measure_images
 
     if not model_installed():
         return []  # no image model installed: the keys are absent
@@ -211,7 +211,12 @@ def image_rows(args) -> list[Row]:
         Row("image_light_contrast", im["image_light_contrast"], "", "reported",
             f"at night: mean luma of the pixels on the layout's light fixtures (street lamps, head and tail lights) "
             f"minus the pixels no light touches; preview renders (ceiling) {im['image_light_contrast_preview']:.3f}; "
-            f"the night chunks of {n}")])
+            f"the night chunks of {n}")]) + (
+        [] if im.get("image_window_contrast") is None else [
+        Row("image_window_contrast", im["image_window_contrast"], "", "reported",
+            f"mean absolute luma difference between the buildings' windows and shop fronts (ops.facade_windows) and "
+            f"the bare wall beside them, per {WINDOW_TILE}-pixel tile, in the generated views; preview renders "
+            f"(ceiling) {im['image_window_contrast_preview']:.3f}; {n}")])
 
 
 GROUPS = {"words": words_rows, "layout": layout_rows, "vae": vae_rows, "control": control_rows, "world": world_rows,

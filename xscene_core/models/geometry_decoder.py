@@ -59,7 +59,7 @@ class GeometryDecoder(ModelMixin, ConfigMixin):
     add per-channel scaled unit noise after each up block; paint_condition: the geometry encoder also reads
     the boxes' paint map (image_condition.paint_map), so a car's body takes its colour at the condition's
     size rather than the latents' blur of it; area_condition: it also reads the marks of the layout
-    (crossings, road paint and light fixtures, ImageCondition.areas), where the zebra, lane marks and lights are drawn; upscale 2:
+    (crossings, road paint, light fixtures and windows, ImageCondition.areas), where the zebra, lane marks, lights and windows are drawn; upscale 2:
     a detail head draws the views at twice the autoencoder's size (DetailHead); condition_size (h, w): the
     geometry size the decoder was trained to read (None: the denoiser's; a decoder with upscale 2 reads
     geometry finer than the denoiser's);

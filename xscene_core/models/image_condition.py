@@ -16,7 +16,9 @@
   double line); the semantic map cannot say where either is (both are driveable surface), and the zebra
   and the lane marks are among the first things a person reads in a street view. Then the light fixtures
   (street lamp heads, head and tail lights: ops.street_lights): the layout fixes where they stand, the
-  night look lights them, and a denoiser that is not told where can only smear an average glow.
+  night look lights them, and a denoiser that is not told where can only smear an average glow. Last the
+  windows and shop fronts of the facades (ops.facade_windows): the wall and the environment fix the grid,
+  and without it a building comes out as an averaged slab.
 - `box_paint_features` / `paint_map`: each box's paint colour (Box.color, the scene graph's attribute) as a
   feature, and per pixel the paint of the box seen there (`paint_condition` of the encoders): without it a
   car's colour is a guess the denoiser can only average, and averaged paints come out as dark blobs.
@@ -37,6 +39,7 @@ import torch.nn.functional as F
 
 from .. import semantics
 from ..ops.condition_maps import PERSPECTIVE_AREA_KINDS, PERSPECTIVE_LINE_KINDS
+from ..ops.facade_windows import WINDOW_KINDS
 from ..ops.street_lights import LIGHT_KINDS
 from ..types.cameras import CameraRig
 from ..types.scene import TIMES_OF_DAY, WEATHERS
@@ -45,9 +48,11 @@ from .pretrained import widened_inputs
 
 NUM_IDS = semantics.NUM_CLASSES  # 18: 17 Occ3D classes + free
 PERSP_CHANNELS = 2 * len(semantics.OBJECT_IDS) + len(PERSPECTIVE_LINE_KINDS)  # faces, edges, lines
-# Marks drawn into each view, coverage in [0, 1]: map areas and paint on the road, then light fixtures.
-AREA_KINDS = PERSPECTIVE_AREA_KINDS + LIGHT_KINDS
+# Marks drawn into each view, coverage in [0, 1]: map areas and paint on the road, light fixtures, then the
+# windows and shop fronts of the facades.
+AREA_KINDS = PERSPECTIVE_AREA_KINDS + LIGHT_KINDS + WINDOW_KINDS
 AREA_CHANNELS = len(AREA_KINDS)
+FOREGROUND_AREAS = tuple(i for i, k in enumerate(AREA_KINDS) if k not in WINDOW_KINDS)  # object_weights'
 SCENE_HALF = np.array([40.0, 40.0, 4.0], np.float32)  # metres: ego-frame coordinates / this lie in ~[-1, 1]
 SCENE_CENTRE = np.array([0.0, 0.0, 1.0], np.float32)
 CAMERA_FEATURES = 10  # per camera: sin/cos yaw, forward z, position / 2 m (3), fx/w, fy/h, cx/w, cy/h
@@ -172,7 +177,7 @@ class ViewArrays:
     [N, 7] and box_labels int64 [N] in the ego frame; box_paints: float32 [N, PAINT_FEATURES]
     (box_paint_features; None = all unknown, as in caches written before paints were stored); areas: uint8
     [V, AREA_CHANNELS, h, w] the share of each pixel covered by each mark of AREA_KINDS (map areas and road
-    paint, then light fixtures), x 255 (None = none known, as in caches written before areas were stored).
+    paint, light fixtures, then facade windows), x 255 (None = none known, as in caches written before areas were stored).
     """
 
     semantic: np.ndarray
@@ -199,12 +204,15 @@ class ViewArrays:
 
 
 def view_condition_arrays(semantic: np.ndarray, depth: np.ndarray, layout, rig: CameraRig,
-                          size: tuple[int, int]) -> ViewArrays:
+                          size: tuple[int, int], environment: str | None = None) -> ViewArrays:
     """ViewArrays at `size` = (h, w) from renders at the rig's size (semantic uint8 / depth float32
     [V, H, W]) and a layout in the rig's world frame (None = no boxes or map lines; street lamps on the
-    preview look's lattice)."""
+    preview look's lattice); environment: the scene's (types.scene.ENVIRONMENTS: it sets the facades' window
+    grid; None = windows unknown, their marks left empty)."""
     from ..ops.condition_maps import PerspectiveMaps, perspective_maps
+    from ..ops.facade_windows import window_masks
     from ..ops.street_lights import fixture_masks, light_fixtures
+    from ..types.images import RenderedViews
 
     V = len(rig)
     small = rig.resized(*size)
@@ -227,7 +235,11 @@ def view_condition_arrays(semantic: np.ndarray, depth: np.ndarray, layout, rig: 
     persp = np.concatenate([faces, edges, lines], 1).astype(np.uint8)
     pts = box_points(box_class, _nearest(pm.box_depth, size), small)
     origins = np.stack([rig.T_world_cam(v)[:3, 3] for v in range(V)])
-    marks = np.concatenate([pm.areas, fixture_masks(light_fixtures(layout, origins), rig, depth, size[0])], 1)
+    if environment is None:
+        windows = np.zeros((V, len(WINDOW_KINDS), *semantic.shape[1:]), bool)
+    else:
+        windows = window_masks(RenderedViews(semantic, depth, (depth > 0).astype(np.float32), rig), environment)
+    marks = np.concatenate([pm.areas, fixture_masks(light_fixtures(layout, origins), rig, depth, size[0]), windows], 1)
     return ViewArrays(_nearest(semantic, size).astype(np.uint8), _nearest(depth, size).astype(np.float32), persp, pts,
                       camera_features(rig), boxes, np.asarray(labels, np.int64), paints, area_coverage(marks, size))
 
@@ -477,10 +489,12 @@ def object_weights(cond: ImageCondition, size: tuple[int, int], weight: float) -
     """Per-cell loss weights float [B, V, 1, *size]: 1 + (weight - 1) x the share of the cell that object
     boxes (their perspective faces) or marks (crossings, road paint, lights: ImageCondition.areas) cover in the views,
     area-pooled from the geometry's size. The foreground re-weighting of GeoDiffusion (Chen et al. 2023):
-    vehicles, people and crossings fill a few percent of a view, so a plain mean loss barely asks for them."""
+    vehicles, people and crossings fill a few percent of a view, so a plain mean loss barely asks for them.
+    The facades' windows are not foreground: they cover whole walls, and weighting them would weigh the
+    buildings over the vehicles."""
     b, v = cond.batch_size, cond.num_views
     faces = (cond.persp[:, :, : len(semantics.OBJECT_IDS)].sum(2, keepdim=True) > 0).to(cond.depth.dtype)
-    fore = torch.maximum(faces, cond.areas.amax(2, keepdim=True).to(faces.dtype))
+    fore = torch.maximum(faces, cond.areas[:, :, list(FOREGROUND_AREAS)].amax(2, keepdim=True).to(faces.dtype))
     cover = F.adaptive_avg_pool2d(fore.flatten(0, 1), tuple(size)).view(b, v, 1, *size)
     return 1.0 + (float(weight) - 1.0) * cover
 
@@ -497,7 +511,7 @@ class GeometryEncoder(nn.Module):
     condition embedding does); the output is [B*V, out_channels, h / stride, w / stride]. The weights
     have the same shapes for every stride. paint: also read the paint map (paint_map) through its own
     1x1 projection, zero-initialised so an encoder gains it without changing its output; areas: the same
-    for the marks: map areas, road paint and light fixtures (ImageCondition.areas; weights saved when it read
+    for the marks: map areas, road paint, light fixtures and windows (ImageCondition.areas; weights saved when it read
     fewer channels load with the new ones at zero).
     """
 

@@ -119,25 +119,29 @@ class MultiViewStage:
         from ..llm.embedder import embed
         from ..ops.preview_look.style import Style
 
-        arrays = view_condition_arrays(views.semantic, views.depth, layout, views.rig, self.model.condition_size)
+        # the style the preview look draws (unknown words fall back alike)
+        look = Style.from_description(description) if description is not None else None
+        arrays = view_condition_arrays(views.semantic, views.depth, layout, views.rig, self.model.condition_size,
+                                       look.environment if look is not None else None)
         text = embed([description.caption()])[0] if description is not None else None
-        style = None
-        if description is not None:  # the style the preview look draws (unknown words fall back alike)
-            look = Style.from_description(description)
-            style = style_features(look.time_of_day, look.weather)
+        style = style_features(look.time_of_day, look.weather) if look is not None else None
         ref = self.codec.encode(reference.images).numpy() if reference is not None else None
         return self.with_guide(ImageCondition.collate(
             [arrays], [text], [ref], [T_ref_new if reference is not None else None], self.model.image_channels,
             self.model.config["max_boxes"], [style], self.model.config["geometry_stride"]))
 
-    def decoder_condition(self, views: RenderedViews, layout: Layout | None, cond: ImageCondition) -> ImageCondition:
-        """The condition the codec's decoder reads: `cond` (from `condition`), or for a decoder trained on
-        finer geometry (an upscaling GeometryDecoder: ImageCodec.decoder_condition_size) `cond` with the
-        views' geometry maps at that size."""
+    def decoder_condition(self, views: RenderedViews, layout: Layout | None, cond: ImageCondition,
+                          description: SceneDescription | None = None) -> ImageCondition:
+        """The condition the codec's decoder reads: `cond` (from `condition`, of the same description), or
+        for a decoder trained on finer geometry (an upscaling GeometryDecoder: ImageCodec.decoder_condition_size)
+        `cond` with the views' geometry maps at that size."""
+        from ..ops.preview_look.style import Style
+
         size = self.codec.decoder_condition_size
         if size is None:
             return cond
-        arrays = view_condition_arrays(views.semantic, views.depth, layout, views.rig, size)
+        environment = Style.from_description(description).environment if description is not None else None
+        arrays = view_condition_arrays(views.semantic, views.depth, layout, views.rig, size, environment)
         fine = ImageCondition.collate([arrays], [None], [None], [None], self.model.image_channels,
                                       self.model.config["max_boxes"], [None], size[0] // cond.image_size[0])
         return replace(cond, semantic=fine.semantic, depth=fine.depth, persp=fine.persp, points=fine.points,
@@ -206,7 +210,7 @@ class MultiViewStage:
         # 3. Denoise all views together (UniPC, classifier-free guidance).
         x = self.sample(cond, seed, step_callback)
         # 4. Decode (with the geometry at the decoder's size) and return to the rig's size.
-        return self.finish(self.decoder_condition(views, layout, cond), x, views.rig, seed), cond, x
+        return self.finish(self.decoder_condition(views, layout, cond, description), x, views.rig, seed), cond, x
 
     def __call__(self, views: RenderedViews, description: SceneDescription | None = None, layout: Layout | None = None,
                  seed: int = 0, step_callback: Callable[[int, int], object] | None = None) -> MultiViewImages:

@@ -43,7 +43,7 @@ and style) learns to tell preview renders from decoded views, and the decoder is
 matching. For the first --disc-start steps of the run the discriminator learns while the decoder keeps
 its L1 / MSE loss only. --style-condition and --noise-injection give the decoder (new, or extended from
 --init) the style and per-pixel noise inputs (models.geometry_decoder), zero-initialised, and
---paint-condition the boxes' paint map, --area-condition the crossings, road paint and light fixtures; --object-weight
+--paint-condition the boxes' paint map, --area-condition the crossings, road paint, light fixtures and windows; --object-weight
 weighs the pixels of object boxes, crossings, paint and lights more. The discriminator and its optimizer are saved in each checkpoint
 (OUT/checkpoint/discriminator.safetensors, the same step as the decoder) and come back with --resume. An
 adversarial run's val_loss rises as it trades PSNR for detail, so pick its weights by the image metrics,
@@ -215,7 +215,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--paint-condition", action="store_true",
                     help="give the decoder the boxes' paint map (new parts at zero)")
     ap.add_argument("--area-condition", action="store_true",
-                    help="give the decoder the marks of the layout (crossings, road paint, light fixtures; new parts at zero; "
+                    help="give the decoder the marks of the layout (crossings, road paint, light fixtures, windows; new parts at zero; "
                          "the cache must hold them: image_dataset --add-areas)")
     ap.add_argument("--upscale", type=int, choices=(1, 2), default=None,
                     help="2: give the decoder a detail head that draws the views at twice the autoencoder's size "

@@ -231,7 +231,7 @@ def main(argv: list[str] | None = None) -> None:
                     help="also read the boxes' paint colours (box tokens and a per-pixel paint map; new weights "
                          "start at zero, so an --init model starts unchanged)")
     ap.add_argument("--area-condition", action="store_true",
-                    help="also read the marks of the layout (crossings, road paint, light fixtures; a 1x1 projection that starts at "
+                    help="also read the marks of the layout (crossings, road paint, light fixtures, windows; a 1x1 projection that starts at "
                          "zero, so an --init model starts unchanged); the cache must hold them (image_dataset "
                          "--add-areas)")
     ap.add_argument("--discriminator-init", type=Path, default=None,

@@ -11,6 +11,8 @@ effects. Inputs and outputs:
 - layout (optional, in the rig's world frame): lane paint and crosswalks, car paint colours (Box.color),
   vehicle lights and street lamps at night (ops.street_lights, the positions the image model's condition
   marks), contact shadows under vehicles.
+- environment (of the description): facade palettes and the window grid (ops.facade_windows, the windows
+  the condition marks).
 - occupancy (optional, in the rig's world frame): cast sun shadows, traced through the voxel grid.
 - seed: the sun's azimuth, facade colours, lit windows, rain and snow; the same inputs give the same image.
 

@@ -10,6 +10,7 @@ from ... import semantics
 from ...types.layout import Layout
 from ...types.scene import SceneDescription
 from .classes import ID, TWO_WHEELERS, VEHICLES
+from ..facade_windows import SHOP_FRONTS, WINDOW_GRIDS, window_grid
 from ..road_paint import paint_canvas
 from .layout_textures import _box_lookup
 from .noise import _detail, _hash, fbm, value_noise
@@ -27,18 +28,17 @@ PAINTS = {
 }
 _DEFAULT_PAINTS = ("white", "black", "silver", "gray", "red", "blue", "white", "silver")
 
-# Facade palettes (linear RGB) and window pitch per environment: colours, floor height (m), column
-# spacing (m), window fraction of a floor.
+# Facade palettes (linear RGB) per environment; the window grids are ops.facade_windows'.
 _FACADES = {
-    "downtown": (((0.35, 0.34, 0.33), (0.42, 0.36, 0.28), (0.22, 0.23, 0.25), (0.50, 0.47, 0.42),
-                  (0.30, 0.16, 0.11), (0.15, 0.18, 0.22)), 3.4, 2.2, 0.55),
-    "suburban": (((0.62, 0.60, 0.55), (0.55, 0.42, 0.30), (0.40, 0.17, 0.11), (0.58, 0.56, 0.48),
-                  (0.45, 0.50, 0.52)), 3.0, 3.4, 0.45),
-    "residential": (((0.60, 0.55, 0.45), (0.42, 0.20, 0.13), (0.62, 0.61, 0.58), (0.50, 0.44, 0.36),
-                     (0.35, 0.40, 0.45)), 3.0, 3.0, 0.45),
-    "industrial": (((0.36, 0.38, 0.40), (0.28, 0.32, 0.36), (0.45, 0.44, 0.40), (0.30, 0.28, 0.25)), 5.0, 6.0, 0.25),
-    "rural": (((0.38, 0.12, 0.08), (0.40, 0.33, 0.24), (0.55, 0.53, 0.48)), 3.0, 4.0, 0.35),
-    "highway": (((0.42, 0.41, 0.38), (0.35, 0.35, 0.33)), 3.0, 6.0, 0.0),
+    "downtown": ((0.35, 0.34, 0.33), (0.42, 0.36, 0.28), (0.22, 0.23, 0.25), (0.50, 0.47, 0.42),
+                 (0.30, 0.16, 0.11), (0.15, 0.18, 0.22)),
+    "suburban": ((0.62, 0.60, 0.55), (0.55, 0.42, 0.30), (0.40, 0.17, 0.11), (0.58, 0.56, 0.48),
+                 (0.45, 0.50, 0.52)),
+    "residential": ((0.60, 0.55, 0.45), (0.42, 0.20, 0.13), (0.62, 0.61, 0.58), (0.50, 0.44, 0.36),
+                    (0.35, 0.40, 0.45)),
+    "industrial": ((0.36, 0.38, 0.40), (0.28, 0.32, 0.36), (0.45, 0.44, 0.40), (0.30, 0.28, 0.25)),
+    "rural": ((0.38, 0.12, 0.08), (0.40, 0.33, 0.24), (0.55, 0.53, 0.48)),
+    "highway": ((0.42, 0.41, 0.38), (0.35, 0.35, 0.33)),
 }
 # Terrain colours (grass, dirt) per environment.
 _TERRAIN = {
@@ -184,7 +184,8 @@ def _facades(px: _Pixels, k: torch.Tensor, inner: torch.Tensor, style: Style, se
              light: Lighting):
     """Albedo, gloss and emission of man-made pixels k: walls with a window grid per building block,
     flat roofs; lit windows at night."""
-    palette, floor_h, col_w, win_frac = _FACADES[style.environment]
+    palette = _FACADES[style.environment]
+    win_frac = WINDOW_GRIDS[style.environment][2]
     P, ns, fp = px.P[k], px.smooth[k], px.footprint[k]
     M = len(k)
     block = torch.floor(inner / torch.tensor([9.0, 9.0, 1000.0])).long()
@@ -192,20 +193,9 @@ def _facades(px: _Pixels, k: torch.Tensor, inner: torch.Tensor, style: Style, se
     wall = torch.tensor(palette, dtype=torch.float32)[pick]
     grime = 0.8 + 0.35 * fbm(P / torch.tensor([2.0, 2.0, 4.0]), seed + 51, 3)
     wall = wall * grime[:, None]
-    # Facade coordinates: s along the (smoothed) wall, z up from the ground.
-    s = P[:, 0] * -ns[:, 1] + P[:, 1] * ns[:, 0]
-    zr = P[:, 2] - ground_z
-    floor_i = torch.floor(zr / floor_h)
-    fz = zr / floor_h - floor_i
-    col_i = torch.floor(s / col_w)
-    fs = s / col_w - col_i
-    lo_z = 0.5 - win_frac / 2 + 0.05
-    win = (fz > lo_z) & (fz < lo_z + win_frac) & (fs > 0.18) & (fs < 0.82) & (zr > 0.8)
-    shop = style.environment == "downtown"
-    if shop:
-        # Shop fronts: tall glazing split by mullions every half column.
-        shop_win = (floor_i == 0) & (fz > 0.12) & (fz < 0.8) & ((fs * 2) % 1 > 0.08)
-        win = torch.where(floor_i == 0, shop_win, win)
+    grid = window_grid(P, ns, ground_z, style.environment)
+    win, floor_i, col_i = grid.window, grid.floor, grid.column
+    shop = style.environment in SHOP_FRONTS
     vertical = ns[:, 2].abs() < 0.5
     # Windows need a few pixels to read; far away they blend into a darker wall tone.
     vis = _detail(0.5, fp) * vertical.float()
