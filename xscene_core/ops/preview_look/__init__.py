@@ -22,6 +22,7 @@ faces; smoothed over walls and foliage) and ends with a filmic tone curve and sR
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from ...types.images import MultiViewImages, RenderedViews
@@ -40,6 +41,7 @@ from .weather import _tonemap, _weather_overlay
 # Re-exported: the public names of the former single module.
 from .classes import ID, TWO_WHEELERS, VEHICLES  # noqa: F401
 from ..road_paint import PAINT_RES  # noqa: F401
+from ..street_lights import street_lamps
 from ..street_lights import LAMP_HEIGHT, LAMP_RANGE, LAMP_SPACING  # noqa: F401
 from .lights import HEADLIGHT_EGO, HEADLIGHT_POWER, LAMP_COLOR, LAMP_CUTOFF, LAMP_POWER  # noqa: F401
 from .noise import value_noise  # noqa: F401
@@ -55,7 +57,9 @@ def preview_look(views: RenderedViews, description: SceneDescription | None = No
     px = _pixels(views)
     ground_z = _ground_height(px)
     surf = _materials(px, style, layout, description, seed, ground_z, light)
-    color = _shade(px, surf, light, style, layout, occupancy, ground_z, seed)
+    # street lamp heads (float [L, 3]), lit at night: shared by the shading and the glows
+    lamps = street_lamps(layout, px.origin.numpy()) if light.night else np.zeros((0, 3), np.float32)
+    color = _shade(px, surf, light, style, layout, occupancy, ground_z, seed, lamps)
     # Misses: sky above the horizon, a distant skyline, far ground below the horizon.
     miss = torch.nonzero(~px.hit)[:, 0]
     dist = torch.where(px.hit, (px.P - px.origin[px.view]).norm(dim=-1), torch.zeros(()))
@@ -85,6 +89,6 @@ def preview_look(views: RenderedViews, description: SceneDescription | None = No
     color = _fog(color, dist, light, fog_col)
     V, H, W = px.shape
     image = color.reshape(V, H, W, 3)
-    image = _glows(px, image, layout, light, style, ground_z)
+    image = _glows(px, image, layout, light, style, ground_z, lamps)
     image = _weather_overlay(image, light, style, seed)
     return MultiViewImages(_tonemap(image, light, seed), views.rig)

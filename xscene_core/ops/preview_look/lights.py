@@ -11,7 +11,7 @@ from ... import semantics
 from ...types.layout import Layout
 from ...types.occupancy import Occupancy
 from ..condition_maps import box_solids
-from ..street_lights import FIXTURE_RADIUS, HIDDEN_MARGIN, LIGHT_KINDS, street_lamps, vehicle_lights
+from ..street_lights import FIXTURE_RADIUS, HIDDEN_MARGIN, LIGHT_KINDS, vehicle_lights
 from .classes import TWO_WHEELERS, VEHICLES
 from .pixels import _Pixels
 from .style import Lighting, Style
@@ -114,13 +114,14 @@ def _vehicle_contact_shadow(P: torch.Tensor, layout: Layout | None, ground_z: fl
     return out
 
 
-def _light_sources(layout: Layout | None, light: Lighting, style: Style, origins: torch.Tensor):
+def _light_sources(layout: Layout | None, light: Lighting, style: Style, lamps: np.ndarray):
     """Visible light sources (ops.street_lights): positions float [S, 3], colours float [S, 3] (linear
-    radiance scale) and sizes float [S] (metres): street lamp heads at night; head and tail lights of
-    vehicles that are not parked, at night or in rain and fog."""
+    radiance scale) and sizes float [S] (metres): the street lamp heads `lamps` float [L, 3] at night
+    (ops.street_lights.street_lamps); head and tail lights of vehicles that are not parked, at night or in
+    rain and fog."""
     pos, col = [], []
     if light.night:
-        lamps = street_lamps(layout, origins.numpy())
+        lamps = np.asarray(lamps, np.float32)
         pos.append(lamps)
         col.append(np.tile(np.asarray(LAMP_COLOR, np.float32) * 3.0, (len(lamps), 1)))
     if layout is not None and (light.night or style.weather in ("rainy", "foggy")):
@@ -135,11 +136,12 @@ def _light_sources(layout: Layout | None, light: Lighting, style: Style, origins
 
 
 def _glows(px: _Pixels, image: torch.Tensor, layout: Layout | None, light: Lighting, style: Style,
-           ground_z: float) -> torch.Tensor:
+           ground_z: float, lamps: np.ndarray) -> torch.Tensor:
     """Add light sources as soft glows (a core and a halo, larger in rain and fog), with their streaky
-    reflections on a wet road. image: float [V, H, W, 3] radiance, returned updated."""
+    reflections on a wet road. image: float [V, H, W, 3] radiance, returned updated; lamps: the street
+    lamp heads float [L, 3] (_light_sources)."""
     V, H, W = px.shape
-    S, colors, sizes = _light_sources(layout, light, style, px.origin)
+    S, colors, sizes = _light_sources(layout, light, style, lamps)
     if len(S) == 0:
         return image
     depth = px.depth.reshape(V, H, W)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from ...types.layout import Layout
 from ...types.occupancy import Occupancy
-from ..street_lights import street_lamps
 from .classes import ID
 from .lights import (HEADLIGHT_EGO, HEADLIGHT_POWER, LAMP_COLOR, LAMP_POWER, SUN_GAIN, _lamp_light,
                      _sun_shadow, _vehicle_contact_shadow)
@@ -18,8 +18,9 @@ from .surfaces import _Surface, _mix, _rgb
 
 
 def _shade(px: _Pixels, surf: _Surface, light: Lighting, style: Style, layout: Layout | None,
-           occupancy: Occupancy | None, ground_z: float, seed: int) -> torch.Tensor:
-    """Radiance float [N, 3] of hit pixels (zeros elsewhere)."""
+           occupancy: Occupancy | None, ground_z: float, seed: int, lamps: np.ndarray) -> torch.Tensor:
+    """Radiance float [N, 3] of hit pixels (zeros elsewhere); lamps: the street lamp heads float [L, 3] that
+    light the night (ops.street_lights.street_lamps)."""
     N = px.P.shape[0]
     k = torch.nonzero(px.hit)[:, 0]
     color = torch.zeros(N, 3)
@@ -59,7 +60,7 @@ def _shade(px: _Pixels, surf: _Surface, light: Lighting, style: Style, layout: L
     artificial = torch.zeros(len(k), 3)
     lamp_gloss = torch.zeros(len(k), 3)
     if light.night:
-        lamps = torch.from_numpy(street_lamps(layout, px.origin.numpy()))
+        lamps = torch.from_numpy(np.asarray(lamps, np.float32))
         if len(lamps):
             diffuse, glossy = _lamp_light(P, shade_n, px.ray[k], lamps, LAMP_POWER)
             artificial = artificial + diffuse[:, None] * _rgb(LAMP_COLOR)[None]
