@@ -185,10 +185,15 @@ def vehicle_error(images: np.ndarray, preview: np.ndarray, arrays) -> tuple[floa
     return float(diff[on].sum()), int(on.sum())
 
 
+def _luma(images: np.ndarray) -> np.ndarray:
+    """float64 [..., h, w] luma in [0, 1] (Rec. 601 weights) of images uint8 [..., h, w, 3]."""
+    return images.astype(np.float64) @ np.array([0.299, 0.587, 0.114]) / 255.0
+
+
 def _luma_sums(images: np.ndarray, on: np.ndarray, off: np.ndarray) -> np.ndarray:
     """float64 [4]: (luma sum, pixel count) of images uint8 [V, h, w, 3] on the pixels `on`, then on `off`
     (bool [V, h, w])."""
-    luma = images.astype(np.float64) @ np.array([0.299, 0.587, 0.114]) / 255.0
+    luma = _luma(images)
     return np.array([luma[on].sum(), on.sum(), luma[off].sum(), off.sum()], np.float64)
 
 
@@ -223,7 +228,7 @@ def window_tile_contrast(images: np.ndarray, arrays, tile: int = WINDOW_TILE) ->
     from ..models.image_condition import AREA_KINDS
     from ..ops.facade_windows import WINDOW_KINDS
 
-    luma = images.astype(np.float64) @ np.array([0.299, 0.587, 0.114]) / 255.0
+    luma = _luma(images)
     built = arrays.semantic == semantics.ID["manmade"]
     cover = arrays.areas[:, [AREA_KINDS.index(k) for k in WINDOW_KINDS]].max(1)
     V, h, w = luma.shape
