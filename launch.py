@@ -154,8 +154,14 @@ def extend(args: argparse.Namespace) -> None:
 
 
 def editor(args: argparse.Namespace) -> None:
-    """Start the editor; returns when the server stops (Ctrl+C)."""
+    """Start the editor; returns when the server stops (Ctrl+C). On POSIX, `kill -USR1 PID` prints every
+    thread's stack to stderr (where a job waits, when one seems stuck) and the editor goes on."""
+    import faulthandler
+    import signal
+
     t0 = time.time()
+    if hasattr(signal, "SIGUSR1"):
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
     from app.page import CSS, build
     from app.server import Editor
 

@@ -5,6 +5,7 @@ chromium or playwright is missing (install: apt-get install -y chromium chromium
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -59,6 +60,15 @@ class EditorProcess:
         self.stop()
         raise RuntimeError(f"the editor did not start:\n{text[-3000:]}")
 
+    def stacks(self, wait_s: float = 2.0) -> str:
+        """The editor's log after asking it for every thread's stack (SIGUSR1, launch.editor): where a job
+        waits when a test gave up on it."""
+        if self.proc is None or self.proc.poll() is not None:
+            return "(the editor is not running)"
+        self.proc.send_signal(signal.SIGUSR1)
+        time.sleep(wait_s)
+        return (self.data / f"editor-{self.port}.log").read_text()[-20000:]
+
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
@@ -67,6 +77,17 @@ class EditorProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
         self.proc = None
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failed browser test reports the editor's thread stacks and log tail with it (an intermittent stall
+    of a job is otherwise a bare time-out)."""
+    outcome = yield
+    report = outcome.get_result()
+    proc = getattr(item, "funcargs", {}).get("editor")
+    if report.when == "call" and report.failed and isinstance(proc, EditorProcess):
+        report.sections.append(("editor stacks and log", proc.stacks()))
 
 
 @pytest.fixture(scope="session")

@@ -37,3 +37,14 @@ def test_prompt_to_full_chunk_then_bad_upload(editor, chromium, tmp_path):
     assert page.get_attribute("#job-state", "data-state") == "done"  # the chunk is still there, nothing started
     shot(page, "bad_upload", settle_s=1)
     page.close()
+
+
+def test_the_editor_prints_every_threads_stack_on_request_and_goes_on(editor):
+    """SIGUSR1 (launch.editor): what a failed browser test attaches to its report."""
+    import urllib.request
+
+    log = editor.stacks()
+    assert "most recent call first" in log and "Thread 0x" in log
+    assert editor.proc.poll() is None, "the editor keeps running"
+    with urllib.request.urlopen(editor.url, timeout=30) as r:
+        assert r.status == 200

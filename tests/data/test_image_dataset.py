@@ -185,3 +185,30 @@ def test_night_looks_drawn_before_the_layout_lamps_are_redrawn_before_marks_are_
     (tmp_path / "night.npz").rename(folder / f"w{seed:06d}_00.npz")
     with pytest.raises(ValueError, match="night looks drawn before"):
         add_areas(folder, log=lambda m: None)
+
+
+def test_add_facades_fills_each_looks_wall_colours_and_batches_take_their_looks(tmp_path):
+    """A cache file written before the walls' colours were stored gets those each of its look seeds picks,
+    as the builder draws them; the trainers name it until then; a batch carries the colours of the look it
+    draws (the target it is compared with)."""
+    from xscene_core.data.image_dataset import ImageDataset, add_facades, build_sample, load_sample
+
+    seed, size = 5, (16, 28)
+    sample = build_sample(SyntheticWorld(seed), 0, size, np.random.default_rng(0), (8, 14))  # downtown
+    walls = sample["facade_paint"]
+    assert walls.shape == (2, 6, 4, 8, 14) and walls.dtype == np.uint8
+    assert walls[:, :, 3].any(), "downtown shows building walls"
+    np.testing.assert_array_equal(walls[0, :, 3], walls[1, :, 3])  # the same walls ...
+    assert not np.array_equal(walls[0], walls[1])                   # ... in each look's colours
+    path = tmp_path / f"w{seed:06d}_00.npz"
+    old = {n: v for n, v in sample.items() if n != "facade_paint"}
+    np.savez(path, **old, text=np.zeros(384, np.float32), world_seed=np.int64(seed))
+    assert load_sample(path).facade_paint is None
+    assert "1 of 1 cached samples" in ImageDataset.load([path]).missing_facades(size, (8, 14))
+    assert add_facades(tmp_path, log=lambda m: None) == 1
+    np.testing.assert_array_equal(load_sample(path).facade_paint, walls)
+    assert ImageDataset.load([path]).missing_facades(size, (8, 14)) is None
+    assert add_facades(tmp_path, log=lambda m: None) == 0
+    data = ImageDataset.load([path, path])
+    _, cond = data.batch([0, 1], [0, 1], [False, False], 48)
+    np.testing.assert_allclose(cond.facade_paint.numpy(), walls.astype(np.float32) / 255.0)

@@ -42,16 +42,22 @@ def test_highway_walls_have_no_windows_and_an_unknown_environment_is_refused():
         _wall("moon")
 
 
-@pytest.fixture(scope="module")
-def downtown():
+def location_looks(world_seed: int, k: int, environment: str, seeds=(1, 2)):
+    """(chunk, size, semantic [V, 2h, 2w], depth, looks uint8 [L, V, h, w, 3]) of location k of a world on a
+    sunny noon, checked to be of `environment`, at the cache's condition size; one look per seed."""
     from xscene_core.data.image_dataset import location_chunk, render_looks
     from xscene_core.data.world import Style, SyntheticWorld
 
-    _, chunk = location_chunk(SyntheticWorld(5), 0, Style("noon", "sunny"))
-    assert chunk.description.environment == "downtown"
+    _, chunk = location_chunk(SyntheticWorld(world_seed), k, Style("noon", "sunny"))
+    assert chunk.description.environment == environment
     size = (64, 112)
-    sem, depth, looks = render_looks(chunk, size, [1, 2])
+    sem, depth, looks = render_looks(chunk, size, list(seeds))
     return chunk, size, sem, depth, looks
+
+
+@pytest.fixture(scope="module")
+def downtown():
+    return location_looks(5, 0, "downtown")
 
 
 def test_the_condition_marks_windows_on_the_walls_only_and_needs_the_environment(downtown):

@@ -198,3 +198,27 @@ def test_an_upscaling_decoder_reads_the_views_geometry_at_its_own_size(chunk_vie
     assert not np.array_equal(images.images, stage.finish(cond, sample, views.rig, seed=3).images)
     plain = MultiViewStage(model, geometry_decoder=False)
     assert plain.decoder_condition(views, chunk.layout, cond) is cond
+
+
+def test_a_model_that_reads_the_walls_colours_gets_those_of_its_seed(stage, chunk_views, tmp_path):
+    """facade_condition: the stage draws the walls' colours the sampling seed picks (the preview of that
+    seed paints its walls so) into the condition, and they reach the output; a model without it is
+    spared the pass over the pixels."""
+    chunk, views = chunk_views
+    torch.manual_seed(0)
+    model = ImageDiffusion(**{**PRESETS["tiny"], **TINY, "paint_condition": True, "facade_condition": True})
+    torch.nn.init.normal_(model.geometry.paint_in.weight)  # as if trained: the colours change the features
+    model.save_pretrained(tmp_path / "facades")
+    facades = MultiViewStage.from_pretrained(tmp_path / "facades")
+    one = facades.condition(views, chunk.description, chunk.layout, seed=1)
+    two = facades.condition(views, chunk.description, chunk.layout, seed=2)
+    assert one.facade_paint[:, :, 3].any() and torch.equal(one.facade_paint[:, :, 3], two.facade_paint[:, :, 3])
+    assert not torch.equal(one.facade_paint, two.facade_paint)
+    assert not facades.condition(views, None, chunk.layout, seed=1).facade_paint.any(), "no scene: no colours"
+    torch.manual_seed(1)
+    with torch.no_grad():
+        x = torch.randn(1, 6, 3, *one.image_size)
+        a = facades.model(x, torch.tensor([500]), one)
+        b = facades.model(x, torch.tensor([500]), two)
+    assert not torch.allclose(a, b), "the walls' colours reach the denoiser"
+    assert not stage.condition(views, chunk.description, chunk.layout, seed=1).facade_paint.any()

@@ -19,6 +19,9 @@ One file per (world, location), written once and reused (a resumable cache; dele
             box-downsampled (anti-aliased targets)
         reference uint8 [L, V, h, w, 3]: the same looks of the chunk that precedes it in an extension
             (the world chunk at -offset), T_ref_new float32 [4, 4]: this chunk's pose in that chunk's frame
+        look_seeds int64 [L]; facade_paint uint8 [L, V, 4, h, w]: the walls' colours each look seed picks
+            (ViewArrays.facade_paint at the condition size; a cache written before them gets them with
+            --add-facades)
 
 Chunks come from the first N worlds of a split (xscene_core.data.splits), one location per environment.
 Time of day and weather (the caption and the preview look follow them): with --styles cycle (the
@@ -45,8 +48,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..models.image_condition import (AREA_CHANNELS, ViewArrays, box_paint_features, resize_images,
-                                     style_features, view_condition_arrays)
+from ..models.image_condition import (AREA_CHANNELS, ViewArrays, box_paint_features, facade_coverage,
+                                     resize_images, style_features, view_condition_arrays)
 from ..types.scene import ENVIRONMENTS, TIMES_OF_DAY, WEATHERS, SceneDescription
 from .splits import world_seeds
 
@@ -155,8 +158,9 @@ def build_sample(world, k: int, size: tuple[int, int], rng: np.random.Generator,
     (x, y), chunk = found
     seeds = [int(s) for s in rng.integers(0, 2**31, LOOKS)]
     sem, depth, looks = render_looks(chunk, size, seeds)
-    arrays = view_condition_arrays(sem, depth, chunk.layout, default_rig((2 * size[0], 2 * size[1])), cond_size or size,
-                                   chunk.description.environment)
+    rig = default_rig((2 * size[0], 2 * size[1]))
+    arrays = view_condition_arrays(sem, depth, chunk.layout, rig, cond_size or size, chunk.description.environment)
+    walls = facade_coverage(sem, depth, rig, cond_size or size, chunk.description.environment, seeds)
     dx, dy = EXTENSION_OFFSETS[int(rng.integers(len(EXTENSION_OFFSETS)))]
     ref = world.chunk(x - dx, y - dy, style=style)
     _, _, ref_looks = render_looks(ref, size, seeds)
@@ -167,7 +171,7 @@ def build_sample(world, k: int, size: tuple[int, int], rng: np.random.Generator,
                 box_labels=arrays.box_labels, box_paints=arrays.box_paints, areas=arrays.areas,
                 caption=np.array(chunk.description.caption()),
                 style=style_features(chunk.description.time_of_day, chunk.description.weather), preview=looks,
-                reference=ref_looks, T_ref_new=T, look_seeds=np.array(seeds, np.int64),
+                reference=ref_looks, T_ref_new=T, look_seeds=np.array(seeds, np.int64), facade_paint=walls,
                 look_version=np.int64(LOOK_VERSION), areas_version=np.int64(AREA_VERSION))
 
 
@@ -247,6 +251,18 @@ def add_areas(folder: Path, log=print) -> int:
 
     return _backfill(folder, "areas", areas, log, stale=lambda d: _areas_version(d) < AREA_VERSION,
                      also={"areas_version": np.int64(AREA_VERSION)})
+
+
+def add_facades(folder: Path, log=print) -> int:
+    """Add the walls' colours of each look (facade_paint: ViewArrays.facade_paint per look seed) to the cache
+    files of a folder (cache_dir) written before they were stored (see _backfill), drawn as build_sample
+    draws them. Returns how many files were changed."""
+    def walls(chunk, data) -> np.ndarray:
+        _, views = render_views(chunk, data["preview"].shape[2:4])
+        return facade_coverage(views.semantic, views.depth, views.rig, data["semantic"].shape[1:],
+                               chunk.description.environment, [int(s) for s in data["look_seeds"]])
+
+    return _backfill(folder, "facade_paint", walls, log)
 
 
 def _areas_version(d) -> int:
@@ -363,6 +379,8 @@ class ImageSample:
     """the cache file it was loaded from (where ImageDataset.encoded keeps its latents), or None"""
     areas_version: int = AREA_VERSION
     """how arrays.areas were drawn (AREA_VERSION; 0 = none stored)"""
+    facade_paint: np.ndarray | None = None
+    """uint8 [L, V, 4, h, w]: the walls' colours of each look (ViewArrays.facade_paint), or None (unknown)"""
 
 
 def _areas(d) -> np.ndarray | None:
@@ -387,7 +405,8 @@ def load_sample(path: Path) -> ImageSample:
         else:  # an older cache: its caption states the style; any other caption leaves it unknown (zeros)
             style = style_features(*(SceneDescription.caption_style(caption) or (None, None)))
         return ImageSample(arrays, d["text"], caption, style, d["preview"], d["reference"], d["T_ref_new"],
-                           source=Path(path), areas_version=_areas_version(d))
+                           source=Path(path), areas_version=_areas_version(d),
+                           facade_paint=d["facade_paint"] if "facade_paint" in d else None)
 
 
 def _image_digest(s: ImageSample) -> np.ndarray:
@@ -436,6 +455,17 @@ class ImageDataset:
                 f"version {AREA_VERSION} (road paint, widened light fixtures, windows); draw them first "
                 f"(xscene_core.data.image_dataset --split train --size {size[0]} {size[1]} --cond-size "
                 f"{cond_size[0]} {cond_size[1]} --add-areas, and the same for --split val)")
+
+    def missing_facades(self, size: tuple[int, int], cond_size: tuple[int, int]) -> str | None:
+        """What to run when some sample lacks the walls' colours of its looks (ImageSample.facade_paint), for
+        a model that reads them; None when every sample has them."""
+        old = [s for s in self.samples if s.facade_paint is None]
+        if not old:
+            return None
+        names = ", ".join(s.source.name if s.source else "?" for s in old[:3]) + (", ..." if len(old) > 3 else "")
+        return (f"{len(old)} of {len(self.samples)} cached samples ({names}) hold no wall colours; draw them first "
+                f"(xscene_core.data.image_dataset --split train --size {size[0]} {size[1]} --cond-size "
+                f"{cond_size[0]} {cond_size[1]} --add-facades, and the same for --split val)")
 
     def encoded(self, encode, chunk: int = 24, store: Path | None = None) -> "ImageDataset":
         """A copy whose looks and reference views are mapped once into a model space by encode (float
@@ -503,7 +533,10 @@ class ImageDataset:
                 for s, l, r in zip(items, look, with_reference)]
         poses = [s.T_ref_new if r else None for s, r in zip(items, with_reference)]
         guides = [s.guide for s in items] if all(s.guide is not None for s in items) else None
-        cond = ImageCondition.collate([s.arrays for s in items], [s.text for s in items], refs, poses, channels, max_boxes,
+        # the walls' colours are those of the look drawn
+        arrays = [s.arrays if s.facade_paint is None else replace(s.arrays, facade_paint=s.facade_paint[l])
+                  for s, l in zip(items, look)]
+        cond = ImageCondition.collate(arrays, [s.text for s in items], refs, poses, channels, max_boxes,
                                       [s.style for s in items], geometry_stride, guides)
         return targets, cond
 
@@ -532,6 +565,8 @@ def main(argv: list[str] | None = None) -> None:
                     help="only embed the captions of these worlds into TABLE (merged with it), render nothing")
     ap.add_argument("--add-paints", action="store_true",
                     help="only add the boxes' paint colours to the split's cache files that lack them")
+    ap.add_argument("--add-facades", action="store_true",
+                    help="only add the walls' colours of each look to the split's cache files that lack them")
     ap.add_argument("--add-areas", action="store_true",
                     help="only add the marks (crossings, road paint, light fixtures, windows) to the split's cache files that lack them")
     args = ap.parse_args(argv)
@@ -541,12 +576,14 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{args.write_text_table}: {n} captions")
         return
     cond = tuple(args.cond_size) if args.cond_size else None
-    if args.add_paints or args.add_areas:
+    if args.add_paints or args.add_areas or args.add_facades:
         folder = cache_dir(args.cache, tuple(args.size), args.split, cond, args.styles)
         if args.add_paints:
             print(f"{folder}: box paints added to {add_paints(folder)} files")
         if args.add_areas:
             print(f"{folder}: marks added to {add_areas(folder)} files")
+        if args.add_facades:
+            print(f"{folder}: wall colours added to {add_facades(folder)} files")
         return
     table = read_text_table(args.text_table) if args.text_table is not None else None
     paths = build_split(args.cache, args.split, args.worlds, tuple(args.size), args.first_world, cond,

@@ -30,6 +30,9 @@
   the preview renders on the pixels of boxes whose paint the layout states (Box.color: cars, buses,
   trucks, motorcycles), at the judge's size: whether vehicles come out in their colours (windows, wheels
   and lights included) or as the mean paint.
+- image_facade_error: the same on the bare walls (man-made pixels fully on a wall whose colour the look
+  seed picks, ops.facade_paint, and off the windows), with the preview of the sample's own seed: whether
+  the buildings come out in the colours the preview paints them, or as the palette's average.
 - image_crossing_contrast: how much brighter the road is on the crossings than beside them (the zebra's
   white bars), in the generated views (no reference): the mean luma (0..1) of driveable-surface pixels
   that a crossing covers (ViewArrays.areas over half the pixel) minus that of the other driveable-surface
@@ -104,6 +107,8 @@ class ImageMetrics:
     image_sharpness_rig_plain_decoder: float | None = None
     image_vehicle_error: float | None = None
     image_vehicle_error_plain_decoder: float | None = None
+    image_facade_error: float | None = None
+    image_facade_error_plain_decoder: float | None = None
     image_crossing_contrast: float | None = None
     image_crossing_contrast_preview: float | None = None
     image_paint_contrast: float | None = None
@@ -181,6 +186,19 @@ def vehicle_error(images: np.ndarray, preview: np.ndarray, arrays) -> tuple[floa
 
     cond = ImageCondition.collate([arrays], [None], [None], [None], 3, max(len(arrays.box_labels), 1))
     on = (paint_map(cond)[0, :, 3] > 0).numpy()
+    diff = np.abs(images.astype(np.float32) - preview.astype(np.float32)).mean(-1) / 255.0
+    return float(diff[on].sum()), int(on.sum())
+
+
+def facade_error(images: np.ndarray, preview: np.ndarray, arrays) -> tuple[float, int]:
+    """(sum of mean-over-channels |images - preview| / 255, pixel count) over the bare walls: pixels a
+    painted wall (ViewArrays.facade_paint, drawn with the preview's seed) covers whole and no window mark
+    touches; images / preview uint8 [V, h, w, 3] and arrays (ViewArrays) at that size."""
+    from ..models.image_condition import AREA_KINDS
+    from ..ops.facade_windows import WINDOW_KINDS
+
+    glass = arrays.areas[:, [AREA_KINDS.index(k) for k in WINDOW_KINDS]].max(1)
+    on = (arrays.facade_paint[:, 3] == 255) & (glass == 0)
     diff = np.abs(images.astype(np.float32) - preview.astype(np.float32)).mean(-1) / 255.0
     return float(diff[on].sum()), int(on.sum())
 
@@ -292,6 +310,7 @@ def measure_images(n_chunks: int = 6, seed: int = 0, checkpoint: str | Path | No
     detail = {k: [] for k in ("gen", "preview", "plain")}  # Laplacian energies at the model's image size
     detail_rig = {k: [] for k in ("gen", "preview", "plain")}  # and at the cameras' size
     paint = {k: [0.0, 0] for k in ("gen", "plain")}
+    walls = {k: [0.0, 0] for k in ("gen", "plain")}  # bare walls against the preview's colours
     crossing = {k: np.zeros(4) for k in ("gen", "preview")}
     marks = {k: np.zeros(4) for k in ("gen", "preview")}  # white road paint
     lights = {k: np.zeros(4) for k in ("gen", "preview")}  # light fixtures, at night
@@ -314,7 +333,7 @@ def measure_images(n_chunks: int = 6, seed: int = 0, checkpoint: str | Path | No
         times.append(time.perf_counter() - t0)
         preview = render.preview(views, chunk.description, chunk.layout, seed=s, occupancy=chunk.occupancy)
         at_size = view_condition_arrays(views.semantic, views.depth, chunk.layout, views.rig, size,
-                                        chunk.description.environment)
+                                        chunk.description.environment, facade_seed=s)
         target = at_size.semantic                                          # [V, h, w] at the judge's size
         gen = resize_images(generated.images, size, smooth=False)
         # a first guess is drawn from the geometry: redrawn without it for the floor
@@ -352,6 +371,9 @@ def measure_images(n_chunks: int = 6, seed: int = 0, checkpoint: str | Path | No
                 e, n = vehicle_error(imgs, prev, at_size)
                 paint[key][0] += e
                 paint[key][1] += n
+                e, n = facade_error(imgs, prev, at_size)
+                walls[key][0] += e
+                walls[key][1] += n
         before = world.chunk(x - EXTENSION_STEP, y)
         before_views = render(before.occupancy)
         reference = render.preview(before_views, before.description, before.layout, seed=s, occupancy=before.occupancy)
@@ -382,6 +404,9 @@ def measure_images(n_chunks: int = 6, seed: int = 0, checkpoint: str | Path | No
         image_vehicle_error=paint["gen"][0] / paint["gen"][1] if paint["gen"][1] else None,
         image_vehicle_error_plain_decoder=(paint["plain"][0] / paint["plain"][1]
                                            if plain is not None and paint["plain"][1] else None),
+        image_facade_error=walls["gen"][0] / walls["gen"][1] if walls["gen"][1] else None,
+        image_facade_error_plain_decoder=(walls["plain"][0] / walls["plain"][1]
+                                          if plain is not None and walls["plain"][1] else None),
         image_crossing_contrast=_contrast(crossing["gen"]),
         image_crossing_contrast_preview=_contrast(crossing["preview"]),
         image_paint_contrast=_contrast(marks["gen"]),

@@ -199,7 +199,10 @@ def image_rows(args) -> list[Row]:
         Row("image_vehicle_error", im["image_vehicle_error"], "", "reported",
             f"mean absolute RGB difference (0..1) of the generated views to the preview renders on the pixels of "
             f"vehicles whose paint the layout states (lower = in their colours){without('image_vehicle_error')}; {n}"),
-    ] + ([] if im["image_crossing_contrast"] is None else [
+    ] + ([] if im.get("image_facade_error") is None else [
+        Row("image_facade_error", im["image_facade_error"], "", "reported",
+            f"the same on the bare walls of buildings, against the preview of the same seed (lower = in the colours "
+            f"the seed picks, not the palette's average){without('image_facade_error')}; {n}")]) + ([] if im["image_crossing_contrast"] is None else [
         Row("image_crossing_contrast", im["image_crossing_contrast"], "", "reported",
             f"mean luma (0..1) of the road on the layout's crossings minus beside them in the generated views (the "
             f"zebra's white bars); preview renders (ceiling) {im['image_crossing_contrast_preview']:.3f}; {n}")]) + (

@@ -59,7 +59,9 @@ class GeometryDecoder(ModelMixin, ConfigMixin):
     add per-channel scaled unit noise after each up block; paint_condition: the geometry encoder also reads
     the boxes' paint map (image_condition.paint_map), so a car's body takes its colour at the condition's
     size rather than the latents' blur of it; area_condition: it also reads the marks of the layout
-    (crossings, road paint, light fixtures and windows, ImageCondition.areas), where the zebra, lane marks, lights and windows are drawn; upscale 2:
+    (crossings, road paint, light fixtures and windows, ImageCondition.areas), where the zebra, lane marks, lights and windows are drawn;
+    facade_condition (needs paint_condition): the paint map also holds the walls' colours
+    (ImageCondition.facade_paint); upscale 2:
     a detail head draws the views at twice the autoencoder's size (DetailHead); condition_size (h, w): the
     geometry size the decoder was trained to read (None: the denoiser's; a decoder with upscale 2 reads
     geometry finer than the denoiser's);
@@ -73,7 +75,7 @@ class GeometryDecoder(ModelMixin, ConfigMixin):
                  geometry_hidden: int = 32, geometry_features: int = 32, style_condition: bool = False,
                  noise_injection: bool = False, paint_condition: bool = False, upscale: int = 1,
                  condition_size: Sequence[int] | None = None, coarse_base: bool = False,
-                 area_condition: bool = False) -> None:
+                 area_condition: bool = False, facade_condition: bool = False) -> None:
         super().__init__()
         from diffusers.models.autoencoders.vae import Decoder
 
@@ -84,7 +86,7 @@ class GeometryDecoder(ModelMixin, ConfigMixin):
                                norm_num_groups=norm_num_groups, act_fn="silu",
                                mid_block_add_attention=mid_block_add_attention)
         self.geometry = GeometryEncoder(geometry_hidden, geometry_features, stride=1, paint=paint_condition,
-                                        areas=area_condition)
+                                        areas=area_condition, facades=facade_condition)
         widths = list(reversed(block_out_channels))
         # after conv_in (the latent size), then after each up block (its output width)
         self.inject = nn.ModuleList(nn.Conv2d(geometry_features, c, 1) for c in [widths[0]] + widths)
@@ -125,7 +127,7 @@ class GeometryDecoder(ModelMixin, ConfigMixin):
     @classmethod
     def extended(cls, decoder: "GeometryDecoder", **options) -> "GeometryDecoder":
         """A copy of a trained decoder with options changed (style_condition, noise_injection,
-        paint_condition, area_condition, upscale, condition_size): its weights, and the new parts at zero, so
+        paint_condition, area_condition, facade_condition, upscale, condition_size): its weights, and the new parts at zero, so
         it decodes exactly as `decoder` until trained (with upscale 2: as `decoder`, bilinearly enlarged)."""
         out = cls(**{**{k: v for k, v in decoder.config.items() if not k.startswith("_")}, **options})
         missing, unexpected = out.load_state_dict(decoder.state_dict(), strict=False)

@@ -22,6 +22,9 @@
 - `box_paint_features` / `paint_map`: each box's paint colour (Box.color, the scene graph's attribute) as a
   feature, and per pixel the paint of the box seen there (`paint_condition` of the encoders): without it a
   car's colour is a guess the denoiser can only average, and averaged paints come out as dark blobs.
+  With `facade_condition` the walls' colours (ops.facade_paint: a palette colour per building block, drawn
+  by the look seed) fill the same map where no box is, for the same reason: a grey-blue average of the
+  palette otherwise.
 
 Shapes: V views of h x w pixels at the model resolution; ids are Occ3D ids (semantics.py).
 """
@@ -39,6 +42,7 @@ import torch.nn.functional as F
 
 from .. import semantics
 from ..ops.condition_maps import PERSPECTIVE_AREA_KINDS, PERSPECTIVE_LINE_KINDS
+from ..ops.facade_paint import FACADE_FEATURES
 from ..ops.facade_windows import WINDOW_KINDS
 from ..ops.street_lights import LIGHT_KINDS
 from ..types.cameras import CameraRig
@@ -60,6 +64,7 @@ POSE_FEATURES = 5  # relative pose of the new chunk in the reference frame: x / 
 DEPTH_FAR = 80.0  # metres: log depth normalised so that this maps to 1
 STYLE_FEATURES = len(TIMES_OF_DAY) + len(WEATHERS)  # one-hot time of day, one-hot weather
 PAINT_FEATURES = 4  # per box: paint colour (sRGB-like, linear ** 1/2.2) and a known flag
+assert PAINT_FEATURES == FACADE_FEATURES  # one paint map: boxes' paints and walls' colours alike
 PAINT_MARGIN = 0.2  # metres: a box-surface point this far outside its box (float16 caches) still takes its paint
 
 
@@ -177,7 +182,9 @@ class ViewArrays:
     [N, 7] and box_labels int64 [N] in the ego frame; box_paints: float32 [N, PAINT_FEATURES]
     (box_paint_features; None = all unknown, as in caches written before paints were stored); areas: uint8
     [V, AREA_CHANNELS, h, w] the share of each pixel covered by each mark of AREA_KINDS (map areas and road
-    paint, light fixtures, then facade windows), x 255 (None = none known, as in caches written before areas were stored).
+    paint, light fixtures, then facade windows), x 255 (None = none known, as in caches written before areas were stored);
+    facade_paint: uint8 [V, PAINT_FEATURES, h, w] the walls' colours (ops.facade_paint: colour x share and
+    the share of each pixel a painted wall covers) x 255 (None = unknown: zeros).
     """
 
     semantic: np.ndarray
@@ -189,8 +196,14 @@ class ViewArrays:
     box_labels: np.ndarray
     box_paints: np.ndarray | None = None
     areas: np.ndarray | None = None
+    facade_paint: np.ndarray | None = None
 
     def __post_init__(self) -> None:
+        if self.facade_paint is None:
+            self.facade_paint = np.zeros((self.semantic.shape[0], PAINT_FEATURES, *self.semantic.shape[1:]), np.uint8)
+        if self.facade_paint.shape != (self.semantic.shape[0], PAINT_FEATURES, *self.semantic.shape[1:]):
+            raise ValueError(f"ViewArrays.facade_paint: expected [{self.semantic.shape[0]}, {PAINT_FEATURES}, "
+                             f"{self.semantic.shape[1]}, {self.semantic.shape[2]}], got {list(self.facade_paint.shape)}")
         if self.areas is None:
             self.areas = np.zeros((self.semantic.shape[0], AREA_CHANNELS, *self.semantic.shape[1:]), np.uint8)
         if self.areas.shape != (self.semantic.shape[0], AREA_CHANNELS, *self.semantic.shape[1:]):
@@ -204,13 +217,16 @@ class ViewArrays:
 
 
 def view_condition_arrays(semantic: np.ndarray, depth: np.ndarray, layout, rig: CameraRig,
-                          size: tuple[int, int], environment: str | None = None) -> ViewArrays:
+                          size: tuple[int, int], environment: str | None = None,
+                          facade_seed: int | None = None) -> ViewArrays:
     """ViewArrays at `size` = (h, w) from renders at the rig's size (semantic uint8 / depth float32
     [V, H, W]) and a layout in the rig's world frame (None = no boxes or map lines; street lamps on the
     preview look's lattice); environment: the scene's (types.scene.ENVIRONMENTS: it sets the facades' window
-    grid; None = windows unknown, their marks left empty)."""
+    grid; None = windows unknown, their marks left empty); facade_seed: the look seed that picks the walls'
+    colours (ops.facade_paint; None, or no environment = colours unknown, facade_paint left zero)."""
     from ..ops.condition_maps import PerspectiveMaps, perspective_maps
     from ..ops.facade_windows import window_masks
+    from ..ops.preview_look.pixels import _pixels
     from ..ops.street_lights import fixture_masks, light_fixtures
     from ..types.images import RenderedViews
 
@@ -235,19 +251,37 @@ def view_condition_arrays(semantic: np.ndarray, depth: np.ndarray, layout, rig: 
     persp = np.concatenate([faces, edges, lines], 1).astype(np.uint8)
     pts = box_points(box_class, _nearest(pm.box_depth, size), small)
     origins = np.stack([rig.T_world_cam(v)[:3, 3] for v in range(V)])
+    px = None
     if environment is None:
         windows = np.zeros((V, len(WINDOW_KINDS), *semantic.shape[1:]), bool)
-    else:
-        windows = window_masks(RenderedViews(semantic, depth, (depth > 0).astype(np.float32), rig), environment)
+    else:  # one pass over the pixels for the windows and the walls' colours
+        px = _pixels(RenderedViews(semantic, depth, (depth > 0).astype(np.float32), rig))
+        windows = window_masks(None, environment, px)
     marks = np.concatenate([pm.areas, fixture_masks(light_fixtures(layout, origins), rig, depth, size[0]), windows], 1)
+    walls = None
+    if environment is not None and facade_seed is not None:
+        walls = facade_coverage(semantic, depth, rig, size, environment, [facade_seed], px)[0]
     return ViewArrays(_nearest(semantic, size).astype(np.uint8), _nearest(depth, size).astype(np.float32), persp, pts,
-                      camera_features(rig), boxes, np.asarray(labels, np.int64), paints, area_coverage(marks, size))
+                      camera_features(rig), boxes, np.asarray(labels, np.int64), paints, area_coverage(marks, size),
+                      walls)
+
+
+def facade_coverage(semantic: np.ndarray, depth: np.ndarray, rig: CameraRig, size: tuple[int, int],
+                    environment: str, seeds: Sequence[int], px=None) -> np.ndarray:
+    """uint8 [L, V, PAINT_FEATURES, h, w]: ViewArrays.facade_paint at `size` for each of L look seeds, from
+    renders at the rig's size (semantic uint8 / depth float32 [V, H, W]) of a scene in `environment` (px:
+    their preview_look.pixels._pixels, if the caller has them)."""
+    from ..ops.facade_paint import facade_paint
+    from ..types.images import RenderedViews
+
+    views = RenderedViews(semantic, depth, (depth > 0).astype(np.float32), rig)
+    return np.stack([area_coverage(p, size) for p in facade_paint(views, environment, seeds, px)])
 
 
 def area_coverage(areas: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """bool [V, A, H, W] marks (map areas, paint, lights) at the rig's size -> uint8 [V, A, h, w]: the share
     of each pixel they cover x 255 (area-averaged, so a far crossing stays a faint band instead of vanishing
-    or swelling)."""
+    or swelling); float marks in [0, 1] (the walls' colours, ops.facade_paint) give their mean x 255."""
     return np.rint(_pool(areas, size, mean=True) * 255).astype(np.uint8)
 
 
@@ -267,7 +301,8 @@ class ImageCondition:
     first_guess_condition; derived from the geometry, so geometry_mask removes it too; box_paint float [B, N,
     PAINT_FEATURES] (box_paint_features; None = all unknown): part of the boxes, so box_mask removes it;
     areas float [B, V, AREA_CHANNELS, h, w] in [0, 1] (ViewArrays.areas / 255; None = none known): part of
-    the geometry, so geometry_mask removes it.
+    the geometry, so geometry_mask removes it; facade_paint float [B, V, PAINT_FEATURES, h, w] in [0, 1]
+    (ViewArrays.facade_paint / 255; None = unknown): the walls' colours, removed with the geometry too.
     """
 
     semantic: torch.Tensor
@@ -288,8 +323,11 @@ class ImageCondition:
     guide: torch.Tensor | None = None
     box_paint: torch.Tensor | None = None
     areas: torch.Tensor | None = None
+    facade_paint: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
+        if self.facade_paint is None:
+            self.facade_paint = self.depth.new_zeros(*self.semantic.shape[:2], PAINT_FEATURES, *self.semantic.shape[2:])
         if self.box_paint is None:
             self.box_paint = self.box_geometry.new_zeros(*self.box_labels.shape, PAINT_FEATURES)
         if self.areas is None:
@@ -298,7 +336,7 @@ class ImageCondition:
             raise ValueError(f"ImageCondition.semantic: expected [B, V, h, w], got {list(self.semantic.shape)}")
         b, v, h, w = self.semantic.shape
         want = {"depth": (b, v, h, w), "persp": (b, v, PERSP_CHANNELS, h, w), "points": (b, v, 3, h, w),
-                "areas": (b, v, AREA_CHANNELS, h, w),
+                "areas": (b, v, AREA_CHANNELS, h, w), "facade_paint": (b, v, PAINT_FEATURES, h, w),
                 "geometry_mask": (b,), "camera": (b, v, CAMERA_FEATURES), "text_mask": (b,),
                 "pose": (b, POSE_FEATURES), "reference_mask": (b,), "style": (b, STYLE_FEATURES)}
         for name, shape in want.items():
@@ -362,7 +400,7 @@ class ImageCondition:
     def coarsened(self, factor: int) -> "ImageCondition":
         """The geometry `factor` times coarser, shrunk as view_condition_arrays shrinks renders (ids,
         depths, points and box faces by the nearest pixel centre, box edges and map lines by max-pooling,
-        so thin lines survive, map areas by averaging); tokens, reference and guide kept. What a denoiser
+        so thin lines survive, map areas and wall colours by averaging); tokens, reference and guide kept. What a denoiser
         reads when a decoder reads finer geometry (an upscaling GeometryDecoder); factor 1 returns the
         condition itself."""
         if factor == 1:
@@ -372,9 +410,10 @@ class ImageCondition:
         faces = len(semantics.OBJECT_IDS)
         lines = self.persp[:, :, faces:]
         pooled = F.max_pool2d(lines.flatten(0, 1), k).view(*lines.shape[:3], *near(lines).shape[-2:])
-        areas = F.avg_pool2d(self.areas.flatten(0, 1), k).view(*self.areas.shape[:3], *near(self.areas).shape[-2:])
+        mean = lambda t: F.avg_pool2d(t.flatten(0, 1), k).view(*t.shape[:3], *near(t).shape[-2:])  # noqa: E731
         return replace(self, semantic=near(self.semantic), depth=near(self.depth), points=near(self.points),
-                       persp=torch.cat([near(self.persp[:, :, :faces]), pooled], 2), areas=areas)
+                       persp=torch.cat([near(self.persp[:, :, :faces]), pooled], 2), areas=mean(self.areas),
+                       facade_paint=mean(self.facade_paint))
 
     def without_geometry(self) -> "ImageCondition":
         """Geometry maps zeroed (the alignment metric's floor); tokens and reference kept."""
@@ -456,14 +495,16 @@ class ImageCondition:
             t(txt), torch.tensor([x is not None for x in text]), t(ref),
             t(np.stack([pose_features(p) for p in poses])), torch.tensor([r is not None for r in reference]), t(sty),
             None if guides is None else t(np.stack([np.asarray(g, np.float32) for g in guides])), t(paint),
-            t(np.stack([a.areas for a in arrays]).astype(np.float32) / 255.0))
+            t(np.stack([a.areas for a in arrays]).astype(np.float32) / 255.0),
+            t(np.stack([a.facade_paint for a in arrays]).astype(np.float32) / 255.0))
 
 
-def paint_map(cond: ImageCondition) -> torch.Tensor:
+def paint_map(cond: ImageCondition, facades: bool = False) -> torch.Tensor:
     """Per pixel the paint of the box seen there: float [B, V, PAINT_FEATURES, h, w] (zeros off boxes, for
     boxes of unknown paint and for boxes the condition dropped). A box-surface pixel (its normalised
     ego-frame point, ImageCondition.points) belongs to the box it lies in, or the nearest one it lies
-    within PAINT_MARGIN of."""
+    within PAINT_MARGIN of. facades: the walls' colours (ImageCondition.facade_paint) fill the pixels no
+    painted box covers: one map of what colour each surface is painted."""
     b, v, h, w = cond.semantic.shape
     out = cond.box_paint.new_zeros(b, v, h, w, PAINT_FEATURES)
     known = cond.box_mask & (cond.box_paint[..., 3] > 0)                         # [B, N]
@@ -482,7 +523,10 @@ def paint_map(cond: ImageCondition) -> torch.Tensor:
         best, idx = outside.min(-1)
         paint = cond.box_paint[i][known[i]][idx] * (best < PAINT_MARGIN)[:, None].to(out.dtype)
         out[i][on[i]] = paint
-    return out.permute(0, 1, 4, 2, 3)
+    out = out.permute(0, 1, 4, 2, 3)
+    if facades:
+        out = torch.where(out[:, :, 3:] > 0, out, cond.facade_paint.to(out.dtype))
+    return out
 
 
 def object_weights(cond: ImageCondition, size: tuple[int, int], weight: float) -> torch.Tensor:
@@ -512,12 +556,16 @@ class GeometryEncoder(nn.Module):
     have the same shapes for every stride. paint: also read the paint map (paint_map) through its own
     1x1 projection, zero-initialised so an encoder gains it without changing its output; areas: the same
     for the marks: map areas, road paint, light fixtures and windows (ImageCondition.areas; weights saved when it read
-    fewer channels load with the new ones at zero).
+    fewer channels load with the new ones at zero); facades: the paint map also holds the walls' colours
+    (paint_map's facades; through the same projection: a wall's colour is read as a car's paint is).
     """
 
     def __init__(self, hidden: int = 32, out_channels: int = 16, bands: int = 4, layers: int = 2,
-                 stride: int = 1, paint: bool = False, areas: bool = False) -> None:
+                 stride: int = 1, paint: bool = False, areas: bool = False, facades: bool = False) -> None:
         super().__init__()
+        if facades and not paint:
+            raise ValueError("GeometryEncoder: facades (the walls' colours in the paint map) needs paint")
+        self.facades = facades
         if stride not in (1, 2, 4) or stride > 2 ** layers:
             raise ValueError(f"GeometryEncoder: stride must be 1, 2 or 4 and at most 2 ** layers, got {stride}")
         self.bands = bands
@@ -557,7 +605,7 @@ class GeometryEncoder(nn.Module):
         pos = fourier_features(cond.points.permute(0, 1, 3, 4, 2), self.bands).permute(0, 1, 4, 2, 3) * on_box * keep
         x = self.maps_in(maps.flatten(0, 1)) + self.pos_in(pos.flatten(0, 1))
         if self.paint_in is not None:
-            x = x + self.paint_in((paint_map(cond) * keep).flatten(0, 1))
+            x = x + self.paint_in((paint_map(cond, self.facades) * keep).flatten(0, 1))
         if self.area_in is not None:
             x = x + self.area_in((cond.areas * keep).flatten(0, 1))
         return self.body(x)

@@ -171,7 +171,9 @@ class ImageDiffusion(Pretrained, nn.Module):
     `sample` returns views, `residual` maps views to what is denoised); paint_condition: the boxes' paint
     colours (Box.color) as box-token features and a per-pixel paint map in the geometry encoder (both
     zero-initialised, see image_condition.paint_map); area_condition: the marks of the layout (crossings, road paint, light
-    fixtures: ImageCondition.areas) in the geometry encoder (zero-initialised).
+    fixtures: ImageCondition.areas) in the geometry encoder (zero-initialised); facade_condition (needs
+    paint_condition): the paint map also holds the walls' colours (ImageCondition.facade_paint, drawn by the
+    sample's seed at inference: MultiViewStage.condition).
     """
 
     def __init__(self, space: str = "pixel", image_channels: int = 3, sample_size: Sequence[int] = (64, 112),
@@ -184,7 +186,7 @@ class ImageDiffusion(Pretrained, nn.Module):
                  guidance_rescale: float = 0.0, vae_path: str = "", vae_scale: float = 1.0,
                  vae_factor: int = 8, geometry_decoder: bool = False, first_guess_strength: float = 1.0,
                  first_guess_condition: bool = False, first_guess_residual: bool = False, residual_scale: float = 1.0,
-                 paint_condition: bool = False, area_condition: bool = False,
+                 paint_condition: bool = False, area_condition: bool = False, facade_condition: bool = False,
                  num_train_timesteps: int = 1000, beta_schedule: str = "linear", beta_start: float = 1e-4,
                  beta_end: float = 0.02, prediction_type: str = "v_prediction", rescale_betas_zero_snr: bool = True) -> None:
         super().__init__()
@@ -216,7 +218,7 @@ class ImageDiffusion(Pretrained, nn.Module):
             geometry_decoder=bool(geometry_decoder), first_guess_strength=float(first_guess_strength),
             first_guess_condition=bool(first_guess_condition), first_guess_residual=bool(first_guess_residual),
             residual_scale=float(residual_scale), paint_condition=bool(paint_condition),
-            area_condition=bool(area_condition),
+            area_condition=bool(area_condition), facade_condition=bool(facade_condition),
             num_train_timesteps=int(num_train_timesteps),
             beta_schedule=str(beta_schedule), beta_start=float(beta_start), beta_end=float(beta_end),
             prediction_type=str(prediction_type), rescale_betas_zero_snr=bool(rescale_betas_zero_snr))
@@ -224,7 +226,8 @@ class ImageDiffusion(Pretrained, nn.Module):
         self.sample_size = tuple(self.config["sample_size"])
         self.stride = 2 ** (len(block_out_channels) - 1)
         self.geometry = GeometryEncoder(geometry_hidden, geometry_features, stride=int(geometry_stride),
-                                        paint=bool(paint_condition), areas=bool(area_condition))
+                                        paint=bool(paint_condition), areas=bool(area_condition),
+                                        facades=bool(facade_condition))
         self.tokens = ImageTokens(token_dim, TEXT_DIM, paint=bool(paint_condition))
         down = tuple("CrossAttnDownBlock2D" if a else "DownBlock2D" for a in attention_levels)
         up = tuple("CrossAttnUpBlock2D" if a else "UpBlock2D" for a in reversed(attention_levels))
@@ -490,6 +493,12 @@ class ImageCodec:
             return None
         size = self._decoder().config.get("condition_size")
         return tuple(size) if size is not None and tuple(size) != tuple(self.condition_size) else None
+
+    @property
+    def reads_facades(self) -> bool:
+        """Whether the denoiser or the decoder in use reads the walls' colours (facade_condition)."""
+        return bool(self.config.get("facade_condition")) or (
+            self.use_geometry_decoder and bool(self._decoder().config.get("facade_condition")))
 
     def _decoder(self):
         if self._geometry_decoder is None:

@@ -57,12 +57,13 @@ def window_grid(P: torch.Tensor, normal: torch.Tensor, ground_z: float, environm
     return WindowGrid(win, floor_i, col_i)
 
 
-def window_masks(views, environment: str) -> np.ndarray:
+def window_masks(views, environment: str, px=None) -> np.ndarray:
     """bool [V, 1, H, W]: the pixels of RenderedViews `views` that show a window or shop front of a man-made
-    wall, as the preview look of a scene in `environment` draws them (same normals, same ground height)."""
+    wall, as the preview look of a scene in `environment` draws them (same normals, same ground height);
+    px: the views' preview_look.pixels._pixels when the caller has them (None: computed here)."""
     from .preview_look.pixels import _ground_height, _pixels  # the look imports this module
 
-    px = _pixels(views)
+    px = _pixels(views) if px is None else px
     wall = (px.sem == semantics.ID["manmade"]) & (px.smooth[:, 2].abs() < 0.5)
     k = torch.nonzero(wall)[:, 0]
     out = torch.zeros(px.P.shape[0], dtype=torch.bool)

@@ -112,17 +112,18 @@ class MultiViewStage:
 
     def condition(self, views: RenderedViews, description: SceneDescription | None = None,
                   layout: Layout | None = None, reference: MultiViewImages | None = None,
-                  T_ref_new: np.ndarray | None = None) -> ImageCondition:
+                  T_ref_new: np.ndarray | None = None, seed: int = 0) -> ImageCondition:
         """The model's condition batch (one scene) of the inputs: geometry at model.condition_size, the
         reference view in the model's image space and, for a model with first_guess_condition, the
-        first-guess views (ImageCodec.first_guess)."""
+        first-guess views (ImageCodec.first_guess); for a model with facade_condition the walls' colours
+        that `seed` picks (the preview look of the same seed paints its walls alike)."""
         from ..llm.embedder import embed
         from ..ops.preview_look.style import Style
 
         # the style the preview look draws (unknown words fall back alike)
         look = Style.from_description(description) if description is not None else None
         arrays = view_condition_arrays(views.semantic, views.depth, layout, views.rig, self.model.condition_size,
-                                       look.environment if look is not None else None)
+                                       look.environment if look is not None else None, self._facade_seed(seed))
         text = embed([description.caption()])[0] if description is not None else None
         style = style_features(look.time_of_day, look.weather) if look is not None else None
         ref = self.codec.encode(reference.images).numpy() if reference is not None else None
@@ -130,8 +131,13 @@ class MultiViewStage:
             [arrays], [text], [ref], [T_ref_new if reference is not None else None], self.model.image_channels,
             self.model.config["max_boxes"], [style], self.model.config["geometry_stride"]))
 
+    def _facade_seed(self, seed: int) -> int | None:
+        """The seed of the walls' colours where the denoiser or the decoder reads them (facade_condition),
+        else None (not drawn: it costs a pass over the pixels)."""
+        return int(seed) if self.codec.reads_facades else None
+
     def decoder_condition(self, views: RenderedViews, layout: Layout | None, cond: ImageCondition,
-                          description: SceneDescription | None = None) -> ImageCondition:
+                          description: SceneDescription | None = None, seed: int = 0) -> ImageCondition:
         """The condition the codec's decoder reads: `cond` (from `condition`, of the same description), or
         for a decoder trained on finer geometry (an upscaling GeometryDecoder: ImageCodec.decoder_condition_size)
         `cond` with the views' geometry maps at that size."""
@@ -141,11 +147,12 @@ class MultiViewStage:
         if size is None:
             return cond
         environment = Style.from_description(description).environment if description is not None else None
-        arrays = view_condition_arrays(views.semantic, views.depth, layout, views.rig, size, environment)
+        arrays = view_condition_arrays(views.semantic, views.depth, layout, views.rig, size, environment,
+                                       self._facade_seed(seed))
         fine = ImageCondition.collate([arrays], [None], [None], [None], self.model.image_channels,
                                       self.model.config["max_boxes"], [None], size[0] // cond.image_size[0])
         return replace(cond, semantic=fine.semantic, depth=fine.depth, persp=fine.persp, points=fine.points,
-                       areas=fine.areas)
+                       areas=fine.areas, facade_paint=fine.facade_paint)
 
     def with_guide(self, cond: ImageCondition) -> ImageCondition:
         """cond with the first-guess views of its own geometry (ImageCodec.first_guess) for a model with
@@ -206,11 +213,11 @@ class MultiViewStage:
         self.check_inputs(views, description, layout, reference, T_ref_new)
         self._interrupt = False
         # 2. Conditions at the model resolution (geometry maps, tokens, reference view).
-        cond = self.condition(views, description, layout, reference, T_ref_new)
+        cond = self.condition(views, description, layout, reference, T_ref_new, seed)
         # 3. Denoise all views together (UniPC, classifier-free guidance).
         x = self.sample(cond, seed, step_callback)
         # 4. Decode (with the geometry at the decoder's size) and return to the rig's size.
-        return self.finish(self.decoder_condition(views, layout, cond, description), x, views.rig, seed), cond, x
+        return self.finish(self.decoder_condition(views, layout, cond, description, seed), x, views.rig, seed), cond, x
 
     def __call__(self, views: RenderedViews, description: SceneDescription | None = None, layout: Layout | None = None,
                  seed: int = 0, step_callback: Callable[[int, int], object] | None = None) -> MultiViewImages:

@@ -43,7 +43,8 @@ and style) learns to tell preview renders from decoded views, and the decoder is
 matching. For the first --disc-start steps of the run the discriminator learns while the decoder keeps
 its L1 / MSE loss only. --style-condition and --noise-injection give the decoder (new, or extended from
 --init) the style and per-pixel noise inputs (models.geometry_decoder), zero-initialised, and
---paint-condition the boxes' paint map, --area-condition the crossings, road paint, light fixtures and windows; --object-weight
+--paint-condition the boxes' paint map (--facade-condition: with the walls' colours), --area-condition the crossings,
+road paint, light fixtures and windows; --object-weight
 weighs the pixels of object boxes, crossings, paint and lights more. The discriminator and its optimizer are saved in each checkpoint
 (OUT/checkpoint/discriminator.safetensors, the same step as the decoder) and come back with --resume. An
 adversarial run's val_loss rises as it trades PSNR for detail, so pick its weights by the image metrics,
@@ -188,7 +189,7 @@ def crop_condition(cond: ImageCondition, i: int, j: int, h: int, w: int) -> Imag
     g = lambda t: t[..., i:i + h, j:j + w]  # noqa: E731
     r = lambda t: None if t is None else t[..., i // s:(i + h) // s, j // s:(j + w) // s]  # noqa: E731
     return replace(cond, semantic=g(cond.semantic), depth=g(cond.depth), persp=g(cond.persp), points=g(cond.points),
-                   areas=g(cond.areas), reference=r(cond.reference), guide=r(cond.guide))
+                   areas=g(cond.areas), facade_paint=g(cond.facade_paint), reference=r(cond.reference), guide=r(cond.guide))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -217,6 +218,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--area-condition", action="store_true",
                     help="give the decoder the marks of the layout (crossings, road paint, light fixtures, windows; new parts at zero; "
                          "the cache must hold them: image_dataset --add-areas)")
+    ap.add_argument("--facade-condition", action="store_true",
+                    help="with --paint-condition (or an --init that has it): the paint map also holds the walls' colours "
+                         "of each look (no new weights; the cache must hold them: image_dataset --add-facades)")
     ap.add_argument("--upscale", type=int, choices=(1, 2), default=None,
                     help="2: give the decoder a detail head that draws the views at twice the autoencoder's size "
                          "(new parts at zero); --size is then the views' size (the latents encode them halved) and "
@@ -262,6 +266,8 @@ def main(argv: list[str] | None = None) -> None:
     train, val = ImageDataset.load(paths["train"]), ImageDataset.load(paths["val"])
     if (args.area_condition or source_cfg.get("area_condition")) and (hint := train.missing_areas(size, cond_size)):
         sys.exit(f"--area-condition: {hint}")
+    if (args.facade_condition or source_cfg.get("facade_condition")) and (hint := train.missing_facades(size, cond_size)):
+        sys.exit(f"--facade-condition: {hint}")
     # the encoder's unscaled means, kept for the next run (ImageDataset.encoded)
     train_z, val_z = (data.encoded(encode, store=latent_store(folders[split], args.autoencoder, "mean"))
                       for split, data in (("train", train), ("val", val)))
@@ -288,7 +294,8 @@ def main(argv: list[str] | None = None) -> None:
     options = {k: True for k, on in (("style_condition", args.style_condition),
                                      ("noise_injection", args.noise_injection),
                                      ("paint_condition", args.paint_condition),
-                                     ("area_condition", args.area_condition)) if on}
+                                     ("area_condition", args.area_condition),
+                                     ("facade_condition", args.facade_condition)) if on}
     if up != init_up:
         options.update(upscale=up, condition_size=cond_size)
     if args.coarse_base:

@@ -234,6 +234,9 @@ def main(argv: list[str] | None = None) -> None:
                     help="also read the marks of the layout (crossings, road paint, light fixtures, windows; a 1x1 projection that starts at "
                          "zero, so an --init model starts unchanged); the cache must hold them (image_dataset "
                          "--add-areas)")
+    ap.add_argument("--facade-condition", action="store_true",
+                    help="with --paint-condition (or an --init that has it): the paint map also holds the walls' "
+                         "colours of each look (no new weights); the cache must hold them (image_dataset --add-facades)")
     ap.add_argument("--discriminator-init", type=Path, default=None,
                     help="with --adv-weight: start the adversary from this discriminator.safetensors (an earlier "
                          "run's checkpoint/) instead of a new one that first learns alone for --disc-start steps")
@@ -273,12 +276,15 @@ def main(argv: list[str] | None = None) -> None:
     init_cfg = json.loads((args.init / "config.json").read_text()) if args.init else {}
     if (args.area_condition or init_cfg.get("area_condition")) and (hint := train.missing_areas(image_size, size)):
         sys.exit(f"--area-condition: {hint}")
+    if (args.facade_condition or init_cfg.get("facade_condition")) and (hint := train.missing_facades(image_size, size)):
+        sys.exit(f"--facade-condition: {hint}")
     if args.resume and (args.out / "checkpoint").exists():
         run = AdversarialTraining.resume(args.out, log, cfg, ImageDiffusion, device, args.max_minutes)
     else:
         torch.manual_seed(cfg.seed)
         # a continuation keeps its start's first-guess, paint and area inputs (the flags only add them)
-        inputs = {k: True for k in ("first_guess_condition", "first_guess_residual", "paint_condition", "area_condition")
+        inputs = {k: True for k in ("first_guess_condition", "first_guess_residual", "paint_condition", "area_condition",
+                                    "facade_condition")
                  if getattr(args, k) or init_cfg.get(k)}
         model = ImageDiffusion.from_preset(args.preset, unet_path=args.unet_path,
                                            **({"vae_path": vae_path} if latent else {}), **inputs)

@@ -10,6 +10,7 @@ from ... import semantics
 from ...types.layout import Layout
 from ...types.scene import SceneDescription
 from .classes import ID, TWO_WHEELERS, VEHICLES
+from ..facade_paint import FACADE_BLOCK, facade_colors
 from ..facade_windows import SHOP_FRONTS, WINDOW_GRIDS, window_grid
 from ..road_paint import paint_canvas
 from .layout_textures import _box_lookup
@@ -28,18 +29,6 @@ PAINTS = {
 }
 _DEFAULT_PAINTS = ("white", "black", "silver", "gray", "red", "blue", "white", "silver")
 
-# Facade palettes (linear RGB) per environment; the window grids are ops.facade_windows'.
-_FACADES = {
-    "downtown": ((0.35, 0.34, 0.33), (0.42, 0.36, 0.28), (0.22, 0.23, 0.25), (0.50, 0.47, 0.42),
-                 (0.30, 0.16, 0.11), (0.15, 0.18, 0.22)),
-    "suburban": ((0.62, 0.60, 0.55), (0.55, 0.42, 0.30), (0.40, 0.17, 0.11), (0.58, 0.56, 0.48),
-                 (0.45, 0.50, 0.52)),
-    "residential": ((0.60, 0.55, 0.45), (0.42, 0.20, 0.13), (0.62, 0.61, 0.58), (0.50, 0.44, 0.36),
-                    (0.35, 0.40, 0.45)),
-    "industrial": ((0.36, 0.38, 0.40), (0.28, 0.32, 0.36), (0.45, 0.44, 0.40), (0.30, 0.28, 0.25)),
-    "rural": ((0.38, 0.12, 0.08), (0.40, 0.33, 0.24), (0.55, 0.53, 0.48)),
-    "highway": ((0.42, 0.41, 0.38), (0.35, 0.35, 0.33)),
-}
 # Terrain colours (grass, dirt) per environment.
 _TERRAIN = {
     "rural": ((0.16, 0.22, 0.06), (0.30, 0.24, 0.13)), "highway": ((0.18, 0.22, 0.08), (0.28, 0.24, 0.15)),
@@ -184,13 +173,11 @@ def _facades(px: _Pixels, k: torch.Tensor, inner: torch.Tensor, style: Style, se
              light: Lighting):
     """Albedo, gloss and emission of man-made pixels k: walls with a window grid per building block,
     flat roofs; lit windows at night."""
-    palette = _FACADES[style.environment]
     win_frac = WINDOW_GRIDS[style.environment][2]
     P, ns, fp = px.P[k], px.smooth[k], px.footprint[k]
     M = len(k)
-    block = torch.floor(inner / torch.tensor([9.0, 9.0, 1000.0])).long()
-    pick = (_hash(seed + 50, *block.T) * len(palette)).long().clamp(max=len(palette) - 1)
-    wall = torch.tensor(palette, dtype=torch.float32)[pick]
+    block = torch.floor(inner / torch.tensor([FACADE_BLOCK, FACADE_BLOCK, 1000.0])).long()  # the lit windows' key
+    wall = facade_colors(inner, style.environment, seed)
     grime = 0.8 + 0.35 * fbm(P / torch.tensor([2.0, 2.0, 4.0]), seed + 51, 3)
     wall = wall * grime[:, None]
     grid = window_grid(P, ns, ground_z, style.environment)
