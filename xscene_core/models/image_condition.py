@@ -199,16 +199,13 @@ class ViewArrays:
     facade_paint: np.ndarray | None = None
 
     def __post_init__(self) -> None:
-        if self.facade_paint is None:
-            self.facade_paint = np.zeros((self.semantic.shape[0], PAINT_FEATURES, *self.semantic.shape[1:]), np.uint8)
-        if self.facade_paint.shape != (self.semantic.shape[0], PAINT_FEATURES, *self.semantic.shape[1:]):
-            raise ValueError(f"ViewArrays.facade_paint: expected [{self.semantic.shape[0]}, {PAINT_FEATURES}, "
-                             f"{self.semantic.shape[1]}, {self.semantic.shape[2]}], got {list(self.facade_paint.shape)}")
-        if self.areas is None:
-            self.areas = np.zeros((self.semantic.shape[0], AREA_CHANNELS, *self.semantic.shape[1:]), np.uint8)
-        if self.areas.shape != (self.semantic.shape[0], AREA_CHANNELS, *self.semantic.shape[1:]):
-            raise ValueError(f"ViewArrays.areas: expected [{self.semantic.shape[0]}, {AREA_CHANNELS}, "
-                             f"{self.semantic.shape[1]}, {self.semantic.shape[2]}], got {list(self.areas.shape)}")
+        # per-pixel uint8 maps: zeros (unknown) when absent, else [V, channels, h, w]
+        for name, channels in (("facade_paint", PAINT_FEATURES), ("areas", AREA_CHANNELS)):
+            want = (self.semantic.shape[0], channels, *self.semantic.shape[1:])
+            if getattr(self, name) is None:
+                setattr(self, name, np.zeros(want, np.uint8))
+            if getattr(self, name).shape != want:
+                raise ValueError(f"ViewArrays.{name}: expected {list(want)}, got {list(getattr(self, name).shape)}")
         if self.box_paints is None:
             self.box_paints = np.zeros((len(self.box_labels), PAINT_FEATURES), np.float32)
         if self.box_paints.shape != (len(self.box_labels), PAINT_FEATURES):

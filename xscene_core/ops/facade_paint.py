@@ -13,7 +13,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from .. import semantics
+from .facade_windows import wall_pixels
 
 # Wall colours (linear RGB) per environment (types.scene.ENVIRONMENTS).
 FACADE_PALETTES = {
@@ -32,6 +32,12 @@ FACADE_FEATURES = 4  # per pixel: the wall colour (linear RGB ** 1/2.2, as box_p
 _SEED_OFFSET = 50  # the look's hash stream of the colour pick (ops.preview_look.noise._hash)
 
 
+def facade_blocks(inner: torch.Tensor) -> torch.Tensor:
+    """long [N, 3]: the block of each point inner float [N, 3] (metres): what one colour covers (and what
+    the look keys its lit windows on)."""
+    return torch.floor(inner / torch.tensor([FACADE_BLOCK, FACADE_BLOCK, 1000.0])).long()
+
+
 def facade_colors(inner: torch.Tensor, environment: str, seed: int) -> torch.Tensor:
     """Linear RGB wall colours float [N, 3] at points inner float [N, 3] (metres, just inside the wall's
     voxel: a stable block on faces that sit on a block edge) of a scene in `environment`, drawn by `seed`
@@ -41,8 +47,7 @@ def facade_colors(inner: torch.Tensor, environment: str, seed: int) -> torch.Ten
     if environment not in FACADE_PALETTES:
         raise ValueError(f"facade_colors: environment must be one of {', '.join(FACADE_PALETTES)}, got {environment!r}")
     palette = FACADE_PALETTES[environment]
-    block = torch.floor(inner / torch.tensor([FACADE_BLOCK, FACADE_BLOCK, 1000.0])).long()
-    pick = (_hash(seed + _SEED_OFFSET, *block.T) * len(palette)).long().clamp(max=len(palette) - 1)
+    pick = (_hash(seed + _SEED_OFFSET, *facade_blocks(inner).T) * len(palette)).long().clamp(max=len(palette) - 1)
     return torch.tensor(palette, dtype=torch.float32)[pick]
 
 
@@ -54,13 +59,11 @@ def facade_paint(views, environment: str, seeds: Sequence[int], px=None) -> np.n
     from .preview_look.pixels import _pixels  # the look imports this module
 
     px = _pixels(views) if px is None else px
-    wall = (px.sem == semantics.ID["manmade"]) & (px.smooth[:, 2].abs() < 0.5)
-    k = torch.nonzero(wall)[:, 0]
+    k = wall_pixels(px)
     inner = px.P[k] - 0.2 * px.normal[k]
     V, H, W = px.shape
     out = np.zeros((len(seeds), V * H * W, FACADE_FEATURES), np.float32)
+    out[:, k.numpy(), 3] = 1.0
     for i, seed in enumerate(seeds):
-        if len(k):
-            out[i, k.numpy(), :3] = facade_colors(inner, environment, int(seed)).numpy() ** (1 / 2.2)
-            out[i, k.numpy(), 3] = 1.0
+        out[i, k.numpy(), :3] = facade_colors(inner, environment, int(seed)).numpy() ** (1 / 2.2)
     return out.reshape(len(seeds), V, H, W, FACADE_FEATURES).transpose(0, 1, 4, 2, 3).copy()

@@ -57,6 +57,12 @@ def window_grid(P: torch.Tensor, normal: torch.Tensor, ground_z: float, environm
     return WindowGrid(win, floor_i, col_i)
 
 
+def wall_pixels(px) -> torch.Tensor:
+    """long [K]: the flat indices of the man-made walls among preview_look.pixels._pixels px (vertical by
+    their smoothed normals, as the look finds them; roofs and undersides left out)."""
+    return torch.nonzero((px.sem == semantics.ID["manmade"]) & (px.smooth[:, 2].abs() < 0.5))[:, 0]
+
+
 def window_masks(views, environment: str, px=None) -> np.ndarray:
     """bool [V, 1, H, W]: the pixels of RenderedViews `views` that show a window or shop front of a man-made
     wall, as the preview look of a scene in `environment` draws them (same normals, same ground height);
@@ -64,8 +70,7 @@ def window_masks(views, environment: str, px=None) -> np.ndarray:
     from .preview_look.pixels import _ground_height, _pixels  # the look imports this module
 
     px = _pixels(views) if px is None else px
-    wall = (px.sem == semantics.ID["manmade"]) & (px.smooth[:, 2].abs() < 0.5)
-    k = torch.nonzero(wall)[:, 0]
+    k = wall_pixels(px)
     out = torch.zeros(px.P.shape[0], dtype=torch.bool)
     if len(k):
         out[k] = window_grid(px.P[k], px.smooth[k], _ground_height(px), environment).window

@@ -10,7 +10,7 @@ from ... import semantics
 from ...types.layout import Layout
 from ...types.scene import SceneDescription
 from .classes import ID, TWO_WHEELERS, VEHICLES
-from ..facade_paint import FACADE_BLOCK, facade_colors
+from ..facade_paint import facade_blocks, facade_colors
 from ..facade_windows import SHOP_FRONTS, WINDOW_GRIDS, window_grid
 from ..road_paint import paint_canvas
 from .layout_textures import _box_lookup
@@ -176,7 +176,7 @@ def _facades(px: _Pixels, k: torch.Tensor, inner: torch.Tensor, style: Style, se
     win_frac = WINDOW_GRIDS[style.environment][2]
     P, ns, fp = px.P[k], px.smooth[k], px.footprint[k]
     M = len(k)
-    block = torch.floor(inner / torch.tensor([FACADE_BLOCK, FACADE_BLOCK, 1000.0])).long()  # the lit windows' key
+    block = facade_blocks(inner)  # the lit windows' key
     wall = facade_colors(inner, style.environment, seed)
     grime = 0.8 + 0.35 * fbm(P / torch.tensor([2.0, 2.0, 4.0]), seed + 51, 3)
     wall = wall * grime[:, None]
